@@ -1,0 +1,8 @@
+"""SMT, the Scale-Aware Modulation Transformer (Lin et al., ICCV 2023), as timm models with named taps.
+
+Importing `smt` registers `smt_tiny`, `smt_small`, `smt_base`, `smt_large`, `smt_nano` and
+`test_smt` with timm, so `timm.create_model("smt_tiny")` works.
+"""
+from .model import SMT, TAPS, VARIANTS, checkpoint_filter_fn, to_official_state_dict
+
+__all__ = ["SMT", "TAPS", "VARIANTS", "checkpoint_filter_fn", "to_official_state_dict"]

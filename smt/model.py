@@ -1,0 +1,816 @@
+"""SMT: Scale-Aware Modulation Transformer, as a timm model.
+
+Paper: Weifeng Lin, Ziheng Wu, Jiayu Chen, Jun Huang, Lianwen Jin,
+"Scale-Aware Modulation Meet Transformer", ICCV 2023 (arXiv:2307.08579).
+
+Numerically this is the released SMT: with the release weights converted by `checkpoint_filter_fn`
+it reproduces the authors' logits (float64, to 1e-9; see `tests/test_model.py`). What differs:
+
+- Names follow timm (`stem`, `stages.{i}.downsample`, `stages.{i}.blocks.{j}`, `stages.{i}.norm`,
+  `head`) instead of `patch_embed{i}`, `block{i}.{j}`, `norm{i}`. Inside a SAM block the per-head
+  convolutions are `attn.mhmc.convs.{h}` (authors: `attn.local_conv_{h+1}`), SAA is
+  `attn.saa.{expand,bn,reduce}` (authors: `attn.proj0`, `attn.bn`, `attn.proj1`), the MLP's
+  depthwise conv is `mlp.dwconv` (authors: `mlp.dwconv.dwconv`) and layer scale is
+  `ls{1,2}.gamma` (authors: `gamma_{1,2}`). `checkpoint_filter_fn` and `to_official_state_dict`
+  convert both ways, exactly.
+- Named identity taps (no parameters, nothing in the state dict) expose what lives inside a block:
+  `attn.mhmc.heads.{h}`, `attn.saa_input`, `attn.modulator` (SAM) and `attn.attn_weights` (MSA).
+  `TAPS` documents them. The authors keep the modulator as an attribute (`self.modulator = ...`)
+  instead, which holds a reference to the last batch.
+- Stages take and return NCHW; `forward_features` returns the final stage as NCHW and the head
+  mean-pools over H, W (the authors mean-pool the token sequence: the same numbers).
+- MSA blocks use `F.scaled_dot_product_attention` when nothing listens on `attn.attn_weights`.
+- Configurable beyond the release: SAM head count, kernel size per head, SAA on/off (ablation),
+  the SAM/MSA pattern of each stage, `in_chans`.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any, Callable, Optional, Union
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
+from timm.layers import DropPath, LayerNorm2d, LayerScale, trunc_normal_
+from timm.models import build_model_with_cfg, checkpoint, generate_default_cfgs, register_model
+from timm.models._features import feature_take_indices
+
+__all__ = ["SMT", "TAPS", "checkpoint_filter_fn", "to_official_state_dict", "BLOCK_TYPES"]
+
+BLOCK_TYPES = ("sam", "msa")
+STAGE_PATTERNS = ("sam", "msa", "mix")
+
+#: Tap points: identity modules inside every block, by the suffix of their module name.
+TAPS = {
+    "attn.mhmc.heads.{h}": "SAM: output of MHMC head h, (B, C/N, H, W), its depthwise conv of kernel k_h",
+    "attn.saa_input": "SAM: input of SAA, (B, C, H, W), channels regrouped so that group g holds channel "
+                      "g of every head (channel g*N + h); with SAA off, the heads' outputs in head order",
+    "attn.modulator": "SAM: output of SAA, the modulator that multiplies v, (B, C, H, W)",
+    "attn.attn_weights": "MSA: softmax attention weights, (B, heads, N, N), N = H*W tokens in row-major order",
+}
+
+
+def _listened(module: nn.Module) -> bool:
+    """True when a forward hook would see this module's output."""
+    return bool(module._forward_hooks or module._forward_pre_hooks
+                or nn.modules.module._global_forward_hooks or nn.modules.module._global_forward_pre_hooks)
+
+
+class MultiHeadMixedConv(nn.Module):
+    """MHMC: split channels into N contiguous heads, depthwise conv of kernel k_h on head h."""
+
+    def __init__(self, dim: int, kernel_sizes: Sequence[int]):
+        """
+        Args:
+            dim: Channels C; head h owns channels [h*C/N, (h+1)*C/N).
+            kernel_sizes: One odd kernel size per head (the paper: 3, 5, 7, ...).
+        """
+        super().__init__()
+        self.num_heads = len(kernel_sizes)
+        self.head_dim = dim // self.num_heads
+        self.kernel_sizes = tuple(kernel_sizes)
+        self.convs = nn.ModuleList(
+            nn.Conv2d(self.head_dim, self.head_dim, k, padding=k // 2, groups=self.head_dim) for k in kernel_sizes)
+        self.heads = nn.ModuleList(nn.Identity() for _ in kernel_sizes)  # taps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, H, W) -> (B, C, H, W), head order
+        chunks = x.split(self.head_dim, dim=1)
+        return torch.cat([tap(conv(c)) for c, conv, tap in zip(chunks, self.convs, self.heads)], dim=1)
+
+
+class HeadRegroup(nn.Module):
+    """Reorder channels from head order (h*C/N + g) to group order (g*N + h): group g holds one channel per head."""
+
+    def __init__(self, num_heads: int):
+        """
+        Args:
+            num_heads: N, the number of MHMC heads.
+        """
+        super().__init__()
+        self.num_heads = num_heads
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, H, W)
+        B, C, H, W = x.shape
+        return x.reshape(B, self.num_heads, C // self.num_heads, H, W).transpose(1, 2).reshape(B, C, H, W)
+
+
+class ScaleAwareAggregation(nn.Module):
+    """SAA: grouped 1x1 conv inside each group of N channels (one per head), BN, GELU, dense 1x1 conv."""
+
+    def __init__(self, dim: int, num_heads: int, expand_ratio: float = 2.0, act_layer: Callable = nn.GELU):
+        """
+        Args:
+            dim: Channels C.
+            num_heads: N; the expand conv has C/N groups of N input channels.
+            expand_ratio: Hidden channels are expand_ratio * C.
+            act_layer: Activation between the two convolutions.
+        """
+        super().__init__()
+        hidden = int(dim * expand_ratio)
+        self.expand = nn.Conv2d(dim, hidden, 1, groups=dim // num_heads)
+        self.bn = nn.BatchNorm2d(hidden)
+        self.act = act_layer()
+        self.reduce = nn.Conv2d(hidden, dim, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, H, W)
+        return self.reduce(self.act(self.bn(self.expand(x))))
+
+
+class ScaleAwareModulation(nn.Module):
+    """SAM token mixer: x -> proj(SAA(regroup(MHMC(s(x)))) * v(x))."""
+
+    def __init__(
+            self,
+            dim: int,
+            num_heads: int = 4,
+            kernel_sizes: Optional[Sequence[int]] = None,
+            expand_ratio: float = 2.0,
+            saa: bool = True,
+            qkv_bias: bool = True,
+            proj_drop: float = 0.0,
+    ):
+        """
+        Args:
+            dim: Channels C.
+            num_heads: MHMC heads N.
+            kernel_sizes: Kernel per head; default 3, 5, 7, ... (3 + 2h).
+            expand_ratio: SAA hidden width over C.
+            saa: False drops SAA (ablation): the MHMC output, in head order, is the modulator.
+            qkv_bias: Bias in the v and s projections.
+            proj_drop: Dropout after the output projection.
+        """
+        super().__init__()
+        kernel_sizes = tuple(kernel_sizes) if kernel_sizes is not None else tuple(3 + 2 * h for h in range(num_heads))
+        self.num_heads = num_heads
+        self.v = nn.Linear(dim, dim, bias=qkv_bias)
+        self.s = nn.Linear(dim, dim, bias=qkv_bias)
+        self.mhmc = MultiHeadMixedConv(dim, kernel_sizes)
+        self.regroup = HeadRegroup(num_heads) if saa else nn.Identity()
+        self.saa_input = nn.Identity()  # tap
+        self.saa = ScaleAwareAggregation(dim, num_heads, expand_ratio) if saa else nn.Identity()
+        self.modulator = nn.Identity()  # tap
+        self.proj = nn.Linear(dim, dim)
+        self.proj_drop = nn.Dropout(proj_drop)
+
+    def forward(self, x: torch.Tensor, H: int, W: int) -> torch.Tensor:  # (B, N, C)
+        B, N, C = x.shape
+        v = self.v(x)
+        s = self.s(x).transpose(1, 2).reshape(B, C, H, W)
+        s = self.saa_input(self.regroup(self.mhmc(s)))
+        m = self.modulator(self.saa(s))  # (B, C, H, W)
+        x = m.flatten(2).transpose(1, 2) * v
+        return self.proj_drop(self.proj(x))
+
+
+class Attention(nn.Module):
+    """MSA token mixer: global multi-head self-attention plus a 3x3 depthwise conv on v."""
+
+    def __init__(
+            self,
+            dim: int,
+            num_heads: int = 8,
+            qkv_bias: bool = True,
+            attn_drop: float = 0.0,
+            proj_drop: float = 0.0,
+            fused_attn: bool = True,
+    ):
+        """
+        Args:
+            dim: Channels C.
+            num_heads: Attention heads.
+            qkv_bias: Bias in the q and kv projections.
+            attn_drop: Dropout on the attention weights.
+            proj_drop: Dropout after the output projection.
+            fused_attn: Use `F.scaled_dot_product_attention` while nothing listens on `attn_weights`.
+        """
+        super().__init__()
+        self.num_heads = num_heads
+        self.head_dim = dim // num_heads
+        self.scale = self.head_dim ** -0.5
+        self.fused_attn = fused_attn
+        self.q = nn.Linear(dim, dim, bias=qkv_bias)
+        self.kv = nn.Linear(dim, dim * 2, bias=qkv_bias)
+        self.attn_weights = nn.Identity()  # tap
+        self.attn_drop = nn.Dropout(attn_drop)
+        self.local_conv = nn.Conv2d(dim, dim, 3, padding=1, groups=dim)
+        self.proj = nn.Linear(dim, dim)
+        self.proj_drop = nn.Dropout(proj_drop)
+
+    def forward(self, x: torch.Tensor, H: int, W: int) -> torch.Tensor:  # (B, N, C)
+        B, N, C = x.shape
+        q = self.q(x).reshape(B, N, self.num_heads, self.head_dim).transpose(1, 2)
+        k, v = self.kv(x).reshape(B, N, 2, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
+        if self.fused_attn and not _listened(self.attn_weights):
+            out = F.scaled_dot_product_attention(q, k, v, dropout_p=self.attn_drop.p if self.training else 0.0)
+        else:
+            attn = ((q @ k.transpose(-2, -1)) * self.scale).softmax(dim=-1)
+            out = self.attn_drop(self.attn_weights(attn)) @ v  # (B, heads, N, head_dim)
+        out = out.transpose(1, 2).reshape(B, N, C)
+        v = v.transpose(1, 2).reshape(B, N, C).transpose(1, 2).reshape(B, C, H, W)
+        out = out + self.local_conv(v).flatten(2).transpose(1, 2)
+        return self.proj_drop(self.proj(out))
+
+
+class DWConvMlp(nn.Module):
+    """MLP with a 3x3 depthwise conv on the hidden tokens: fc2(act(h + dwconv(h))), h = fc1(x)."""
+
+    def __init__(self, dim: int, hidden_dim: int, act_layer: Callable = nn.GELU, drop: float = 0.0):
+        """
+        Args:
+            dim: Input and output channels.
+            hidden_dim: Hidden channels.
+            act_layer: Activation.
+            drop: Dropout after the activation and after fc2.
+        """
+        super().__init__()
+        self.fc1 = nn.Linear(dim, hidden_dim)
+        self.dwconv = nn.Conv2d(hidden_dim, hidden_dim, 3, padding=1, groups=hidden_dim)
+        self.act = act_layer()
+        self.drop1 = nn.Dropout(drop)
+        self.fc2 = nn.Linear(hidden_dim, dim)
+        self.drop2 = nn.Dropout(drop)
+
+    def forward(self, x: torch.Tensor, H: int, W: int) -> torch.Tensor:  # (B, N, C)
+        x = self.fc1(x)
+        B, N, C = x.shape
+        d = self.dwconv(x.transpose(1, 2).reshape(B, C, H, W)).flatten(2).transpose(1, 2)
+        x = self.drop1(self.act(x + d))
+        return self.drop2(self.fc2(x))
+
+
+class SMTBlock(nn.Module):
+    """Pre-norm transformer block whose token mixer is SAM or MSA."""
+
+    def __init__(
+            self,
+            dim: int,
+            block_type: str = "sam",
+            sam_heads: int = 4,
+            kernel_sizes: Optional[Sequence[int]] = None,
+            expand_ratio: float = 2.0,
+            saa: bool = True,
+            msa_heads: int = 8,
+            mlp_ratio: float = 4.0,
+            qkv_bias: bool = True,
+            layer_scale: Optional[float] = None,
+            proj_drop: float = 0.0,
+            attn_drop: float = 0.0,
+            drop_path: float = 0.0,
+            fused_attn: bool = True,
+    ):
+        """
+        Args:
+            dim: Channels C.
+            block_type: "sam" (scale-aware modulation) or "msa" (multi-head self-attention).
+            sam_heads: MHMC heads N (SAM only).
+            kernel_sizes: MHMC kernel per head (SAM only).
+            expand_ratio: SAA expansion (SAM only).
+            saa: SAA on or off (SAM only).
+            msa_heads: Attention heads (MSA only).
+            mlp_ratio: MLP hidden width over C.
+            qkv_bias: Bias in the v/s or q/kv projections.
+            layer_scale: Initial layer-scale value; None turns layer scale off.
+            proj_drop: Dropout after projections and in the MLP.
+            attn_drop: Dropout on attention weights.
+            drop_path: Stochastic depth rate.
+            fused_attn: See `Attention`.
+        """
+        super().__init__()
+        self.block_type = block_type
+        self.norm1 = nn.LayerNorm(dim, eps=1e-6)
+        if block_type == "sam":
+            self.attn = ScaleAwareModulation(
+                dim, sam_heads, kernel_sizes, expand_ratio, saa, qkv_bias=qkv_bias, proj_drop=proj_drop)
+        else:
+            self.attn = Attention(dim, msa_heads, qkv_bias, attn_drop, proj_drop, fused_attn=fused_attn)
+        self.ls1 = LayerScale(dim, layer_scale) if layer_scale is not None else nn.Identity()
+        self.drop_path1 = DropPath(drop_path) if drop_path > 0.0 else nn.Identity()
+        self.norm2 = nn.LayerNorm(dim, eps=1e-6)
+        self.mlp = DWConvMlp(dim, int(dim * mlp_ratio), drop=proj_drop)
+        self.ls2 = LayerScale(dim, layer_scale) if layer_scale is not None else nn.Identity()
+        self.drop_path2 = DropPath(drop_path) if drop_path > 0.0 else nn.Identity()
+
+    def forward(self, x: torch.Tensor, H: int, W: int) -> torch.Tensor:  # (B, N, C)
+        x = x + self.drop_path1(self.ls1(self.attn(self.norm1(x), H, W)))
+        x = x + self.drop_path2(self.ls2(self.mlp(self.norm2(x), H, W)))
+        return x
+
+
+class Stem(nn.Module):
+    """Stage-1 embedding: conv k x k stride 2, BN, ReLU, conv 2x2 stride 2, LayerNorm (stride 4)."""
+
+    def __init__(self, in_chans: int, dim: int, kernel_size: int = 3):
+        """
+        Args:
+            in_chans: Image channels.
+            dim: Output channels.
+            kernel_size: First conv's kernel: 3 (SMT-T/S) or 7 (SMT-B/L).
+        """
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_chans, dim, kernel_size, stride=2, padding=kernel_size // 2, bias=False)
+        self.bn = nn.BatchNorm2d(dim)
+        self.act = nn.ReLU(inplace=True)
+        self.conv2 = nn.Conv2d(dim, dim, 2, stride=2)
+        self.norm = LayerNorm2d(dim, eps=1e-5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, in_chans, H, W) -> (B, C, H/4, W/4)
+        return self.norm(self.conv2(self.act(self.bn(self.conv1(x)))))
+
+
+class Downsample(nn.Module):
+    """Overlapping patch embedding between stages: conv 3x3 stride 2, LayerNorm."""
+
+    def __init__(self, in_dim: int, out_dim: int):
+        """
+        Args:
+            in_dim: Channels of the previous stage.
+            out_dim: Channels of this stage.
+        """
+        super().__init__()
+        self.proj = nn.Conv2d(in_dim, out_dim, 3, stride=2, padding=1)
+        self.norm = LayerNorm2d(out_dim, eps=1e-5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C_in, H, W) -> (B, C, H/2, W/2)
+        return self.norm(self.proj(x))
+
+
+class SMTStage(nn.Module):
+    """Downsample, then blocks on the token sequence, then LayerNorm; NCHW in and out."""
+
+    def __init__(self, downsample: nn.Module, dim: int, block_types: Sequence[str], drop_path: Sequence[float],
+                 **block_kwargs: Any):
+        """
+        Args:
+            downsample: Module taking the previous stage's NCHW map to this stage's grid.
+            dim: Channels of this stage.
+            block_types: "sam" or "msa" for each block.
+            drop_path: Stochastic depth rate for each block.
+            **block_kwargs: Passed to every `SMTBlock`.
+        """
+        super().__init__()
+        self.grad_checkpointing = False
+        self.downsample = downsample
+        self.blocks = nn.ModuleList(
+            SMTBlock(dim, block_type=t, drop_path=dp, **block_kwargs) for t, dp in zip(block_types, drop_path))
+        self.norm = nn.LayerNorm(dim, eps=1e-6)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.downsample(x)  # (B, C, H, W)
+        B, C, H, W = x.shape
+        x = x.flatten(2).transpose(1, 2)  # (B, N, C)
+        for blk in self.blocks:
+            if self.grad_checkpointing and not torch.jit.is_scripting():
+                x = checkpoint(blk, x, H, W)
+            else:
+                x = blk(x, H, W)
+        x = self.norm(x)
+        return x.transpose(1, 2).reshape(B, C, H, W)
+
+
+def _per_stage(name: str, value: Any, num_stages: int) -> tuple:
+    if not isinstance(value, (list, tuple)):
+        return (value,) * num_stages
+    if len(value) != num_stages:
+        raise ValueError(f"{name} has {len(value)} entries but the model has {num_stages} stages: "
+                         f"give one value per stage, e.g. {name}={tuple(value[:1]) * num_stages}")
+    return tuple(value)
+
+
+def expand_block_types(pattern: Union[str, Sequence[str]], depth: int, stage: int) -> tuple[str, ...]:
+    """Block types of one stage from "sam", "msa", "mix" (even index SAM, odd MSA) or an explicit list."""
+    if isinstance(pattern, str):
+        if pattern not in STAGE_PATTERNS:
+            raise ValueError(f"stage {stage}: block type {pattern!r} is not one of {STAGE_PATTERNS}; "
+                             f"use 'sam', 'msa', 'mix' or a list of 'sam'/'msa' per block")
+        if pattern == "mix":
+            return tuple("sam" if j % 2 == 0 else "msa" for j in range(depth))
+        return (pattern,) * depth
+    types = tuple(pattern)
+    if len(types) != depth:
+        raise ValueError(f"stage {stage}: {len(types)} block types given for {depth} blocks; give one per block")
+    for j, t in enumerate(types):
+        if t not in BLOCK_TYPES:
+            raise ValueError(f"stage {stage}, block {j}: block type {t!r} is neither 'sam' nor 'msa'; "
+                             f"use one of {BLOCK_TYPES}")
+    return types
+
+
+def _check_stage(stage: int, dim: int, types: Sequence[str], sam_heads: int, kernels: Sequence[int],
+                 msa_heads: int) -> None:
+    if "sam" in types:
+        if sam_heads < 1 or sam_heads > dim:
+            raise ValueError(f"stage {stage}: sam_heads={sam_heads} but the stage has {dim} channels; "
+                             f"use between 1 and {dim} heads")
+        if dim % sam_heads:
+            ok = [n for n in range(1, min(dim, 16) + 1) if dim % n == 0]
+            raise ValueError(f"stage {stage}: {dim} channels are not divisible by sam_heads={sam_heads}; "
+                             f"choose a head count that divides {dim}, e.g. {ok}")
+        if len(kernels) != sam_heads:
+            raise ValueError(f"stage {stage}: {len(kernels)} kernel sizes for {sam_heads} heads; "
+                             f"give one odd kernel size per head")
+        for h, k in enumerate(kernels):
+            if not isinstance(k, int) or k < 1 or k % 2 == 0:
+                raise ValueError(f"stage {stage}, head {h}: kernel size {k!r} must be a positive odd integer "
+                                 f"(padding k//2 keeps the grid), e.g. {3 + 2 * h}")
+    if "msa" in types:
+        if msa_heads < 1 or dim % msa_heads:
+            raise ValueError(f"stage {stage}: {dim} channels are not divisible by msa_heads={msa_heads}; "
+                             f"choose an attention head count that divides {dim}")
+
+
+class SMT(nn.Module):
+    """Scale-Aware Modulation Transformer."""
+
+    def __init__(
+            self,
+            in_chans: int = 3,
+            num_classes: int = 1000,
+            global_pool: str = "avg",
+            embed_dims: Sequence[int] = (64, 128, 256, 512),
+            depths: Sequence[int] = (2, 2, 8, 1),
+            block_types: Sequence[Union[str, Sequence[str]]] = ("sam", "sam", "mix", "msa"),
+            sam_heads: Union[int, Sequence[int]] = 4,
+            kernel_sizes: Optional[Sequence[Optional[Sequence[int]]]] = None,
+            expand_ratio: Union[float, Sequence[float]] = 2.0,
+            saa: Union[bool, Sequence[bool]] = True,
+            msa_heads: Union[int, Sequence[int]] = (2, 4, 8, 16),
+            mlp_ratios: Union[float, Sequence[float]] = (4, 4, 4, 2),
+            qkv_bias: bool = True,
+            stem_kernel: int = 3,
+            layer_scale: Optional[float] = None,
+            drop_rate: float = 0.0,
+            proj_drop_rate: float = 0.0,
+            attn_drop_rate: float = 0.0,
+            drop_path_rate: float = 0.0,
+            fused_attn: bool = True,
+    ):
+        """
+        Args:
+            in_chans: Image channels.
+            num_classes: Classifier outputs; 0 leaves the head out.
+            global_pool: "avg", or "" for no pooling in `forward_head`.
+            embed_dims: Channels per stage.
+            depths: Blocks per stage.
+            block_types: Per stage "sam", "msa", "mix" (even blocks SAM, odd MSA) or a list per block.
+            sam_heads: MHMC heads N, per stage or one for all.
+            kernel_sizes: Per stage, one odd kernel per head, or None for 3, 5, 7, ...
+            expand_ratio: SAA expansion, per stage or one for all.
+            saa: SAA on/off, per stage or one for all (off is an ablation).
+            msa_heads: Attention heads of MSA blocks, per stage or one for all.
+            mlp_ratios: MLP hidden width over channels, per stage or one for all.
+            qkv_bias: Bias in the v/s and q/kv projections.
+            stem_kernel: Kernel of the stem's first conv (3 for T/S, 7 for B/L).
+            layer_scale: Initial layer-scale value (1e-4 in SMT-L); None turns it off.
+            drop_rate: Dropout before the classifier.
+            proj_drop_rate: Dropout after projections and in the MLP.
+            attn_drop_rate: Dropout on attention weights.
+            drop_path_rate: Stochastic depth, rising linearly over all blocks.
+            fused_attn: Use SDPA in MSA blocks while nothing listens on the attention taps.
+        """
+        super().__init__()
+        num_stages = len(embed_dims)
+        if len(depths) != num_stages:
+            raise ValueError(f"depths has {len(depths)} entries for {num_stages} embed_dims; give one depth per stage")
+        if in_chans < 1:
+            raise ValueError(f"in_chans={in_chans}: an image needs at least one channel")
+        if stem_kernel < 1 or stem_kernel % 2 == 0:
+            raise ValueError(f"stem_kernel={stem_kernel} must be a positive odd integer (3 or 7 in the release)")
+        block_types = _per_stage("block_types", block_types if not isinstance(block_types, str) else block_types,
+                                 num_stages)
+        sam_heads = _per_stage("sam_heads", sam_heads, num_stages)
+        if kernel_sizes is None:
+            kernel_sizes = (None,) * num_stages
+        kernel_sizes = _per_stage("kernel_sizes", kernel_sizes, num_stages)
+        expand_ratio = _per_stage("expand_ratio", expand_ratio, num_stages)
+        saa = _per_stage("saa", saa, num_stages)
+        msa_heads = _per_stage("msa_heads", msa_heads, num_stages)
+        mlp_ratios = _per_stage("mlp_ratios", mlp_ratios, num_stages)
+
+        self.num_classes = num_classes
+        self.global_pool = global_pool
+        self.in_chans = in_chans
+        self.embed_dims = tuple(embed_dims)
+        self.num_features = self.head_hidden_size = embed_dims[-1]
+        self.drop_rate = drop_rate
+        self.grad_checkpointing = False
+
+        dpr = [x.tolist() for x in torch.linspace(0, drop_path_rate, sum(depths)).split(list(depths))]
+        self.stem = Stem(in_chans, embed_dims[0], stem_kernel)
+        stages, self.feature_info, self.stage_block_types, self.stage_kernel_sizes = [], [], [], []
+        for i, dim in enumerate(embed_dims):
+            types = expand_block_types(block_types[i], depths[i], i)
+            kernels = tuple(kernel_sizes[i]) if kernel_sizes[i] is not None else tuple(
+                3 + 2 * h for h in range(max(sam_heads[i], 0)))
+            _check_stage(i, dim, types, sam_heads[i], kernels, msa_heads[i])
+            self.stage_block_types.append(types)
+            self.stage_kernel_sizes.append(kernels if "sam" in types else ())
+            stages.append(SMTStage(
+                nn.Identity() if i == 0 else Downsample(embed_dims[i - 1], dim), dim, types, dpr[i],
+                sam_heads=sam_heads[i], kernel_sizes=kernels, expand_ratio=expand_ratio[i], saa=saa[i],
+                msa_heads=msa_heads[i], mlp_ratio=mlp_ratios[i], qkv_bias=qkv_bias, layer_scale=layer_scale,
+                proj_drop=proj_drop_rate, attn_drop=attn_drop_rate, fused_attn=fused_attn))
+            self.feature_info.append(dict(num_chs=dim, reduction=2 ** (i + 2), module=f"stages.{i}"))
+        self.stages = nn.Sequential(*stages)
+
+        self.head_drop = nn.Dropout(drop_rate)
+        self.head = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
+        self.apply(self._init_weights)
+
+    @staticmethod
+    def _init_weights(m: nn.Module) -> None:
+        if isinstance(m, nn.Linear):
+            trunc_normal_(m.weight, std=0.02)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.Conv2d):
+            fan_out = m.kernel_size[0] * m.kernel_size[1] * m.out_channels // m.groups
+            nn.init.normal_(m.weight, 0.0, math.sqrt(2.0 / fan_out))
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+
+    # ---- timm model API -------------------------------------------------------------------------
+
+    @torch.jit.ignore
+    def no_weight_decay(self) -> set:
+        return set()
+
+    @torch.jit.ignore
+    def group_matcher(self, coarse: bool = False) -> dict:
+        return dict(
+            stem=r"^stem",
+            blocks=r"^stages\.(\d+)" if coarse else [
+                (r"^stages\.(\d+)\.blocks\.(\d+)", None),
+                (r"^stages\.(\d+)\.(downsample|norm)", (99999,)),
+            ],
+        )
+
+    @torch.jit.ignore
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        self.grad_checkpointing = enable
+        for s in self.stages:
+            s.grad_checkpointing = enable
+
+    @torch.jit.ignore
+    def get_classifier(self) -> nn.Module:
+        return self.head
+
+    def reset_classifier(self, num_classes: int, global_pool: Optional[str] = None) -> None:
+        self.num_classes = num_classes
+        if global_pool is not None:
+            if global_pool not in ("avg", ""):
+                raise ValueError(f"global_pool={global_pool!r}: SMT supports 'avg' or '' (no pooling)")
+            self.global_pool = global_pool
+        self.head = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
+
+    def _check_input(self, x: torch.Tensor) -> None:
+        if x.ndim != 4 or x.shape[1] != self.in_chans:
+            raise ValueError(f"expected images of shape (B, {self.in_chans}, H, W), got {tuple(x.shape)}; "
+                             f"build the model with in_chans={x.shape[1] if x.ndim == 4 else '...'} "
+                             f"or convert the images")
+
+    def forward_intermediates(
+            self,
+            x: torch.Tensor,
+            indices: Optional[Union[int, list[int]]] = None,
+            norm: bool = False,
+            stop_early: bool = False,
+            output_fmt: str = "NCHW",
+            intermediates_only: bool = False,
+    ) -> Union[list[torch.Tensor], tuple[torch.Tensor, list[torch.Tensor]]]:
+        """Forward features, also returning the outputs of chosen stages (NCHW).
+
+        Args:
+            x: Images (B, in_chans, H, W).
+            indices: Last n stages if int, all if None, else these stage indices.
+            norm: Unused: every stage output is already normalised by its stage's LayerNorm.
+            stop_early: Stop after the last requested stage.
+            output_fmt: Only "NCHW".
+            intermediates_only: Return only the intermediates.
+        """
+        if output_fmt != "NCHW":
+            raise ValueError(f"output_fmt={output_fmt!r}: SMT intermediates are NCHW only")
+        self._check_input(x)
+        take_indices, max_index = feature_take_indices(len(self.stages), indices)
+        stages = self.stages if torch.jit.is_scripting() or not stop_early else self.stages[:max_index + 1]
+        intermediates = []
+        x = self.stem(x)
+        for i, stage in enumerate(stages):
+            x = stage(x)
+            if i in take_indices:
+                intermediates.append(x)
+        if intermediates_only:
+            return intermediates
+        return x, intermediates
+
+    def prune_intermediate_layers(self, indices: Union[int, list[int]] = 1, prune_norm: bool = False,
+                                  prune_head: bool = True) -> list[int]:
+        """Drop the stages (and head) that the requested intermediates do not need."""
+        take_indices, max_index = feature_take_indices(len(self.stages), indices)
+        prune_end = max_index < len(self.stages) - 1
+        self.stages = self.stages[:max_index + 1]
+        if prune_end:
+            self.num_features = self.head_hidden_size = self.feature_info[max_index]["num_chs"]
+        if prune_head or prune_end:
+            self.reset_classifier(0, "")
+        return take_indices
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:  # (B, in_chans, H, W) -> (B, C, H/32, W/32)
+        self._check_input(x)
+        return self.stages(self.stem(x))
+
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        if self.global_pool == "avg":
+            x = x.mean(dim=(2, 3))
+        x = self.head_drop(x)
+        return x if pre_logits else self.head(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(x))
+
+    def load_pretrained(self, path: str) -> None:
+        """Load weights from a file in any supported format (timm calls this for `pretrained=True`)."""
+        from .checkpoint import load_weights
+
+        load_weights(self, path)
+
+
+# ---- conversion between the authors' key layout and ours ---------------------------------------
+
+_STEM_KEYS = {"conv.0.": "conv1.", "conv.1.": "bn.", "conv.3.": "conv2.", "norm.": "norm."}
+_BLOCK_KEYS = (  # (authors, ours), applied inside a block
+    (r"attn\.local_conv_(\d+)\.", lambda m: f"attn.mhmc.convs.{int(m.group(1)) - 1}."),
+    (r"attn\.proj0\.", "attn.saa.expand."),
+    (r"attn\.bn\.", "attn.saa.bn."),
+    (r"attn\.proj1\.", "attn.saa.reduce."),
+    (r"mlp\.dwconv\.dwconv\.", "mlp.dwconv."),
+    (r"^gamma_(\d)$", lambda m: f"ls{m.group(1)}.gamma"),
+)
+_BLOCK_KEYS_BACK = (
+    (r"attn\.mhmc\.convs\.(\d+)\.", lambda m: f"attn.local_conv_{int(m.group(1)) + 1}."),
+    (r"attn\.saa\.expand\.", "attn.proj0."),
+    (r"attn\.saa\.bn\.", "attn.bn."),
+    (r"attn\.saa\.reduce\.", "attn.proj1."),
+    (r"mlp\.dwconv\.", "mlp.dwconv.dwconv."),
+    (r"^ls(\d)\.gamma$", lambda m: f"gamma_{m.group(1)}"),
+)
+
+
+def _sub_all(rules: Sequence, key: str) -> str:
+    import re
+
+    for pattern, repl in rules:
+        key = re.sub(pattern, repl, key)
+    return key
+
+
+def official_key_to_ours(key: str) -> str:
+    """Map one key of the authors' state dict to this project's name (raises KeyError if foreign)."""
+    import re
+
+    if m := re.fullmatch(r"patch_embed1\.(.+)", key):
+        for a, b in _STEM_KEYS.items():
+            if m.group(1).startswith(a):
+                return "stem." + b + m.group(1)[len(a):]
+    elif m := re.fullmatch(r"patch_embed(\d+)\.(proj|norm)\.(.+)", key):
+        return f"stages.{int(m.group(1)) - 1}.downsample.{m.group(2)}.{m.group(3)}"
+    elif m := re.fullmatch(r"block(\d+)\.(\d+)\.(.+)", key):
+        return f"stages.{int(m.group(1)) - 1}.blocks.{m.group(2)}." + _sub_all(_BLOCK_KEYS, m.group(3))
+    elif m := re.fullmatch(r"norm(\d+)\.(.+)", key):
+        return f"stages.{int(m.group(1)) - 1}.norm.{m.group(2)}"
+    elif key.startswith("head."):
+        return key
+    raise KeyError(key)
+
+
+def our_key_to_official(key: str) -> str:
+    """Inverse of `official_key_to_ours` (raises KeyError for a key the authors' model has no place for)."""
+    import re
+
+    if m := re.fullmatch(r"stem\.(.+)", key):
+        for a, b in _STEM_KEYS.items():
+            if m.group(1).startswith(b):
+                return "patch_embed1." + a + m.group(1)[len(b):]
+    elif m := re.fullmatch(r"stages\.(\d+)\.downsample\.(.+)", key):
+        return f"patch_embed{int(m.group(1)) + 1}.{m.group(2)}"
+    elif m := re.fullmatch(r"stages\.(\d+)\.blocks\.(\d+)\.(.+)", key):
+        return f"block{int(m.group(1)) + 1}.{m.group(2)}." + _sub_all(_BLOCK_KEYS_BACK, m.group(3))
+    elif m := re.fullmatch(r"stages\.(\d+)\.norm\.(.+)", key):
+        return f"norm{int(m.group(1)) + 1}.{m.group(2)}"
+    elif key.startswith("head."):
+        return key
+    raise KeyError(key)
+
+
+def is_official_state_dict(state_dict: dict) -> bool:
+    """True when the keys are in the authors' layout (`patch_embed1...`, `block1.0...`)."""
+    return any(k.startswith(("patch_embed1.", "block1.")) for k in state_dict)
+
+
+def checkpoint_filter_fn(state_dict: dict, model: Optional[nn.Module] = None) -> dict[str, torch.Tensor]:
+    """Convert the authors' checkpoint (or `{"model": ...}` / `{"state_dict": ...}`) to this layout."""
+    for wrapper in ("model", "state_dict"):
+        if isinstance(state_dict.get(wrapper), dict):
+            state_dict = state_dict[wrapper]
+    if not is_official_state_dict(state_dict):
+        return dict(state_dict)
+    return {official_key_to_ours(k): v for k, v in state_dict.items()}
+
+
+def to_official_state_dict(state_dict: dict) -> dict[str, torch.Tensor]:
+    """Convert a state dict of this layout back to the authors' keys (for their detection/segmentation code)."""
+    return {our_key_to_official(k): v for k, v in state_dict.items()}
+
+
+# ---- registry ------------------------------------------------------------------------------------
+
+def _create_smt(variant: str, pretrained: bool = False, **kwargs: Any) -> SMT:
+    out_indices = kwargs.pop("out_indices", (0, 1, 2, 3))
+    # Weight files go through this project's safe reader (`SMT.load_pretrained`), also a user's own file.
+    overlay = dict(kwargs.pop("pretrained_cfg_overlay", None) or {})
+    overlay.setdefault("custom_load", True)
+    return build_model_with_cfg(
+        SMT, variant, pretrained,
+        pretrained_cfg_overlay=overlay,
+        pretrained_filter_fn=checkpoint_filter_fn,
+        feature_cfg=dict(out_indices=out_indices, feature_cls="getter"),
+        **kwargs,
+    )
+
+
+_RELEASE = "https://github.com/AFeng-x/SMT/releases/download/v1.0.0/"
+
+
+def _cfg(url: str = "", **kwargs: Any) -> dict:
+    return {
+        "url": url, "num_classes": 1000, "input_size": (3, 224, 224), "pool_size": (7, 7),
+        "crop_pct": 0.875, "interpolation": "bicubic", "mean": IMAGENET_DEFAULT_MEAN, "std": IMAGENET_DEFAULT_STD,
+        "first_conv": "stem.conv1", "classifier": "head", "fixed_input_size": False, "custom_load": True,
+        "license": "mit", "paper_ids": "arXiv:2307.08579", **kwargs,
+    }
+
+
+default_cfgs = generate_default_cfgs({
+    "smt_tiny.in1k": _cfg(_RELEASE + "smt_tiny.pth"),
+    "smt_small.in1k": _cfg(_RELEASE + "smt_small.pth"),
+    "smt_base.in1k": _cfg(_RELEASE + "smt_base.pth"),
+    "smt_large.in22k_ft_in1k": _cfg(_RELEASE + "smt_large_22k_224_ft.pth"),
+    "smt_large.in22k_ft_in1k_384": _cfg(
+        _RELEASE + "smt_large_22k_384_ft.pth", input_size=(3, 384, 384), pool_size=(12, 12), crop_pct=1.0),
+    "smt_large.in22k": _cfg(_RELEASE + "smt_large_22k.pth", num_classes=21841),
+    "smt_nano.untrained": _cfg(),
+    "test_smt.untrained": _cfg(input_size=(3, 64, 64), pool_size=(2, 2)),
+})
+
+#: Architecture of each registered variant (the arguments `SMT` gets before user overrides).
+VARIANTS: dict[str, dict[str, Any]] = {
+    "smt_tiny": dict(embed_dims=(64, 128, 256, 512), depths=(2, 2, 8, 1), mlp_ratios=(4, 4, 4, 2),
+                     msa_heads=(2, 4, 8, 16), stem_kernel=3),
+    "smt_small": dict(embed_dims=(64, 128, 256, 512), depths=(3, 4, 18, 2), mlp_ratios=(4, 4, 4, 2),
+                      msa_heads=(2, 4, 8, 16), stem_kernel=3),
+    "smt_base": dict(embed_dims=(64, 128, 256, 512), depths=(4, 6, 28, 2), mlp_ratios=(8, 6, 4, 2),
+                     msa_heads=(2, 4, 8, 16), stem_kernel=7),
+    "smt_large": dict(embed_dims=(96, 192, 384, 768), depths=(4, 6, 28, 4), mlp_ratios=(8, 6, 4, 2),
+                      msa_heads=(2, 4, 8, 16), stem_kernel=7, layer_scale=1e-4),
+    "smt_nano": dict(embed_dims=(32, 64, 128, 256), depths=(2, 2, 4, 1), mlp_ratios=(4, 4, 4, 2),
+                     msa_heads=(1, 2, 4, 8), stem_kernel=3),
+    "test_smt": dict(embed_dims=(16, 32, 64, 128), depths=(1, 1, 2, 1), mlp_ratios=(2, 2, 2, 2),
+                     msa_heads=(1, 2, 2, 4), stem_kernel=3),
+}
+
+
+@register_model
+def smt_tiny(pretrained: bool = False, **kwargs: Any) -> SMT:
+    """SMT-T (11.5M): 64-128-256-512, depths 2-2-8-1."""
+    return _create_smt("smt_tiny", pretrained, **dict(VARIANTS["smt_tiny"], **kwargs))
+
+
+@register_model
+def smt_small(pretrained: bool = False, **kwargs: Any) -> SMT:
+    """SMT-S (22.6M as released): 64-128-256-512, depths 3-4-18-2."""
+    return _create_smt("smt_small", pretrained, **dict(VARIANTS["smt_small"], **kwargs))
+
+
+@register_model
+def smt_base(pretrained: bool = False, **kwargs: Any) -> SMT:
+    """SMT-B (32.0M): 64-128-256-512, depths 4-6-28-2, 7x7 stem."""
+    return _create_smt("smt_base", pretrained, **dict(VARIANTS["smt_base"], **kwargs))
+
+
+@register_model
+def smt_large(pretrained: bool = False, **kwargs: Any) -> SMT:
+    """SMT-L (80.6M): 96-192-384-768, depths 4-6-28-4, 7x7 stem, layer scale 1e-4."""
+    return _create_smt("smt_large", pretrained, **dict(VARIANTS["smt_large"], **kwargs))
+
+
+@register_model
+def smt_nano(pretrained: bool = False, **kwargs: Any) -> SMT:
+    """SMT-nano (about 2M, this project's demo model): 32-64-128-256, depths 2-2-4-1."""
+    return _create_smt("smt_nano", pretrained, **dict(VARIANTS["smt_nano"], **kwargs))
+
+
+@register_model
+def test_smt(pretrained: bool = False, **kwargs: Any) -> SMT:
+    """A tiny SMT for fast tests: 16-32-64-128, depths 1-1-2-1 (stage 3 is one SAM and one MSA block)."""
+    return _create_smt("test_smt", pretrained, **dict(VARIANTS["test_smt"], **kwargs))

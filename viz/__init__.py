@@ -1,0 +1,1 @@
+"""Analyses of SMT (and other timm models) built on named tap points."""
