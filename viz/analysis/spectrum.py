@@ -1,0 +1,197 @@
+"""Frequency analyses of feature maps.
+
+- Relative log amplitude: Park and Kim, "How Do Vision Transformers Work?", ICLR 2022, Fig. 2/8:
+  the log amplitude of the 2-D Fourier transform along the diagonal from zero frequency to the
+  highest, minus its value at zero frequency. Falling curves mean low-pass behaviour.
+- 2-D log power spectra (centred) and radially averaged power spectra.
+- Low-frequency share: the fraction of non-DC spectral energy within a radius of zero frequency,
+  used to put a number on SMT's claim (Lin et al., ICCV 2023) that SAA strengthens the low-frequency,
+  semantically relevant part of the modulator.
+
+Frequencies are in units of pi radians per sample (1.0 = Nyquist), computed from the grid
+(`torch.fft.fftfreq`), not from index/length. All functions take tensors and return raw values.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+
+__all__ = [
+    "FourierCurve", "PowerSpectrum2D", "RadialSpectrum", "relative_log_amplitude", "power_spectrum_2d",
+    "radial_power_spectrum", "low_frequency_share", "tokens_to_map", "frequency_grid",
+]
+
+
+@dataclass(frozen=True)
+class FourierCurve:
+    """A curve over frequency: `freq` (K,) in units of pi, `value` (K,)."""
+    freq: torch.Tensor
+    value: torch.Tensor
+
+    @property
+    def highest(self) -> float:
+        """The value at the highest frequency (the paper-style per-layer summary)."""
+        return float(self.value[-1])
+
+
+@dataclass(frozen=True)
+class PowerSpectrum2D:
+    """Centred 2-D spectrum `power` (H, W) (log or linear) with axes `freq_y` (H,), `freq_x` (W,) in units of pi."""
+    power: torch.Tensor
+    freq_y: torch.Tensor
+    freq_x: torch.Tensor
+    log: bool
+
+
+@dataclass(frozen=True)
+class RadialSpectrum:
+    """Radially averaged power: `power` (K,) at radii `freq` (K,) in units of pi; `counts` (K,) bins' sizes."""
+    freq: torch.Tensor
+    power: torch.Tensor
+    counts: torch.Tensor
+
+
+def _check_map(x: torch.Tensor, name: str = "x") -> torch.Tensor:
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{name} must be a tensor, got {type(x).__name__}")
+    if x.ndim < 2:
+        raise ValueError(f"{name} has shape {tuple(x.shape)}; expected (..., H, W), e.g. (B, C, H, W). "
+                         f"Token outputs (B, N, C) go through tokens_to_map(x, grid_hw) first")
+    if x.is_complex():
+        raise ValueError(f"{name} is complex; pass the real feature map")
+    return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
+
+
+def frequency_grid(h: int, w: int, *, shifted: bool = True, device=None, dtype=torch.float64):
+    """Per-axis frequencies (units of pi) of an H x W DFT: `(fy (H,), fx (W,))`, centred when `shifted`."""
+    fy = torch.fft.fftfreq(h, device=device, dtype=dtype) * 2
+    fx = torch.fft.fftfreq(w, device=device, dtype=dtype) * 2
+    if shifted:
+        fy, fx = torch.fft.fftshift(fy), torch.fft.fftshift(fx)
+    return fy, fx
+
+
+def tokens_to_map(x: torch.Tensor, grid_hw: tuple[int, int], num_prefix_tokens: int = 0) -> torch.Tensor:
+    """Token sequence (B, N, C) to a map (B, C, H, W) on an explicit grid; never guessed from sqrt(N).
+
+    Args:
+        x: Tokens (B, N, C), row-major over the grid after `num_prefix_tokens` (e.g. a ViT class token).
+        grid_hw: The token grid (H, W); H * W must equal N - num_prefix_tokens.
+        num_prefix_tokens: Leading non-spatial tokens to drop.
+    """
+    if x.ndim != 3:
+        raise ValueError(f"tokens must be (B, N, C), got shape {tuple(x.shape)}")
+    h, w = (int(v) for v in grid_hw)
+    n = x.shape[1] - num_prefix_tokens
+    if h * w != n:
+        raise ValueError(f"grid_hw={(h, w)} holds {h * w} tokens but x has {n} spatial tokens "
+                         f"({x.shape[1]} minus {num_prefix_tokens} prefix tokens); pass the model's real token grid "
+                         f"(e.g. patch_embed.grid_size) and num_prefix_tokens")
+    x = x[:, num_prefix_tokens:]
+    return x.transpose(1, 2).reshape(x.shape[0], x.shape[2], h, w)
+
+
+def relative_log_amplitude(x: torch.Tensor, eps: float = 1e-6) -> FourierCurve:
+    """Relative log amplitude along the diagonal of the spectrum (Park and Kim, ICLR 2022).
+
+    value(k) = mean_{b,c} log(|FFT2(x_bc)|(k, k) + eps) - mean_{b,c} log(|FFT2(x_bc)|(0, 0) + eps),
+    for k = 0 .. floor(H/2): the diagonal from zero frequency to the highest (for even H the last point
+    is the Nyquist frequency, 1.0 pi). The mean is taken over the log, as in the paper.
+
+    Args:
+        x: Feature map (..., H, W) with H == W, e.g. (B, C, H, W). Raw activations (no normalisation).
+        eps: Added to the amplitude before the log.
+
+    Returns:
+        `FourierCurve(freq (K,), value (K,))`, freq = 2k/H in units of pi (per-axis frequency on the diagonal).
+    """
+    x = _check_map(x)
+    h, w = x.shape[-2:]
+    if h != w:
+        raise ValueError(f"relative_log_amplitude needs a square map (its diagonal), got {h}x{w}; "
+                         f"crop to {min(h, w)}x{min(h, w)} or use radial_power_spectrum")
+    logamp = torch.log(torch.fft.fft2(x).abs() + eps).reshape(-1, h, w).mean(0)  # (H, W), unshifted
+    k = torch.arange(h // 2 + 1, device=x.device)
+    diag = logamp[k, k]
+    freq = torch.arange(h // 2 + 1, dtype=torch.float64) * (2.0 / h)  # k/H cycles per sample = 2k/H pi
+    return FourierCurve(freq=freq, value=diag - diag[0])
+
+
+def power_spectrum_2d(x: torch.Tensor, *, log: bool = True, eps: float = 1e-12) -> PowerSpectrum2D:
+    """Centred 2-D power spectrum |FFT2(x)|^2 averaged over all leading dims (batch, channels).
+
+    Args:
+        x: Map (..., H, W).
+        log: Return log(power + eps) (natural log) instead of power.
+        eps: Floor inside the log.
+    """
+    x = _check_map(x)
+    h, w = x.shape[-2:]
+    p = (torch.fft.fft2(x).abs() ** 2).reshape(-1, h, w).mean(0)
+    p = torch.fft.fftshift(p, dim=(-2, -1))
+    fy, fx = frequency_grid(h, w, device=x.device)
+    return PowerSpectrum2D(power=torch.log(p + eps) if log else p, freq_y=fy, freq_x=fx, log=log)
+
+
+def _radius(h: int, w: int, device) -> torch.Tensor:
+    fy, fx = frequency_grid(h, w, shifted=False, device=device)
+    return torch.sqrt(fy[:, None] ** 2 + fx[None, :] ** 2)  # (H, W), units of pi, unshifted
+
+
+def radial_power_spectrum(x: torch.Tensor, num_bins: Optional[int] = None, *, remove_mean: bool = False
+                          ) -> RadialSpectrum:
+    """Radially averaged power spectrum: mean of |FFT2(x)|^2 over rings of equal |f|.
+
+    Radius |f| = sqrt(fy^2 + fx^2) in units of pi; bins of equal width over [0, sqrt(2)] (the corner),
+    bin 0 holding only zero frequency when `num_bins` = floor(min(H, W)/2) + 1 (the default, so that
+    one bin is about one frequency step). Power is averaged over leading dims and over the ring.
+
+    Args:
+        x: Map (..., H, W).
+        num_bins: Number of rings.
+        remove_mean: Subtract each map's mean first (empties the zero-frequency bin).
+    """
+    x = _check_map(x)
+    h, w = x.shape[-2:]
+    if remove_mean:
+        x = x - x.mean(dim=(-2, -1), keepdim=True)
+    p = (torch.fft.fft2(x).abs() ** 2).reshape(-1, h, w).mean(0).double()
+    r = _radius(h, w, x.device)
+    num_bins = num_bins or min(h, w) // 2 + 1
+    step = 2.0 / min(h, w)  # smallest non-zero per-axis frequency
+    # Ring k holds radii in [(k - 1/2) step, (k + 1/2) step); ring 0 is zero frequency.
+    idx = torch.clamp(torch.floor(r / step + 0.5).long(), max=num_bins - 1)
+    power = torch.zeros(num_bins, dtype=p.dtype, device=p.device).index_add_(0, idx.flatten(), p.flatten())
+    counts = torch.bincount(idx.flatten(), minlength=num_bins)
+    freq = torch.arange(num_bins, dtype=torch.float64, device=p.device) * step
+    return RadialSpectrum(freq=freq, power=power / counts.clamp(min=1), counts=counts)
+
+
+def low_frequency_share(x: torch.Tensor, radius: float = 0.5) -> torch.Tensor:
+    """Fraction of spectral energy within `radius` of zero frequency, zero frequency excluded.
+
+    share = sum_{0 < |f| <= radius} P(f) / sum_{|f| > 0} P(f), with P = |FFT2(x - mean_hw(x))|^2 summed
+    over all maps (batch and channels; energy-weighted), |f| = sqrt(fy^2 + fx^2) in units of pi.
+    Each map's mean is removed first, so the share describes spatial structure only.
+
+    Args:
+        x: Maps (..., H, W), e.g. (B, C, H, W) SAA input or output.
+        radius: Cut-off radius in units of pi (1.0 = Nyquist along an axis).
+
+    Returns:
+        A 0-dim float64 tensor in [0, 1]; NaN when every map is constant (no non-DC energy).
+    """
+    x = _check_map(x)
+    if not 0 < radius:
+        raise ValueError(f"radius={radius} must be positive (units of pi; e.g. 0.5)")
+    h, w = x.shape[-2:]
+    x = x.double() - x.double().mean(dim=(-2, -1), keepdim=True)
+    p = (torch.fft.fft2(x).abs() ** 2).reshape(-1, h, w).sum(0)
+    r = _radius(h, w, x.device)
+    nondc = r > 0
+    total = p[nondc].sum()
+    if total == 0:
+        return torch.tensor(float("nan"), dtype=torch.float64)
+    return p[nondc & (r <= radius + 1e-12)].sum() / total
