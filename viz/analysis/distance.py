@@ -71,7 +71,7 @@ def token_distances(grid_hw: tuple[int, int], stride: float = 1.0, dtype=torch.f
     yy, xx = torch.meshgrid(torch.arange(h, dtype=dtype, device=device), torch.arange(w, dtype=dtype, device=device),
                             indexing="ij")
     pos = torch.stack([yy.flatten(), xx.flatten()], dim=1)  # (N, 2)
-    return torch.cdist(pos, pos) * stride
+    return torch.sqrt(((pos[:, None] - pos[None]) ** 2).sum(-1)) * stride  # exact (cdist may use a matmul)
 
 
 def mean_attention_distance(attn: torch.Tensor, grid_hw: tuple[int, int], stride: float = 1.0, *,

@@ -25,6 +25,7 @@ from ..capture import capture
 __all__ = [
     "SAMFeatures", "sam_block_names", "msa_block_names", "sam_features", "regroup_heads", "head_activation_maps",
     "group_channel_maps", "modulator_map", "authors_modulator_maps", "mask_heads", "require_eval",
+    "LowFrequencyShare", "saa_low_frequency_shares",
 ]
 
 
@@ -197,3 +198,31 @@ def mask_heads(model: nn.Module, heads: Mapping[str, Union[int, Sequence[int]]])
         with torch.no_grad():
             for p, orig in saved:
                 p.copy_(orig)
+
+
+@dataclass(frozen=True)
+class LowFrequencyShare:
+    """Low-frequency share (see `viz.analysis.spectrum.low_frequency_share`) before and after SAA of one block."""
+    block: str
+    radius: float
+    saa_input: float
+    modulator: float
+
+
+def saa_low_frequency_shares(model: nn.Module, images: torch.Tensor, radius: float = 0.5,
+                             blocks: Optional[Sequence[str]] = None) -> list[LowFrequencyShare]:
+    """Low-frequency share of the SAA input vs the SAA output (modulator) for each SAM block.
+
+    The quantitative form of SMT's claim that SAA strengthens low-frequency signal: share > input share.
+
+    Args:
+        model: SMT in eval mode.
+        images: (B, 3, H, W).
+        radius: Cut-off in units of pi.
+        blocks: SAM block names; default all.
+    """
+    from .spectrum import low_frequency_share
+
+    feats = sam_features(model, images, blocks)
+    return [LowFrequencyShare(b, radius, float(low_frequency_share(f.saa_input, radius)),
+                              float(low_frequency_share(f.modulator, radius))) for b, f in feats.items()]

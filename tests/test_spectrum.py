@@ -1,0 +1,91 @@
+"""Spectra on maps whose spectrum is known by hand: constant, checkerboard, sinusoid."""
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from viz.analysis import (low_frequency_share, power_spectrum_2d, radial_power_spectrum, relative_log_amplitude,
+                          tokens_to_map)
+
+H = 16
+
+
+def _grid():
+    i, j = np.indices((H, H))
+    return i, j
+
+
+def test_constant_map():
+    x = torch.full((2, 3, H, H), 2.5, dtype=torch.float64)
+    curve = relative_log_amplitude(x)
+    np.testing.assert_allclose(curve.freq.numpy(), np.arange(H // 2 + 1) * 2 / H)
+    expected = np.log(1e-6) - np.log(2.5 * H * H + 1e-6)  # every non-zero frequency has amplitude 0
+    assert curve.value[0] == 0
+    np.testing.assert_allclose(curve.value[1:].numpy(), expected, rtol=1e-6)
+    ps = power_spectrum_2d(x, log=False)
+    assert ps.freq_y[H // 2] == 0 and ps.freq_x[H // 2] == 0
+    assert ps.power[H // 2, H // 2] == pytest.approx((2.5 * H * H) ** 2)
+    assert ps.power.sum() == pytest.approx(ps.power[H // 2, H // 2].item())
+    rad = radial_power_spectrum(x)
+    assert rad.power[0] == pytest.approx((2.5 * H * H) ** 2) and torch.all(rad.power[1:] == 0)
+    assert math.isnan(low_frequency_share(x).item())  # no energy once the mean is removed
+
+
+def test_checkerboard_is_all_highest_frequency():
+    i, j = _grid()
+    x = torch.from_numpy((-1.0) ** (i + j))[None, None]
+    curve = relative_log_amplitude(x)
+    assert curve.freq[-1] == 1.0
+    assert int(curve.value.argmax()) == H // 2
+    assert curve.highest == pytest.approx(np.log(H * H + 1e-6) - np.log(1e-6), rel=1e-6)
+    ps = power_spectrum_2d(x, log=False)
+    assert ps.freq_y[0] == -1.0 and ps.power[0, 0] == pytest.approx((H * H) ** 2)
+    assert ps.power.sum() == pytest.approx((H * H) ** 2)
+    assert low_frequency_share(x, radius=0.5).item() == 0.0
+    assert low_frequency_share(x, radius=1.0).item() == 0.0  # the corner sits at sqrt(2) pi
+    assert low_frequency_share(x, radius=1.5).item() == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("k0", [1, 3])
+def test_diagonal_sinusoid_at_its_bin(k0):
+    i, j = _grid()
+    xn = np.cos(2 * np.pi * k0 * (i + j) / H)
+    x = torch.from_numpy(xn)[None, None]
+    curve = relative_log_amplitude(x)
+    assert int(curve.value.argmax()) == k0
+    assert curve.freq[k0] == pytest.approx(2 * k0 / H)
+    ps = power_spectrum_2d(x, log=False)
+    ref = np.fft.fftshift(np.abs(np.fft.fft2(xn)) ** 2)  # independent: numpy
+    np.testing.assert_allclose(ps.power.numpy(), ref, atol=1e-6)
+    assert ps.power[H // 2 + k0, H // 2 + k0] == pytest.approx((H * H / 2) ** 2)
+    r = math.sqrt(2) * 2 * k0 / H  # radius of the peak in units of pi
+    assert low_frequency_share(x, radius=r + 0.01).item() == pytest.approx(1.0)
+    assert low_frequency_share(x, radius=r - 0.01).item() == pytest.approx(0.0, abs=1e-12)
+
+
+def test_radial_spectrum_axis_sinusoid():
+    i, _ = _grid()
+    x = torch.from_numpy(np.sin(2 * np.pi * 5 * i / H))[None]
+    rad = radial_power_spectrum(x)
+    assert int(rad.power.argmax()) == 5 and rad.freq[5] == pytest.approx(10 / H)
+    assert rad.counts.sum() == H * H
+
+
+def test_odd_grid_frequency_axis_and_errors():
+    curve = relative_log_amplitude(torch.randn(1, 2, 15, 15))
+    np.testing.assert_allclose(curve.freq.numpy(), np.arange(8) * 2 / 15)
+    with pytest.raises(ValueError, match="square"):
+        relative_log_amplitude(torch.randn(1, 1, 8, 10))
+    with pytest.raises(ValueError, match="tokens_to_map"):
+        relative_log_amplitude(torch.randn(10))
+
+
+def test_tokens_to_map_uses_the_given_grid():
+    b, h, w, c = 2, 3, 5, 4
+    x = torch.randn(b, 1 + h * w, c)
+    m = tokens_to_map(x, (h, w), num_prefix_tokens=1)
+    assert m.shape == (b, c, h, w)
+    assert torch.equal(m[1, 2, 1, 3], x[1, 1 + 1 * w + 3, 2])
+    with pytest.raises(ValueError, match="grid_hw"):
+        tokens_to_map(torch.randn(1, 16, 4), (2, 4))
