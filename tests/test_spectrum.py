@@ -89,3 +89,23 @@ def test_tokens_to_map_uses_the_given_grid():
     assert torch.equal(m[1, 2, 1, 3], x[1, 1 + 1 * w + 3, 2])
     with pytest.raises(ValueError, match="grid_hw"):
         tokens_to_map(torch.randn(1, 16, 4), (2, 4))
+
+
+def test_smt_fourier_profile_uses_each_stage_grid():
+    import timm
+
+    from viz.analysis import smt_fourier_profile
+    from viz.capture import capture
+
+    model = timm.create_model("test_smt").eval()
+    x = torch.randn(2, 3, 64, 64)
+    prof = smt_fourier_profile(model, x)
+    assert [p.kind for p in prof] == ["sam", "sam", "sam", "msa", "msa"]
+    assert [p.depth for p in prof] == [0.2, 0.4, 0.6, 0.8, 1.0]
+    assert [len(p.curve.freq) for p in prof] == [9, 5, 3, 3, 2]  # grids 16, 8, 4, 4, 2
+    with capture(model, "stages.1.blocks.0") as cap, torch.no_grad():
+        model(x)
+    tokens = cap["stages.1.blocks.0"]  # (B, 64, C) on the 8x8 grid, row-major
+    ref = np.log(np.abs(np.fft.fft2(tokens.numpy().reshape(2, 8, 8, -1), axes=(1, 2))) + 1e-6).mean((0, 3))
+    k = np.arange(5)
+    np.testing.assert_allclose(prof[1].curve.value.numpy(), ref[k, k] - ref[0, 0], rtol=1e-4, atol=1e-4)

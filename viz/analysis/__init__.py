@@ -8,7 +8,7 @@ from .distance import (AttentionSpec, BlockDistance, attention_distances, footpr
                        swin_attention_specs, token_distances, vit_attention_specs)
 from .features import (LowFrequencyShare, SAMFeatures, saa_low_frequency_shares, authors_modulator_maps, group_channel_maps, head_activation_maps, mask_heads,
                        modulator_map, msa_block_names, regroup_heads, require_eval, sam_block_names, sam_features)
-from .spectrum import (FourierCurve, PowerSpectrum2D, RadialSpectrum, frequency_grid, low_frequency_share,
+from .spectrum import (BlockFourier, FourierCurve, smt_fourier_profile, PowerSpectrum2D, RadialSpectrum, frequency_grid, low_frequency_share,
                        power_spectrum_2d, radial_power_spectrum, relative_log_amplitude, tokens_to_map)
 
 __all__ = [
@@ -18,6 +18,6 @@ __all__ = [
     "token_distances", "vit_attention_specs",
     "LowFrequencyShare", "saa_low_frequency_shares", "SAMFeatures", "authors_modulator_maps", "group_channel_maps", "head_activation_maps", "mask_heads",
     "modulator_map", "msa_block_names", "regroup_heads", "require_eval", "sam_block_names", "sam_features",
-    "FourierCurve", "PowerSpectrum2D", "RadialSpectrum", "frequency_grid", "low_frequency_share",
+    "BlockFourier", "smt_fourier_profile", "FourierCurve", "PowerSpectrum2D", "RadialSpectrum", "frequency_grid", "low_frequency_share",
     "power_spectrum_2d", "radial_power_spectrum", "relative_log_amplitude", "tokens_to_map",
 ]

@@ -220,12 +220,23 @@ def fused_attn_disabled(model: nn.Module):
             m.fused_attn = v
 
 
-def _batches(images, batch_size: int) -> Iterable[torch.Tensor]:
+def _batches(images, batch_size: int):
+    """Batches of an (M, C, H, W) tensor, or the batches of a re-iterable (list, DataLoader), lazily, with a length."""
     if isinstance(images, torch.Tensor):
         if images.ndim != 4:
             raise ValueError(f"images must be (M, C, H, W), got {tuple(images.shape)}")
         return list(images.split(batch_size))
-    return [b[0] if isinstance(b, (tuple, list)) else b for b in images]
+    if iter(images) is images:
+        raise TypeError("images is a one-shot iterator; pass a tensor, a list of batches or a DataLoader "
+                        "(the image set may be read more than once)")
+
+    class _Lazy:
+        def __len__(self):
+            return len(images)
+
+        def __iter__(self):
+            return (b[0] if isinstance(b, (tuple, list)) else b for b in images)
+    return _Lazy()
 
 
 def attention_distances(model: nn.Module, images, specs: Sequence[AttentionSpec], *, batch_size: int = 8,
@@ -234,7 +245,8 @@ def attention_distances(model: nn.Module, images, specs: Sequence[AttentionSpec]
 
     Args:
         model: Any model in eval mode (timm ViT, Swin, SMT); fused attention is turned off while running.
-        images: (M, C, H, W) tensor (split into `batch_size`) or an iterable of batches / (batch, label).
+        images: (M, C, H, W) tensor (split into `batch_size`) or a re-iterable of batches / (batch, label)
+            (a list or DataLoader), read once.
         specs: Where the attention weights are (`vit_attention_specs`, `swin_attention_specs`, `smt_attention_specs`).
         normalize: Relative to the image diagonal.
         progress: tqdm progress bar over batches.

@@ -20,7 +20,8 @@ import torch
 
 __all__ = [
     "FourierCurve", "PowerSpectrum2D", "RadialSpectrum", "relative_log_amplitude", "power_spectrum_2d",
-    "radial_power_spectrum", "low_frequency_share", "tokens_to_map", "frequency_grid",
+    "radial_power_spectrum", "low_frequency_share", "tokens_to_map", "frequency_grid", "BlockFourier",
+    "smt_fourier_profile",
 ]
 
 
@@ -178,7 +179,8 @@ def low_frequency_share(x: torch.Tensor, radius: float = 0.5) -> torch.Tensor:
 
     Args:
         x: Maps (..., H, W), e.g. (B, C, H, W) SAA input or output.
-        radius: Cut-off radius in units of pi (1.0 = Nyquist along an axis).
+        radius: Cut-off radius in units of pi (1.0 = Nyquist along an axis). The frequency step of an
+            H x W grid is 2/H pi, so on a 4x4 map nothing non-DC lies within 0.25 pi (share 0).
 
     Returns:
         A 0-dim float64 tensor in [0, 1]; NaN when every map is constant (no non-DC energy).
@@ -195,3 +197,39 @@ def low_frequency_share(x: torch.Tensor, radius: float = 0.5) -> torch.Tensor:
     if total == 0:
         return torch.tensor(float("nan"), dtype=torch.float64)
     return p[nondc & (r <= radius + 1e-12)].sum() / total
+
+
+@dataclass(frozen=True)
+class BlockFourier:
+    """Relative log amplitude of one block's output; `depth` = (index + 1) / number of blocks."""
+    name: str
+    kind: str
+    depth: float
+    curve: FourierCurve
+
+
+def smt_fourier_profile(model: torch.nn.Module, images: torch.Tensor) -> list[BlockFourier]:
+    """Relative log amplitude (Park and Kim, ICLR 2022) of every SMT block's output, in depth order.
+
+    Plot `curve.highest` against `depth`, marking `kind` ("sam"/"msa"), for the paper-style figure.
+    Block outputs are token sequences; they become maps on their stage's grid (read from the stage output).
+
+    Args:
+        model: SMT in eval mode.
+        images: (B, 3, H, W) with H == W (the diagonal needs square maps).
+    """
+    from ..capture import capture
+    from .features import require_eval
+
+    require_eval(model, "smt_fourier_profile")
+    types = model.stage_block_types
+    blocks = [(f"stages.{i}.blocks.{j}", t) for i, ts in enumerate(types) for j, t in enumerate(ts)]
+    stages = [f"stages.{i}" for i in range(len(types))]
+    with torch.no_grad(), capture(model, [b for b, _ in blocks] + stages) as cap:
+        model(images)
+    out = []
+    for k, (name, kind) in enumerate(blocks):
+        grid = tuple(cap[name.rsplit(".blocks.", 1)[0]].shape[-2:])
+        out.append(BlockFourier(name, kind, (k + 1) / len(blocks),
+                                relative_log_amplitude(tokens_to_map(cap[name], grid))))
+    return out
