@@ -1,4 +1,5 @@
 """viz.capture: names, globs, shortcuts, conversion, gradients, errors, and that no hook is left behind."""
+import os
 import subprocess
 import sys
 
@@ -22,8 +23,8 @@ def _hooks(model: nn.Module) -> int:
 
 def test_import_does_not_load_matplotlib():
     code = "import sys, viz, viz.capture, viz.analysis; sys.exit(1 if 'matplotlib' in sys.modules else 0)"
-    assert subprocess.run([sys.executable, "-c", code], env={"OMP_NUM_THREADS": "1", **__import__("os").environ}
-                          ).returncode == 0
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    assert subprocess.run([sys.executable, "-c", code], env=env).returncode == 0
 
 
 def test_names_globs_and_shortcuts(model):
