@@ -1,0 +1,86 @@
+"""`python -m viz run`: image folders, saved results, and 1 vs 2 processes under torchrun."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from viz.__main__ import main
+from viz.images import list_images
+from viz.run import load_result
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    d = tmp_path_factory.mktemp("imgs")
+    rng = np.random.default_rng(0)
+    for i in range(7):
+        Image.fromarray(rng.integers(0, 255, (40, 52, 3), dtype=np.uint8)).save(d / f"rgb{i}.png")
+    Image.fromarray(rng.integers(0, 255, (40, 52), dtype=np.uint8)).save(d / "gray.png")
+    Image.fromarray(rng.integers(0, 255, (40, 52, 4), dtype=np.uint8)).save(d / "sub_rgba.png")
+    (d / "broken.jpg").write_text("not an image")
+    (d / "notes.txt").write_text("ignored: not an image extension")
+    return d
+
+
+def _env():
+    return dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
+
+
+def test_list_images_sorted_and_errors(folder, tmp_path):
+    files = list_images(folder)
+    assert [f.name for f in files] == sorted(f.name for f in files) and len(files) == 10
+    assert len(list_images(folder, 3)) == 3
+    with pytest.raises(ValueError, match="no image files"):
+        list_images(tmp_path)
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        list_images(tmp_path / "missing")
+
+
+def test_run_erf_single_process_skips_unreadable(folder, tmp_path, capsys):
+    out = tmp_path / "erf.pt"
+    with pytest.warns(UserWarning, match="broken.jpg"):
+        rc = main(["run", "erf", "--model", "test_smt", "--images", str(folder), "--out", str(out),
+                   "--batch-size", "4", "--input-size", "64"])
+    assert rc == 0
+    rec = load_result(out)
+    assert rec["analysis"] == "erf" and rec["model"] == "test_smt"
+    assert rec["num_files"] == 10 and rec["num_unreadable"] == 1 and rec["unreadable"][0].endswith("broken.jpg")
+    assert rec["result"]["num_counted"] == 9 and rec["result"]["erf"].shape == (64, 64)
+    assert "skipped 1 unreadable" in capsys.readouterr().err
+
+
+def test_run_empty_folder_is_an_error(tmp_path, capsys):
+    assert main(["run", "erf", "--model", "test_smt", "--images", str(tmp_path), "--out", str(tmp_path / "x.pt")]) == 1
+    assert "no image files" in capsys.readouterr().err
+    assert not (tmp_path / "x.pt").exists()
+
+
+def test_run_cam(folder, tmp_path):
+    out = tmp_path / "cam.pt"
+    assert main(["run", "cam", "--model", "test_smt", "--images", str(folder), "--num-images", "4",
+                 "--out", str(out), "--input-size", "64"]) == 0
+    res = load_result(out)["result"]
+    assert res["cams"].shape == (4, 2, 2) and len(res["paths"]) == 4 and res["predicted"].shape == (4,)
+
+
+def test_two_processes_equal_one(folder, tmp_path):
+    common = ["run", "erf", "--model", "test_smt", "--images", str(folder), "--batch-size", "2", "--input-size", "64"]
+    one, two = tmp_path / "one.pt", tmp_path / "two.pt"
+    subprocess.run([sys.executable, "-m", "viz", *common, "--out", str(one)], check=True, env=_env(),
+                   capture_output=True)
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "0"]
+    proc = subprocess.run([*torchrun, "-m", "viz", *common, "--out", str(two)], env=_env(), capture_output=True,
+                          text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    a, b = load_result(one), load_result(two)
+    assert b["world_size"] == 2 and a["world_size"] == 1
+    assert a["result"]["num_counted"] == b["result"]["num_counted"] == 9
+    assert a["num_unreadable"] == b["num_unreadable"] == 1
+    assert torch.allclose(a["result"]["erf"], b["result"]["erf"], atol=1e-6, rtol=0)

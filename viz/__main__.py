@@ -1,0 +1,24 @@
+"""Command line of the analyses: `python -m viz run ...`."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def main(argv: list[str] | None = None) -> int:
+    from . import run
+
+    parser = argparse.ArgumentParser(prog="python -m viz", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    run.add_parser(sub)
+    args = parser.parse_args(argv)
+    try:
+        args.func(args)
+    except (FileNotFoundError, ValueError, RuntimeError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

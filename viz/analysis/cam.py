@@ -1,0 +1,187 @@
+"""Class activation maps through the `grad-cam` package (pytorch_grad_cam), returned raw.
+
+Selvaraju et al., "Grad-CAM", ICCV 2017, and the package's other methods (GradCAM++, XGradCAM,
+EigenCAM, LayerCAM, ScoreCAM, HiResCAM, ...). This module does not re-implement any method: it
+runs the package's method class with three changes that matter for analysis:
+
+- maps come back raw, signed and at the target layer's resolution (the package applies ReLU,
+  min-max normalises each map and resizes it to the input; here those are separate steps:
+  `cam_to_image` and `overlay` do them on request);
+- one target per image is required (the package silently zips targets and images, dropping the
+  surplus of the longer list);
+- the model's train/eval mode of every submodule is restored afterwards (the package calls
+  `model.eval()` and leaves it so), and the package's hooks are always released.
+
+SMT stage outputs are NCHW, so stages need no reshape transform; blocks return tokens (B, N, C),
+and `token_reshape(grid_hw)` turns them into maps with the grid given explicitly.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Callable, Optional, Union
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+__all__ = ["CAM_METHODS", "class_activation_maps", "token_reshape", "default_target_layers", "stage_grid",
+           "cam_to_image", "overlay", "pointing_game"]
+
+CAM_METHODS = ("GradCAM", "GradCAMPlusPlus", "XGradCAM", "EigenCAM", "EigenGradCAM", "LayerCAM", "ScoreCAM",
+               "HiResCAM", "GradCAMElementWise", "KPCA_CAM", "RandomCAM", "AblationCAM", "FullGrad", "ShapleyCAM",
+               "FinerCAM", "FEM")
+
+
+def token_reshape(grid_hw: tuple[int, int]) -> Callable[[torch.Tensor], torch.Tensor]:
+    """Reshape transform for token outputs (B, N, C) -> (B, C, H, W) with an explicit grid."""
+    H, W = grid_hw
+
+    def reshape(t: torch.Tensor) -> torch.Tensor:
+        if t.ndim != 3 or t.shape[1] != H * W:
+            raise ValueError(f"token output of shape {tuple(t.shape)} does not fit the grid {H}x{W} "
+                             f"(expected (B, {H * W}, C)); pass the target layer's grid")
+        return t.transpose(1, 2).reshape(t.shape[0], t.shape[2], H, W)
+
+    return reshape
+
+
+def stage_grid(model: nn.Module, stage: int, input_hw: tuple[int, int]) -> tuple[int, int]:
+    """Token grid (H, W) of an SMT stage for an input size, from the convolutions' arithmetic."""
+
+    def conv(n: int, m: nn.Conv2d) -> int:
+        return (n + 2 * m.padding[0] - m.kernel_size[0]) // m.stride[0] + 1
+
+    hw = []
+    for n in input_hw:
+        n = conv(conv(n, model.stem.conv1), model.stem.conv2)
+        for i in range(1, stage + 1):
+            n = conv(n, model.stages[i].downsample.proj)
+        hw.append(n)
+    return hw[0], hw[1]
+
+
+def default_target_layers(model: nn.Module, stage: int = -1) -> list[nn.Module]:
+    """The output of SMT stage `stage` (NCHW after the stage norm): the usual Grad-CAM target."""
+    if not hasattr(model, "stages"):
+        raise ValueError(f"{type(model).__name__} has no `stages`; pass target_layers explicitly")
+    return [model.stages[stage]]
+
+
+def _method_class(method: Union[str, type]) -> type:
+    import pytorch_grad_cam
+
+    if isinstance(method, type):
+        return method
+    cls = getattr(pytorch_grad_cam, method, None)
+    if cls is None or not isinstance(cls, type):
+        raise ValueError(f"unknown CAM method {method!r}; pytorch_grad_cam has {', '.join(CAM_METHODS)}")
+    return cls
+
+
+def class_activation_maps(
+        model: nn.Module,
+        images: torch.Tensor,
+        targets: Sequence[Union[int, Callable]],
+        *,
+        method: Union[str, type] = "GradCAM",
+        target_layers: Optional[Sequence[nn.Module]] = None,
+        reshape_transform: Optional[Callable] = None,
+        eigen_smooth: bool = False,
+        **method_kwargs,
+) -> torch.Tensor:
+    """Raw CAMs, one per image, at the target layer's resolution.
+
+    Args:
+        model: A classifier (any mode; every submodule's mode is restored afterwards).
+        images: Normalised images (B, C, H, W).
+        targets: One per image: a class index or a pytorch_grad_cam target callable.
+        method: A method class name of pytorch_grad_cam (see `CAM_METHODS`) or the class.
+        target_layers: Layers to explain; default the last SMT stage. Several layers are averaged.
+        reshape_transform: For layers with token outputs: `token_reshape(grid_hw)`.
+        eigen_smooth: The package's first-principal-component smoothing.
+        **method_kwargs: Passed to the method class (e.g. `batch_size` for ScoreCAM).
+
+    Returns:
+        (B, h, w) float32 maps, signed, not normalised (ReLU, resizing and overlay are separate).
+    """
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+    if images.ndim != 4:
+        raise ValueError(f"expected images (B, C, H, W), got shape {tuple(images.shape)}")
+    if len(targets) != images.shape[0]:
+        raise ValueError(f"{len(targets)} targets for {images.shape[0]} images: give exactly one target per "
+                         f"image (the grad-cam package would silently drop the surplus)")
+    targets = [ClassifierOutputTarget(int(t)) if isinstance(t, (int, np.integer)) else t for t in targets]
+    target_layers = list(target_layers) if target_layers is not None else default_target_layers(model)
+    base = _method_class(method)
+
+    class Raw(base):  # the package's method, minus ReLU / normalisation / resizing
+        def compute_cam_per_layer(self, input_tensor, targets, eigen_smooth):
+            acts = [a.cpu().data.numpy() for a in self.activations_and_grads.activations]
+            grads = [g.cpu().data.numpy() for g in self.activations_and_grads.gradients]
+            return [self.get_cam_image(input_tensor, layer, targets, acts[i] if i < len(acts) else None,
+                                       grads[i] if i < len(grads) else None, eigen_smooth)[:, None]
+                    for i, layer in enumerate(self.target_layers)]
+
+        def aggregate_multi_layers(self, cam_per_target_layer):
+            return np.mean(np.concatenate(cam_per_target_layer, axis=1), axis=1)
+
+    modes = {m: m.training for m in model.modules()}
+    cam = None
+    try:
+        cam = Raw(model=model, target_layers=target_layers, reshape_transform=reshape_transform, **method_kwargs)
+        maps = cam(input_tensor=images, targets=targets, eigen_smooth=eigen_smooth)
+    finally:
+        if cam is not None:
+            cam.activations_and_grads.release()
+        for m, training in modes.items():
+            m.training = training
+    return torch.from_numpy(np.ascontiguousarray(maps)).float()
+
+
+def cam_to_image(cams: torch.Tensor, size: tuple[int, int], *, relu: bool = True, normalize: bool = True
+                 ) -> torch.Tensor:
+    """Display transform: ReLU, bilinear upsampling to `size`, per-map min-max to [0, 1]."""
+    x = cams.float()[:, None]
+    if relu:
+        x = x.clamp_min(0)
+    x = F.interpolate(x, size=size, mode="bilinear", align_corners=False)[:, 0]
+    if normalize:
+        lo = x.flatten(1).min(1).values[:, None, None]
+        hi = x.flatten(1).max(1).values[:, None, None]
+        x = (x - lo) / (hi - lo).clamp_min(1e-12)
+    return x
+
+
+def overlay(image: torch.Tensor, heat: torch.Tensor, *, alpha: float = 0.5, cmap: str = "inferno") -> np.ndarray:
+    """Blend an (H, W) heat map in [0, 1] over an RGB image (3, H, W) in [0, 1]; returns (H, W, 3) uint8."""
+    from matplotlib import colormaps
+
+    rgb = colormaps[cmap](heat.clamp(0, 1).numpy())[..., :3]
+    img = image.permute(1, 2, 0).clamp(0, 1).numpy()
+    return np.uint8(255 * ((1 - alpha) * img + alpha * rgb))
+
+
+def pointing_game(cams: torch.Tensor, boxes: torch.Tensor, image_size: tuple[int, int], *, tolerance: int = 0
+                  ) -> float:
+    """Fraction of images whose CAM maximum falls inside the image's box.
+
+    Zhang et al., "Top-down Neural Attention by Excitation Backprop", ECCV 2016. Each (h, w) map is
+    upsampled bilinearly to the image size; its arg-max pixel is a hit when it lies inside the box
+    `(x0, y0, x1, y1)` (pixels, x1/y1 exclusive) grown by `tolerance` pixels.
+
+    Args:
+        cams: (B, h, w) raw maps.
+        boxes: (B, 4) boxes in image pixels.
+        image_size: (H, W) of the images.
+        tolerance: Margin in pixels (the original uses 15 at 224).
+    """
+    if cams.shape[0] != boxes.shape[0]:
+        raise ValueError(f"{cams.shape[0]} maps but {boxes.shape[0]} boxes; give one box per map")
+    up = F.interpolate(cams.float()[:, None], size=image_size, mode="bilinear", align_corners=False)[:, 0]
+    idx = up.flatten(1).argmax(1)
+    y, x = idx // image_size[1], idx % image_size[1]
+    b = boxes.float()
+    hit = (x >= b[:, 0] - tolerance) & (x < b[:, 2] + tolerance) & (y >= b[:, 1] - tolerance) & (y < b[:, 3] + tolerance)
+    return hit.float().mean().item()

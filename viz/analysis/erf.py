@@ -1,0 +1,240 @@
+"""Effective receptive fields (ERF), as measured by RepLKNet.
+
+Ding et al., "Scaling Up Your Kernels to 31x31: Revisiting Large Kernel Design in CNNs", CVPR 2022
+(the same measure is used by SLaK and VMamba). For a feature map (B, C, h, w), take the feature
+vector at the central position (h//2, w//2), apply ReLU and sum it over channels and images; the
+ERF is the gradient of that scalar with respect to the (normalised) input image, passed through
+ReLU, summed over the colour channels and averaged over images:
+
+    ERF(y, x) = mean_b sum_c ReLU( d/dI[b, c, y, x]  sum_k ReLU(F[b, k, h//2, w//2]) )
+
+`effective_receptive_field` returns that raw (H, W) map. `erf_display` is the display transform
+(log10(x + 1), then divided by its maximum) and `high_contribution_area_ratio` the area measure,
+computed on the display-transformed map as RepLKNet does.
+
+Differences from RepLKNet's script: a whole batch is differentiated in one backward pass (images do
+not interact in eval mode, so this equals the per-image loop); images whose gradient holds NaN are
+skipped and counted (`ERFResult.num_skipped`) instead of silently dropped; the area search starts at
+side 1 (RepLKNet starts at 3) and ends at the largest centred square that fits.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Callable, Optional, Union
+
+import torch
+import torch.nn as nn
+
+FeatureFn = Callable[[nn.Module, torch.Tensor], torch.Tensor]
+
+__all__ = ["ERFResult", "effective_receptive_field", "erf_display", "high_contribution_area_ratio",
+           "final_feature_map", "stage_feature_map", "head_erf", "require_eval"]
+
+
+@dataclass(frozen=True)
+class ERFResult:
+    """An ERF accumulated over images.
+
+    Attributes:
+        total: Sum over the counted images of each image's (H, W) contribution map (float64).
+        num_images: Images counted.
+        num_skipped: Images skipped because their gradient held NaN.
+    """
+
+    total: torch.Tensor
+    num_images: int
+    num_skipped: int = 0
+
+    @property
+    def erf(self) -> torch.Tensor:
+        """The mean (H, W) map over counted images."""
+        if self.num_images == 0:
+            raise ValueError(f"no image was counted ({self.num_skipped} skipped for NaN gradients)")
+        return self.total / self.num_images
+
+    def __add__(self, other: "ERFResult") -> "ERFResult":
+        return ERFResult(self.total + other.total, self.num_images + other.num_images,
+                         self.num_skipped + other.num_skipped)
+
+
+def require_eval(model: nn.Module, what: str) -> None:
+    """Raise if any module of `model` is in training mode (BatchNorm would mix the images of a batch)."""
+    training = [n or type(model).__name__ for n, m in model.named_modules() if m.training]
+    if training:
+        raise RuntimeError(f"{what} needs the model in eval mode, but {training[0]!r}"
+                           f"{f' and {len(training) - 1} more modules are' if len(training) > 1 else ' is'} "
+                           f"in training mode (SMT has BatchNorm in SAA); call model.eval() first")
+
+
+def final_feature_map(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """The last stage's NCHW feature map: `forward_intermediates` if the model has it, else a 4-D
+    `forward_features` output."""
+    if hasattr(model, "forward_intermediates"):
+        return model.forward_intermediates(x, indices=1, intermediates_only=True)[-1]
+    out = model.forward_features(x)
+    if out.ndim != 4:
+        raise ValueError(f"{type(model).__name__}.forward_features returned shape {tuple(out.shape)}, not NCHW; "
+                         f"pass feature_fn returning a (B, C, h, w) map")
+    return out
+
+
+def stage_feature_map(stage: int) -> FeatureFn:
+    """A feature function returning stage `stage`'s NCHW output (models with `forward_intermediates`)."""
+
+    def fn(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        return model.forward_intermediates(x, indices=[stage], intermediates_only=True, stop_early=True)[0]
+
+    fn.__name__ = f"stage{stage}"
+    return fn
+
+
+def _batch_contributions(model: nn.Module, x: torch.Tensor, feature_fn: FeatureFn) -> torch.Tensor:
+    x = x.detach().clone().requires_grad_(True)
+    fmap = feature_fn(model, x)
+    if fmap.ndim != 4:
+        raise ValueError(f"feature_fn returned shape {tuple(fmap.shape)}; it must return (B, C, h, w)")
+    h, w = fmap.shape[-2:]
+    central = torch.relu(fmap[:, :, h // 2, w // 2]).sum()
+    (grad,) = torch.autograd.grad(central, x)
+    return torch.relu(grad).sum(dim=1)  # (B, H, W)
+
+
+def effective_receptive_field(
+        model: nn.Module,
+        images: Union[torch.Tensor, Iterable[torch.Tensor]],
+        feature_fn: Optional[FeatureFn] = None,
+        *,
+        batch_size: int = 32,
+        progress: bool = False,
+) -> ERFResult:
+    """Accumulate the RepLKNet ERF of `model` over `images`.
+
+    Args:
+        model: Any module in eval mode (a model in training mode is refused).
+        images: Normalised images (N, C, H, W), or an iterable of such batches.
+        feature_fn: `(model, x) -> (B, C, h, w)` target feature map; default `final_feature_map`.
+            `stage_feature_map(i)` targets SMT stage i; a lambda can target any timm model's map.
+        batch_size: Images per backward pass when `images` is a tensor (1 reproduces the per-image loop).
+        progress: Show a progress bar.
+
+    Returns:
+        `ERFResult` with the summed (H, W) map (float64), the count, and NaN-skipped images.
+    """
+    require_eval(model, "The ERF")
+    feature_fn = feature_fn or final_feature_map
+    batches = images.split(batch_size) if isinstance(images, torch.Tensor) else images
+    total, counted, skipped = None, 0, 0
+    if progress:
+        from tqdm.auto import tqdm
+
+        batches = tqdm(batches, desc="ERF", unit="batch")
+    for x in batches:
+        contrib = _batch_contributions(model, x, feature_fn).double()
+        finite = ~torch.isnan(contrib).flatten(1).any(dim=1)
+        skipped += int((~finite).sum())
+        counted += int(finite.sum())
+        part = contrib[finite].sum(dim=0).cpu()
+        total = part if total is None else total + part
+    if total is None:
+        raise ValueError("no images were given")
+    return ERFResult(total, counted, skipped)
+
+
+def erf_display(erf: torch.Tensor) -> torch.Tensor:
+    """RepLKNet's display transform: log10(x + 1), divided by the maximum."""
+    out = torch.log10(erf.double() + 1)
+    peak = out.max()
+    return out / peak if peak > 0 else out
+
+
+def high_contribution_area_ratio(
+        display: torch.Tensor, thresholds: Sequence[float] = (0.2, 0.3, 0.5, 0.99)
+) -> dict[float, Optional[float]]:
+    """For each threshold t, the area ratio side^2 / (H*W) of the smallest centred square (side 2i+1)
+    whose sum exceeds t of the map's total, or None when no centred square that fits reaches it.
+
+    Args:
+        display: An (H, W) map, normally `erf_display(erf)` as in RepLKNet.
+        thresholds: Fractions of the total.
+    """
+    if display.ndim != 2:
+        raise ValueError(f"expected an (H, W) map, got shape {tuple(display.shape)}")
+    H, W = display.shape
+    cy, cx = H // 2, W // 2
+    total = display.double().sum()
+    if total <= 0:
+        return {t: None for t in thresholds}
+    max_i = min(cy, H - 1 - cy, cx, W - 1 - cx)
+    fractions = [display[cy - i:cy + i + 1, cx - i:cx + i + 1].double().sum() / total for i in range(max_i + 1)]
+    out: dict[float, Optional[float]] = {}
+    for t in thresholds:
+        i = next((i for i, f in enumerate(fractions) if f > t), None)
+        out[t] = None if i is None else (2 * i + 1) ** 2 / (H * W)
+    return out
+
+
+class _Stop(Exception):
+    pass
+
+
+def head_erf(model: nn.Module, images: torch.Tensor, block: str, *, reduce: str = "abs") -> torch.Tensor:
+    """Receptive field of each MHMC head of one SAM block, with respect to that block's input.
+
+    For head h, the target is the head's output (tap `attn.mhmc.heads.{h}`) at the central position,
+    ReLU'd and summed over channels and images; the map is the gradient with respect to the block's
+    input tokens, reduced over channels (`abs`: sum of |grad|; `relu`: sum of ReLU(grad)), summed
+    over images. Inside the block only the head's own depthwise conv mixes positions, so the map's
+    support is that head's k x k kernel: the 3/5/7/9 structure of MHMC.
+
+    Args:
+        model: An SMT model in eval mode.
+        images: Normalised images (B, C, H, W).
+        block: Module name of a SAM block, e.g. "stages.0.blocks.1".
+        reduce: "abs" or "relu", how the gradient is reduced over channels.
+
+    Returns:
+        (heads, h, w) maps at the block's grid resolution, raw (float64).
+    """
+    require_eval(model, "The per-head ERF")
+    if reduce not in ("abs", "relu"):
+        raise ValueError(f"reduce={reduce!r}: use 'abs' or 'relu'")
+    blk = dict(model.named_modules()).get(block)
+    attn = getattr(blk, "attn", None)
+    if blk is None or not hasattr(attn, "mhmc"):
+        sam = [n for n, m in model.named_modules() if hasattr(getattr(m, "attn", None), "mhmc")]
+        raise ValueError(f"{block!r} is not a SAM block of this model; SAM blocks: {sam[:6]}"
+                         f"{' ...' if len(sam) > 6 else ''}")
+    state: dict = {"outs": []}
+
+    def pre_hook(module, args):
+        x, H, W = args
+        x = x.detach().requires_grad_(True)
+        state.update(x=x, hw=(H, W))
+        return (x, H, W)
+
+    def head_hook(module, inputs, output):
+        state["outs"].append(output)
+
+    def stop_hook(module, inputs, output):
+        raise _Stop
+
+    handles = [blk.register_forward_pre_hook(pre_hook), attn.modulator.register_forward_hook(stop_hook)]
+    handles += [tap.register_forward_hook(head_hook) for tap in attn.mhmc.heads]
+    try:
+        with torch.enable_grad():
+            try:
+                model(images)
+            except _Stop:
+                pass
+            x, (H, W), outs = state["x"], state["hw"], state["outs"]
+            maps = []
+            for out in outs:
+                central = torch.relu(out[:, :, out.shape[-2] // 2, out.shape[-1] // 2]).sum()
+                (g,) = torch.autograd.grad(central, x, retain_graph=True)  # (B, N, C)
+                g = g.abs() if reduce == "abs" else torch.relu(g)
+                maps.append(g.sum(dim=(0, 2)).reshape(H, W).double())
+    finally:
+        for h in handles:
+            h.remove()
+    return torch.stack(maps)

@@ -1,0 +1,230 @@
+"""`python -m viz run {erf,cam,...}`: an analysis over an image folder, on one process or many.
+
+    python -m viz run erf --model smt_tiny --images DIR --num-images 64 --out erf.pt
+    torchrun --nproc_per_node 4 -m viz run erf --model smt_tiny --images DIR --num-images 1024 --out erf.pt
+
+Under `torchrun` (one node or many) each rank takes a disjoint shard of the sorted file list
+(rank r gets files r, r + world, ...), sums are all-reduced (gloo on CPU, NCCL on GPU) and rank 0
+writes the file. Accumulation is in float64; batches are formed differently on K processes, so
+float32 rounding inside the model makes results differ from a single process by about 1e-7.
+The file is a `torch.save` of plain tensors, numbers and strings (`load_result` reads it with
+`weights_only=True`): the analysis, its settings, the model's identity and the result.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+import torch.distributed as dist
+import torch.nn as nn
+
+from .images import ImageFiles, collate_skip_unreadable, list_images
+
+__all__ = ["main", "load_result", "ANALYSES"]
+
+
+# ---- analyses: each accumulates sums over batches --------------------------------------------------
+
+class ERFAnalysis:
+    """RepLKNet ERF of a stage's output (default the last)."""
+
+    name = "erf"
+
+    def __init__(self, model: nn.Module, args: argparse.Namespace):
+        from .analysis.erf import final_feature_map, require_eval, stage_feature_map
+
+        require_eval(model, "The ERF")
+        self.feature_fn = stage_feature_map(args.stage) if args.stage is not None else final_feature_map
+        self.sums: dict[str, torch.Tensor] = {}
+
+    def update(self, model: nn.Module, images: torch.Tensor) -> None:
+        from .analysis.erf import effective_receptive_field
+
+        r = effective_receptive_field(model, images, self.feature_fn, batch_size=images.shape[0])
+        self._add("erf_total", r.total)
+        self._add("num_counted", torch.tensor(float(r.num_images), dtype=torch.float64))
+        self._add("num_skipped_nan", torch.tensor(float(r.num_skipped), dtype=torch.float64))
+
+    def _add(self, key: str, value: torch.Tensor) -> None:
+        self.sums[key] = self.sums[key] + value if key in self.sums else value.clone()
+
+    def finalize(self, sums: dict[str, torch.Tensor], gathered: list) -> dict[str, Any]:
+        n = int(sums["num_counted"])
+        return {"erf": sums["erf_total"] / max(n, 1), "erf_total": sums["erf_total"], "num_counted": n,
+                "num_skipped_nan": int(sums["num_skipped_nan"])}
+
+    def per_image(self) -> list:
+        return []
+
+
+class CAMAnalysis:
+    """Raw CAMs of the predicted class, one per image (at the target layer's resolution)."""
+
+    name = "cam"
+
+    def __init__(self, model: nn.Module, args: argparse.Namespace):
+        self.method = args.cam_method
+        self.stage = args.stage if args.stage is not None else -1
+        self.rows: list = []
+        self.sums: dict[str, torch.Tensor] = {}
+
+    def update(self, model: nn.Module, images: torch.Tensor, paths: list[str]) -> None:
+        from .analysis.cam import class_activation_maps, default_target_layers
+
+        with torch.no_grad():
+            pred = model(images).argmax(1)
+        cams = class_activation_maps(model, images, pred.tolist(), method=self.method,
+                                     target_layers=default_target_layers(model, self.stage))
+        self.rows += [(p, int(c), m) for p, c, m in zip(paths, pred, cams)]
+
+    def per_image(self) -> list:
+        return self.rows
+
+    def finalize(self, sums: dict[str, torch.Tensor], gathered: list) -> dict[str, Any]:
+        gathered = sorted(gathered, key=lambda r: r[0])
+        return {"paths": [r[0] for r in gathered], "predicted": torch.tensor([r[1] for r in gathered]),
+                "cams": torch.stack([r[2] for r in gathered]) if gathered else torch.empty(0),
+                "method": self.method, "stage": self.stage}
+
+
+ANALYSES = {"erf": ERFAnalysis, "cam": CAMAnalysis}
+
+
+# ---- running ---------------------------------------------------------------------------------------
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def build_model(name: str, checkpoint: Optional[str], num_classes: Optional[int]) -> nn.Module:
+    """A timm model by name (SMT variants registered), with weights from `checkpoint` if given."""
+    import timm
+
+    import smt  # noqa: F401  (registers the SMT variants)
+
+    kwargs = {} if num_classes is None else {"num_classes": num_classes}
+    if checkpoint:
+        if not Path(checkpoint).is_file():
+            raise FileNotFoundError(f"checkpoint {checkpoint} does not exist")
+        return timm.create_model(name, pretrained=True, pretrained_cfg_overlay=dict(file=str(checkpoint)), **kwargs)
+    return timm.create_model(name, **kwargs)
+
+
+def _distributed() -> tuple[int, int, torch.device]:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if torch.cuda.is_available() else "gloo")
+    rank = dist.get_rank() if dist.is_initialized() else 0
+    if torch.cuda.is_available():
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        torch.cuda.set_device(local)
+        return rank, world, torch.device("cuda", local)
+    return rank, world, torch.device("cpu")
+
+
+def run(args: argparse.Namespace) -> Optional[dict]:
+    """Run one analysis; returns the saved record on rank 0 (None on other ranks)."""
+    from timm.data import create_transform, resolve_data_config
+    from tqdm.auto import tqdm
+
+    rank, world, device = _distributed()
+    try:
+        torch.manual_seed(args.seed)
+        model = build_model(args.model, args.checkpoint, args.num_classes).to(device).eval()
+        config = resolve_data_config({} if args.input_size is None else
+                                     {"input_size": (3, args.input_size, args.input_size)}, model=model)
+        transform = create_transform(**config)
+        files = list_images(args.images, args.num_images)
+        shard = files[rank::world]
+        loader = torch.utils.data.DataLoader(ImageFiles(shard, transform), batch_size=args.batch_size,
+                                             num_workers=args.workers, collate_fn=collate_skip_unreadable)
+        analysis = ANALYSES[args.analysis](model, args)
+        unreadable: list[str] = []
+        bar = tqdm(total=len(files), desc=f"{args.analysis} ({world} proc)", unit="img", disable=rank != 0)
+        for images, paths, bad in loader:
+            unreadable += bad
+            if images is not None:
+                images = images.to(device)
+                if isinstance(analysis, CAMAnalysis):
+                    analysis.update(model, images, paths)
+                else:
+                    analysis.update(model, images)
+            bar.update(min((len(paths) + len(bad)) * world, bar.total - bar.n))  # rank 0 speaks for all
+        bar.close()
+
+        sums = {k: v.to(device) for k, v in analysis.sums.items()}
+        rows, bad_all = analysis.per_image(), unreadable
+        if world > 1:
+            for v in sums.values():
+                dist.all_reduce(v)
+            gathered: list = [None] * world
+            dist.all_gather_object(gathered, (rows, unreadable))
+            rows = [r for g in gathered for r in g[0]]
+            bad_all = sorted(p for g in gathered for p in g[1])
+        if rank != 0:
+            return None
+        result = analysis.finalize({k: v.cpu() for k, v in sums.items()}, rows)
+        if bad_all:
+            print(f"skipped {len(bad_all)} unreadable file(s) of {len(files)}", file=sys.stderr)
+        record = {
+            "analysis": args.analysis,
+            "model": args.model,
+            "checkpoint": str(args.checkpoint) if args.checkpoint else None,
+            "checkpoint_sha256": _sha256(Path(args.checkpoint)) if args.checkpoint else None,
+            "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()
+                         if k not in ("func",)},
+            "data_config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in config.items()},
+            "num_files": len(files),
+            "num_unreadable": len(bad_all),
+            "unreadable": bad_all,
+            "world_size": world,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+            "result": result,
+        }
+        out = Path(args.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out.with_name(out.name + ".tmp")
+        torch.save(record, tmp)
+        os.replace(tmp, out)  # never leave a half-written file behind
+        print(f"wrote {out}")
+        return record
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def load_result(path: os.PathLike) -> dict:
+    """Read a file written by `python -m viz run` (no pickled code is executed)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"result file {path} does not exist; create it with `python -m viz run`")
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("run", help="run an analysis over an image folder (torchrun-ready)",
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("analysis", choices=sorted(ANALYSES))
+    p.add_argument("--model", required=True, help="timm model name, e.g. smt_tiny, resnet50")
+    p.add_argument("--checkpoint", help="weights file (official SMT release, ours, or safetensors)")
+    p.add_argument("--num-classes", type=int, help="classifier size, when the checkpoint's differs from the default")
+    p.add_argument("--images", required=True, help="folder of images (searched recursively)")
+    p.add_argument("--num-images", type=int, help="use the first N images (sorted by path)")
+    p.add_argument("--out", required=True, help="output file (.pt)")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--workers", type=int, default=0, help="data loader workers per process")
+    p.add_argument("--input-size", type=int, help="square input size; default the model's")
+    p.add_argument("--stage", type=int, help="stage whose output is analysed (default the last)")
+    p.add_argument("--cam-method", default="GradCAM", help="pytorch_grad_cam method for `cam`")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=run)
