@@ -51,12 +51,16 @@ def test_batched_equals_loop_on_smt():
 
 def test_nan_images_are_skipped_and_counted():
     model = _ones_conv(3).eval()
-    x = torch.rand(3, 1, 9, 9)
+    x = torch.rand(3, 1, 9, 9) + 0.1
     x[1, 0, 4, 4] = float("nan")
-    r = effective_receptive_field(model, x, _fmap)
+
+    def squared(m, x):  # d(x^2)/dx = 2x: NaN where the input is NaN
+        return m(x * x)
+
+    r = effective_receptive_field(model, x, squared)
     assert (r.num_images, r.num_skipped) == (2, 1)
     assert not torch.isnan(r.erf).any()
-    clean = effective_receptive_field(model, x[[0, 2]], _fmap)
+    clean = effective_receptive_field(model, x[[0, 2]], squared)
     assert torch.allclose(r.erf, clean.erf)
 
 
@@ -71,10 +75,10 @@ def test_area_ratio_one_bright_pixel_and_unreachable_threshold():
     m[4, 5] = 3.0
     ratios = high_contribution_area_ratio(erf_display(m))
     assert ratios == {t: 1 / 99 for t in (0.2, 0.3, 0.5, 0.99)}
-    # a uniform map: the largest centred square that fits (9x9 of 9x11) holds 81/99 of the total
+    # a uniform 9x11 map: centred squares of side 7 and 9 hold 49/99 and 81/99 (the largest that fits)
     uniform = torch.ones(9, 11)
-    r = high_contribution_area_ratio(uniform, thresholds=(0.5, 0.81, 0.9))
-    assert r[0.5] == 49 / 99 and r[0.81] == 81 / 99 and r[0.9] is None
+    r = high_contribution_area_ratio(uniform, thresholds=(0.4, 0.5, 0.81, 0.9))
+    assert r[0.4] == 49 / 99 and r[0.5] == 81 / 99 and r[0.81] == 81 / 99 and r[0.9] is None
     assert high_contribution_area_ratio(m, thresholds=(1.0,)) == {1.0: None}
 
 

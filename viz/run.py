@@ -3,10 +3,10 @@
     python -m viz run erf --model smt_tiny --images DIR --num-images 64 --out erf.pt
     torchrun --nproc_per_node 4 -m viz run erf --model smt_tiny --images DIR --num-images 1024 --out erf.pt
 
-Under `torchrun` (one node or many) each rank takes a disjoint shard of the sorted file list
-(rank r gets files r, r + world, ...), sums are all-reduced (gloo on CPU, NCCL on GPU) and rank 0
-writes the file. Accumulation is in float64; batches are formed differently on K processes, so
-float32 rounding inside the model makes results differ from a single process by about 1e-7.
+Under `torchrun` (one node or many) each rank takes a disjoint shard of the sorted file list in
+whole batches (batch b goes to rank b % world), sums are all-reduced (gloo on CPU, NCCL on GPU) and
+rank 0 writes the file. Every batch holds the same images whatever the number of processes, and
+sums are float64, so K processes reproduce a single process to about 1e-12.
 The file is a `torch.save` of plain tensors, numbers and strings (`load_result` reads it with
 `weights_only=True`): the analysis, its settings, the model's identity and the result.
 """
@@ -31,13 +31,27 @@ __all__ = ["main", "load_result", "ANALYSES"]
 
 # ---- analyses: each accumulates sums over batches --------------------------------------------------
 
-class ERFAnalysis:
+class _Sums:
+    """Accumulates named float64 sums (all-reduced across ranks); per-image rows are gathered."""
+
+    sums: dict[str, torch.Tensor]
+
+    def _add(self, key: str, value: torch.Tensor) -> None:
+        value = value.detach().double().cpu()
+        self.sums[key] = self.sums[key] + value if key in self.sums else value.clone()
+
+    def per_image(self) -> list:
+        return []
+
+
+class ERFAnalysis(_Sums):
     """RepLKNet ERF of a stage's output (default the last)."""
 
     name = "erf"
 
     def __init__(self, model: nn.Module, args: argparse.Namespace):
-        from .analysis.erf import final_feature_map, require_eval, stage_feature_map
+        from .analysis.erf import final_feature_map, stage_feature_map
+        from .analysis.features import require_eval
 
         require_eval(model, "The ERF")
         self.feature_fn = stage_feature_map(args.stage) if args.stage is not None else final_feature_map
@@ -51,19 +65,86 @@ class ERFAnalysis:
         self._add("num_counted", torch.tensor(float(r.num_images), dtype=torch.float64))
         self._add("num_skipped_nan", torch.tensor(float(r.num_skipped), dtype=torch.float64))
 
-    def _add(self, key: str, value: torch.Tensor) -> None:
-        self.sums[key] = self.sums[key] + value if key in self.sums else value.clone()
-
     def finalize(self, sums: dict[str, torch.Tensor], gathered: list) -> dict[str, Any]:
         n = int(sums["num_counted"])
         return {"erf": sums["erf_total"] / max(n, 1), "erf_total": sums["erf_total"], "num_counted": n,
                 "num_skipped_nan": int(sums["num_skipped_nan"])}
 
-    def per_image(self) -> list:
-        return []
+
+class SpectrumAnalysis(_Sums):
+    """Relative log amplitude (Park and Kim) of every SMT block's output: batch-weighted means over images."""
+
+    name = "spectrum"
+
+    def __init__(self, model: nn.Module, args: argparse.Namespace):
+        from .analysis.features import require_eval
+
+        require_eval(model, "The Fourier analysis")
+        if not hasattr(model, "stage_block_types"):
+            raise ValueError(f"`spectrum` runs on SMT models (block outputs on their stage grids); "
+                             f"{args.model} is not one")
+        self.sums, self.meta = {}, None
+
+    def update(self, model: nn.Module, images: torch.Tensor) -> None:
+        from .analysis.spectrum import smt_fourier_profile
+
+        profile = smt_fourier_profile(model, images)
+        self.meta = [(b.name, b.kind, b.depth) for b in profile]
+        n = images.shape[0]
+        for b in profile:
+            self._add(f"value/{b.name}", b.curve.value * n)
+            self._add(f"freq/{b.name}", b.curve.freq * n)
+        self._add("num_images", torch.tensor(float(n)))
+
+    def finalize(self, sums: dict[str, torch.Tensor], gathered: list) -> dict[str, Any]:
+        n = sums["num_images"]
+        names = [k.split("/", 1)[1] for k in sums if k.startswith("value/")]
+        types = dict((name, kind) for name, kind, _ in self.meta or [])
+        depth = dict((name, d) for name, _, d in self.meta or [])
+        return {"blocks": names, "kinds": [types[b] for b in names], "depth": torch.tensor([depth[b] for b in names]),
+                "freq": {b: sums[f"freq/{b}"] / n for b in names},
+                "relative_log_amplitude": {b: sums[f"value/{b}"] / n for b in names},
+                "highest": torch.stack([sums[f"value/{b}"][-1] / n for b in names]), "num_images": int(n)}
 
 
-class CAMAnalysis:
+class DistanceAnalysis(_Sums):
+    """Per-head distance of every SMT block: modulation distance (SAM) and mean attention distance (MSA)."""
+
+    name = "distance"
+
+    def __init__(self, model: nn.Module, args: argparse.Namespace):
+        from .analysis.features import require_eval
+
+        require_eval(model, "The distance analysis")
+        if not hasattr(model, "stage_block_types"):
+            raise ValueError(f"`distance` runs on SMT models; for a timm ViT or Swin use "
+                             f"viz.analysis.attention_distances; {args.model} is not SMT")
+        self.queries, self.seed = args.queries, args.seed
+        self.sums, self.kinds = {}, {}
+
+    def update(self, model: nn.Module, images: torch.Tensor) -> None:
+        from .analysis.distance import smt_distance_profile
+
+        # the same query tokens for every batch (seed fixed), so sharding does not change the result
+        profile = smt_distance_profile(model, images, queries=self.queries, seed=self.seed,
+                                       batch_size=images.shape[0], progress=False)
+        n = images.shape[0]
+        for b in profile:
+            self.kinds[b.name] = b.kind
+            self._add(f"per_head/{b.name}", b.per_head * n)
+            self._add(f"block/{b.name}", torch.tensor(b.block) * n)
+        self._add("num_images", torch.tensor(float(n)))
+
+    def finalize(self, sums: dict[str, torch.Tensor], gathered: list) -> dict[str, Any]:
+        n = sums["num_images"]
+        names = [k.split("/", 1)[1] for k in sums if k.startswith("block/")]
+        return {"blocks": names, "kinds": [self.kinds[b] for b in names],
+                "per_head": {b: sums[f"per_head/{b}"] / n for b in names},
+                "block": torch.stack([sums[f"block/{b}"] / n for b in names]), "num_images": int(n),
+                "queries": self.queries, "unit": "input pixels"}
+
+
+class CAMAnalysis(_Sums):
     """Raw CAMs of the predicted class, one per image (at the target layer's resolution)."""
 
     name = "cam"
@@ -72,7 +153,7 @@ class CAMAnalysis:
         self.method = args.cam_method
         self.stage = args.stage if args.stage is not None else -1
         self.rows: list = []
-        self.sums: dict[str, torch.Tensor] = {}
+        self.sums = {}
 
     def update(self, model: nn.Module, images: torch.Tensor, paths: list[str]) -> None:
         from .analysis.cam import class_activation_maps, default_target_layers
@@ -93,7 +174,7 @@ class CAMAnalysis:
                 "method": self.method, "stage": self.stage}
 
 
-ANALYSES = {"erf": ERFAnalysis, "cam": CAMAnalysis}
+ANALYSES = {"erf": ERFAnalysis, "spectrum": SpectrumAnalysis, "distance": DistanceAnalysis, "cam": CAMAnalysis}
 
 
 # ---- running ---------------------------------------------------------------------------------------
@@ -145,8 +226,14 @@ def run(args: argparse.Namespace) -> Optional[dict]:
                                      {"input_size": (3, args.input_size, args.input_size)}, model=model)
         transform = create_transform(**config)
         files = list_images(args.images, args.num_images)
-        shard = files[rank::world]
-        loader = torch.utils.data.DataLoader(ImageFiles(shard, transform), batch_size=args.batch_size,
+        # Shard whole batches (batch b goes to rank b % world): every batch holds the same images whatever
+        # the number of processes, so per-batch results are bit-identical and only the float64 sums'
+        # order differs.
+        batches = [list(range(i, min(i + args.batch_size, len(files)))) for i in range(0, len(files), args.batch_size)]
+        if len(batches) < world:
+            raise ValueError(f"{len(files)} images make {len(batches)} batches of {args.batch_size}, fewer than the "
+                             f"{world} processes; use fewer processes or a smaller --batch-size")
+        loader = torch.utils.data.DataLoader(ImageFiles(files, transform), batch_sampler=batches[rank::world],
                                              num_workers=args.workers, collate_fn=collate_skip_unreadable)
         analysis = ANALYSES[args.analysis](model, args)
         unreadable: list[str] = []
@@ -162,13 +249,16 @@ def run(args: argparse.Namespace) -> Optional[dict]:
             bar.update(min((len(paths) + len(bad)) * world, bar.total - bar.n))  # rank 0 speaks for all
         bar.close()
 
-        sums = {k: v.to(device) for k, v in analysis.sums.items()}
+        sums = {k: analysis.sums[k].to(device) for k in sorted(analysis.sums)}
         rows, bad_all = analysis.per_image(), unreadable
         if world > 1:
+            gathered: list = [None] * world
+            dist.all_gather_object(gathered, (rows, unreadable, list(sums)))
+            if any(g[2] != list(sums) for g in gathered):
+                raise RuntimeError(f"the {world} processes accumulated different results (a shard without a "
+                                   f"readable image?); run with fewer processes or more images")
             for v in sums.values():
                 dist.all_reduce(v)
-            gathered: list = [None] * world
-            dist.all_gather_object(gathered, (rows, unreadable))
             rows = [r for g in gathered for r in g[0]]
             bad_all = sorted(p for g in gathered for p in g[1])
         if rank != 0:
@@ -226,5 +316,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--input-size", type=int, help="square input size; default the model's")
     p.add_argument("--stage", type=int, help="stage whose output is analysed (default the last)")
     p.add_argument("--cam-method", default="GradCAM", help="pytorch_grad_cam method for `cam`")
+    p.add_argument("--queries", type=int, default=16, help="query tokens per SAM block for `distance`")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=run)

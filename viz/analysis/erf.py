@@ -26,10 +26,12 @@ from typing import Callable, Optional, Union
 import torch
 import torch.nn as nn
 
+from .features import require_eval
+
 FeatureFn = Callable[[nn.Module, torch.Tensor], torch.Tensor]
 
 __all__ = ["ERFResult", "effective_receptive_field", "erf_display", "high_contribution_area_ratio",
-           "final_feature_map", "stage_feature_map", "head_erf", "require_eval"]
+           "final_feature_map", "stage_feature_map", "head_erf"]
 
 
 @dataclass(frozen=True)
@@ -56,15 +58,6 @@ class ERFResult:
     def __add__(self, other: "ERFResult") -> "ERFResult":
         return ERFResult(self.total + other.total, self.num_images + other.num_images,
                          self.num_skipped + other.num_skipped)
-
-
-def require_eval(model: nn.Module, what: str) -> None:
-    """Raise if any module of `model` is in training mode (BatchNorm would mix the images of a batch)."""
-    training = [n or type(model).__name__ for n, m in model.named_modules() if m.training]
-    if training:
-        raise RuntimeError(f"{what} needs the model in eval mode, but {training[0]!r}"
-                           f"{f' and {len(training) - 1} more modules are' if len(training) > 1 else ' is'} "
-                           f"in training mode (SMT has BatchNorm in SAA); call model.eval() first")
 
 
 def final_feature_map(model: nn.Module, x: torch.Tensor) -> torch.Tensor:

@@ -30,10 +30,14 @@ __all__ = [
 
 
 def require_eval(model: nn.Module, what: str) -> None:
-    """Raise if `model` is in training mode (BatchNorm would use and update batch statistics)."""
-    if model.training:
-        raise RuntimeError(f"{what} needs the model in eval mode (in training mode BatchNorm uses batch statistics "
-                           f"and updates its running averages, and dropout is active); call model.eval() first. "
+    """Raise if any module of `model` is in training mode (BatchNorm would use and update batch statistics,
+    dropout would be active). The mode is never changed for the caller."""
+    training = [n or type(model).__name__ for n, m in model.named_modules() if m.training]
+    if training:
+        more = f" and {len(training) - 1} more modules are" if len(training) > 1 else " is"
+        raise RuntimeError(f"{what} needs the model in eval mode, but {training[0]!r}{more} in training mode "
+                           f"(in training mode BatchNorm, e.g. in SMT's SAA, uses batch statistics and updates its "
+                           f"running averages, and dropout is active); call model.eval() first. "
                            f"The mode is not changed for you")
 
 

@@ -113,7 +113,7 @@ def relative_log_amplitude(x: torch.Tensor, eps: float = 1e-6) -> FourierCurve:
     if h != w:
         raise ValueError(f"relative_log_amplitude needs a square map (its diagonal), got {h}x{w}; "
                          f"crop to {min(h, w)}x{min(h, w)} or use radial_power_spectrum")
-    logamp = torch.log(torch.fft.fft2(x).abs() + eps).reshape(-1, h, w).mean(0)  # (H, W), unshifted
+    logamp = torch.log(torch.fft.fft2(x.double()).abs() + eps).reshape(-1, h, w).mean(0)  # (H, W), float64
     k = torch.arange(h // 2 + 1, device=x.device)
     diag = logamp[k, k]
     freq = torch.arange(h // 2 + 1, dtype=torch.float64) * (2.0 / h)  # k/H cycles per sample = 2k/H pi
