@@ -47,7 +47,7 @@ from .model import SMT, VARIANTS, expand_block_types, is_official_state_dict, of
 __all__ = [
     "CheckpointError", "UnsafeCheckpointError", "CheckpointMismatchError", "UnknownObject",
     "safe_load", "read_checkpoint", "load_weights", "infer_config", "identify_variant",
-    "create_model_from_checkpoint",
+    "create_model_from_checkpoint", "convert_checkpoint",
 ]
 
 _logger = logging.getLogger(__name__)
@@ -407,10 +407,11 @@ class _LegacyReader(_Reader):
         super().__init__(path)
         self._refs: dict[str, _StorageRef] = {}
         with open(path, "rb") as f:
-            header = [_unpickle(f, self._no_storage) for _ in range(3)]
-            if header[0] != _TORCH_MAGIC:
+            magic = _unpickle(f, self._no_storage)
+            if type(magic) is not int or magic != _TORCH_MAGIC:
                 raise CheckpointError(f"{path}: this is a pickle file but not a PyTorch checkpoint (no torch "
                                       f"magic number); pass a .pth file written by torch.save or a .safetensors file")
+            header = [magic] + [_unpickle(f, self._no_storage) for _ in range(2)]
             if header[1] != _TORCH_LEGACY_PROTOCOL:
                 raise _Corrupt(f"unknown legacy protocol version {header[1]!r}")
             info = header[2] if isinstance(header[2], dict) else {}
@@ -896,3 +897,34 @@ def create_model_from_checkpoint(path: os.PathLike, **kwargs: Any) -> SMT:
     model = timm.create_model(variant or "smt_tiny", **{**config, **kwargs})
     _load_state(model, state, path)
     return model
+
+
+def convert_checkpoint(src: os.PathLike, dst: os.PathLike, to_official: bool = False) -> dict[str, torch.Tensor]:
+    """Write the weights of `src` to `dst` (`.safetensors`, else a `torch.save` file), exactly.
+
+    Args:
+        src: Any file `read_checkpoint` reads (e.g. an official release `.pth`).
+        dst: Output path; `.safetensors` writes safetensors, any other suffix `torch.save`.
+        to_official: Write the authors' key layout (`patch_embed1...`, `block1.0...`) so the weights go
+            back into their code; a `.pth` is then `{"model": state_dict}` like the release files.
+            Otherwise this project's timm layout, a bare state dict.
+
+    Returns:
+        The state dict written.
+    """
+    from .model import to_official_state_dict
+
+    src, dst = Path(src), Path(dst)
+    state = read_checkpoint(src)
+    if to_official:
+        state = to_official_state_dict(state)
+    # own, contiguous memory per tensor: safetensors refuses shared storage, torch.save would keep views' bases
+    state = {k: v.detach().clone(memory_format=torch.contiguous_format) for k, v in state.items()}
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    if dst.suffix == ".safetensors":
+        from safetensors.torch import save_file
+
+        save_file(state, str(dst), metadata={"format": "pt", "layout": "official" if to_official else "timm"})
+    else:
+        torch.save({"model": state} if to_official else state, dst)
+    return state
