@@ -301,6 +301,9 @@ class _Reader:
     def _raw(self, ref: _StorageRef) -> bytes:  # overridden per format
         raise NotImplementedError
 
+    def close(self) -> None:
+        self._cache.clear()
+
     def storage(self, ref: _StorageRef) -> torch.Tensor:
         cache_key = (ref.key, ref.view)
         if cache_key not in self._cache:
@@ -369,6 +372,13 @@ class _ZipReader(_Reader):
         except (zipfile.BadZipFile, OSError, EOFError, ValueError) as e:
             raise CheckpointError(f"{path}: the file is truncated or corrupt (its zip archive cannot be read: {e}); "
                                   f"download or save it again") from None
+        try:
+            self._setup(path, names)
+        except BaseException:
+            self.zf.close()
+            raise
+
+    def _setup(self, path: Path, names: list[str]) -> None:
         pkl = sorted((n for n in names if n == "data.pkl" or n.endswith("/data.pkl")), key=len)
         if not pkl:
             if any(n.endswith("constants.pkl") or "/code/" in n for n in names):
@@ -384,6 +394,10 @@ class _ZipReader(_Reader):
             raise _Corrupt(f"unknown byte order {byteorder!r}")
         self._swap = byteorder.decode() != sys.byteorder
         self.obj = _unpickle(io.BytesIO(self._read(pkl[0])), self._storage_ref)
+
+    def close(self) -> None:
+        super().close()
+        self.zf.close()
 
     def _read(self, name: str) -> bytes:
         try:
@@ -564,7 +578,12 @@ def safe_load(path: os.PathLike) -> Any:
     """
     path = Path(path)
     obj, reader = _open(path)
-    return obj if reader is None else _wrap_errors(path, lambda: reader.materialise(obj))
+    if reader is None:
+        return obj
+    try:
+        return _wrap_errors(path, lambda: reader.materialise(obj))
+    finally:
+        reader.close()
 
 
 # ---- the weights in this project's layout --------------------------------------------------------
@@ -614,6 +633,14 @@ def read_checkpoint(path: os.PathLike) -> dict[str, torch.Tensor]:
     """
     path = Path(path)
     obj, reader = _open(path)
+    try:
+        return _weights(path, obj, reader)
+    finally:
+        if reader is not None:
+            reader.close()
+
+
+def _weights(path: Path, obj: Any, reader: Optional[_Reader]) -> dict[str, torch.Tensor]:
     state = _find_state_dict(path, obj)
     for k, v in state.items():
         if not isinstance(k, str) or not isinstance(v, (_TensorRef, torch.Tensor)):
