@@ -379,11 +379,11 @@ class _ZipReader(_Reader):
             raise
 
     def _setup(self, path: Path, names: list[str]) -> None:
+        if any(n.endswith("constants.pkl") or "/code/" in n for n in names):
+            raise CheckpointError(f"{path}: this is a TorchScript archive (torch.jit.save), not a weights file; "
+                                  f"load it with torch.jit.load, or save model.state_dict() with torch.save")
         pkl = sorted((n for n in names if n == "data.pkl" or n.endswith("/data.pkl")), key=len)
         if not pkl:
-            if any(n.endswith("constants.pkl") or "/code/" in n for n in names):
-                raise CheckpointError(f"{path}: this is a TorchScript archive (torch.jit.save), not a weights file; "
-                                      f"load it with torch.jit.load, or save model.state_dict() with torch.save")
             shown = ", ".join(names[:5]) + (", ..." if len(names) > 5 else "")
             raise CheckpointError(f"{path}: this is a zip archive but not a PyTorch checkpoint (it has no data.pkl; "
                                   f"it holds {shown or 'nothing'}); pass a .pth file written by torch.save or a "
@@ -516,6 +516,9 @@ def _open(path: os.PathLike) -> tuple[Any, Optional[_Reader]]:
         if head[:1] == b"\x80" and len(head) >= 2 and head[1] <= pickle.HIGHEST_PROTOCOL:
             reader = _LegacyReader(path)
             return reader.obj, reader
+        text = _describe_text(path, head)
+        if text:
+            raise CheckpointError(text)
         if len(head) >= 9 and head[8:9] == b"{":
             return _read_safetensors(path, head, size), None
         if len(head) > 262 and head[257:262] == b"ustar":
@@ -534,9 +537,6 @@ def _open(path: os.PathLike) -> tuple[Any, Optional[_Reader]]:
         detail = f"{type(e).__name__}: {e}" if not isinstance(e, _Corrupt) else str(e)
         raise CheckpointError(f"{path}: the file is truncated or corrupt ({detail}); download or save it again") \
             from None
-    text = _describe_text(path, head)
-    if text:
-        raise CheckpointError(text)
     raise CheckpointError(f"{path}: not a checkpoint format this reader knows (PyTorch .pth/.pt zip or legacy "
                           f"pickle, .safetensors); it starts with bytes {head[:8]!r}")
 
@@ -589,7 +589,8 @@ def safe_load(path: os.PathLike) -> Any:
 # ---- the weights in this project's layout --------------------------------------------------------
 
 def _type_name(obj: Any) -> str:
-    return obj.pickled_class if isinstance(obj, UnknownObject) else type(obj).__name__
+    name = obj.pickled_class if isinstance(obj, UnknownObject) else type(obj).__name__
+    return ("an " if name[:1].lower() in "aeiou" else "a ") + name
 
 
 def _find_state_dict(path: Path, obj: Any) -> Mapping:
@@ -597,7 +598,7 @@ def _find_state_dict(path: Path, obj: Any) -> Mapping:
         raise CheckpointError(f"{path}: holds a pickled {obj.pickled_class} object, not a state dict; "
                               f"save model.state_dict() instead of the model")
     if not isinstance(obj, Mapping):
-        raise CheckpointError(f"{path}: holds a {_type_name(obj)}, not a state dict (a dict of tensors)")
+        raise CheckpointError(f"{path}: holds {_type_name(obj)}, not a state dict (a dict of tensors)")
     for wrapper in ("model", "state_dict", "model_state_dict", "module"):
         inner = obj.get(wrapper)
         if isinstance(inner, Mapping) and any(isinstance(v, (_TensorRef, torch.Tensor)) for v in inner.values()):
@@ -644,7 +645,7 @@ def _weights(path: Path, obj: Any, reader: Optional[_Reader]) -> dict[str, torch
     state = _find_state_dict(path, obj)
     for k, v in state.items():
         if not isinstance(k, str) or not isinstance(v, (_TensorRef, torch.Tensor)):
-            what = f"key {k!r} holds a {_type_name(v)}" if isinstance(k, str) else f"key {k!r} is not a string"
+            what = f"key {k!r} holds {_type_name(v)}" if isinstance(k, str) else f"key {k!r} is not a string"
             raise CheckpointError(f"{path}: is not a state dict: {what}, not a tensor")
     if state and all(k.startswith("module.") for k in state):
         state = {k[len("module."):]: v for k, v in state.items()}
@@ -658,8 +659,8 @@ def _weights(path: Path, obj: Any, reader: Optional[_Reader]) -> dict[str, torch
             except KeyError:
                 foreign.append(k)
         if foreign:
-            raise CheckpointError(f"{path}: has SMT keys in the authors' layout but also {len(foreign)} keys SMT has "
-                                  f"no place for ({', '.join(foreign[:4])}); is it a model built on SMT (detection, "
+            raise CheckpointError(f"{path}: has SMT keys in the authors' layout but also {len(foreign)} key(s) SMT "
+                                  f"has no place for ({', '.join(foreign[:4])}); is it a model built on SMT (detection, "
                                   f"segmentation)? Keep only the backbone's keys")
         state = {new: state[old] for new, old in renamed.items()}
     elif not _looks_like_smt(keys):
@@ -694,7 +695,7 @@ def infer_config(state: Mapping[str, torch.Tensor]) -> dict[str, Any]:
     """
     def need(key: str) -> torch.Tensor:
         if key not in state:
-            raise ValueError(f"{key} is missing, so the architecture cannot be read from the weights")
+            raise ValueError(f"{key} is missing")
         return state[key]
 
     stem = need("stem.conv1.weight")

@@ -6,6 +6,7 @@ import re
 import subprocess
 import sys
 import types
+import warnings
 import zipfile
 
 import pytest
@@ -20,6 +21,15 @@ from smt.model import VARIANTS, checkpoint_filter_fn, to_official_state_dict
 from smt.reference import fill_official_state_dict, load_reference, reference_input
 
 REFERENCE = load_reference()
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """One intra-op thread: on a shared 2-core machine two threads made the float64 forwards 20x slower."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 def _fake_yacs():
@@ -312,9 +322,23 @@ def _bad_files(tmp_path):
     files["module.pth"] = tmp_path / "module.pth"
     torch.save([torch.zeros(2)], tmp_path / "list.pth")
     files["list.pth"] = tmp_path / "list.pth"
+    native = timm.create_model("test_smt").state_dict()
+    torch.save({"model": dict(native, extra=3)}, tmp_path / "non_tensor.pth")
+    files["non_tensor.pth"] = tmp_path / "non_tensor.pth"
+    torch.save(dict(to_official_state_dict(native), **{"decode_head.conv.weight": torch.zeros(1)}),
+               tmp_path / "detection.pth")
+    files["detection.pth"] = tmp_path / "detection.pth"
     with zipfile.ZipFile(tmp_path / "other.zip", "w") as z:
         z.writestr("readme.txt", "hello")
     files["other.zip"] = tmp_path / "other.zip"
+    from safetensors.torch import save_file
+
+    save_file({"stem.conv1.weight": torch.zeros(16, 3, 3, 3)}, str(tmp_path / "full.safetensors"))
+    put("truncated.safetensors", (tmp_path / "full.safetensors").read_bytes()[:-100])
+    with warnings.catch_warnings():  # torch.jit is deprecated but still writes these archives
+        warnings.simplefilter("ignore")
+        torch.jit.save(torch.jit.script(torch.nn.Linear(2, 2)), tmp_path / "scripted.pt")
+    files["scripted.pt"] = tmp_path / "scripted.pt"
     (tmp_path / "ckpts").mkdir()
     (tmp_path / "ckpts" / "smt_tiny.pth").write_bytes(data)
     files["ckpts"] = tmp_path / "ckpts"
@@ -335,7 +359,12 @@ EXPECTED_ERRORS = {
     "no_weights.pth": (CheckpointError, r"holds no weights.*'epoch', 'lr'"),
     "module.pth": (CheckpointError, r"pickled torch.nn.modules.linear.Linear object, not a state dict"),
     "list.pth": (CheckpointError, r"holds a list, not a state dict"),
+    "non_tensor.pth": (CheckpointError, r"is not a state dict: key 'extra' holds an int, not a tensor"),
+    "detection.pth": (CheckpointError, r"authors' layout but also 1 key\(s\) SMT has no place for "
+                                       r"\(decode_head.conv.weight\)"),
     "other.zip": (CheckpointError, r"zip archive but not a PyTorch checkpoint.*readme.txt"),
+    "truncated.safetensors": (CheckpointError, r"truncated or corrupt \(safetensors: "),
+    "scripted.pt": (CheckpointError, r"TorchScript archive \(torch.jit.save\), not a weights file"),
     "ckpts": (CheckpointError, r"is a directory.*smt_tiny.pth"),
 }
 
