@@ -22,6 +22,7 @@ weights and never the optimizer state.
 """
 from __future__ import annotations
 
+import _compat_pickle
 import inspect
 import io
 import json
@@ -81,6 +82,9 @@ class _Corrupt(Exception):
 
 # ---- inert stand-ins for classes the file names --------------------------------------------------
 
+_MISSING = object()
+
+
 class UnknownObject(dict):
     """Inert stand-in for an object of a class that is not on the allow-list (e.g. yacs `CfgNode`).
 
@@ -102,7 +106,9 @@ class UnknownObject(dict):
     def __init__(self, *args: Any, **kwargs: Any):  # never called by the unpickler; keeps dict() quiet
         pass
 
-    def __setstate__(self, state: Any) -> None:
+    def __setstate__(self, state: Any = _MISSING) -> None:
+        if state is _MISSING:  # pickle BUILD applied to the class, not to an instance
+            raise _Refused(f"change the class {self.pickled_class if isinstance(self, UnknownObject) else '?'}")
         self.__dict__["pickled_state"] = state
 
     def append(self, item: Any) -> None:
@@ -130,7 +136,31 @@ class _InertMeta(type):
     """Metaclass of the stand-ins: calling one (pickle REDUCE / INST) is refused; instantiation is not a call."""
 
     def __call__(cls, *args: Any, **kwargs: Any):
-        raise _Refused(cls.pickled_class)
+        raise _Refused(f"call {cls.pickled_class}")
+
+    def __setattr__(cls, name: str, value: Any) -> None:  # pickle BUILD on the class itself
+        raise _Refused(f"change the class {cls.pickled_class}")
+
+
+class _Frozen:
+    """Base of the allow-list's own objects: a file cannot change them (pickle BUILD sets attributes)."""
+
+    __slots__ = ()
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise _Refused(f"change the reader's own {type(self).__name__}.{name}")
+
+
+class _Allowed(_Frozen):
+    """An allowed callable, wrapped so that a file cannot change its defaults or attributes."""
+
+    __slots__ = ("fn",)
+
+    def __init__(self, fn: Callable):
+        object.__setattr__(self, "fn", fn)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.fn(*args, **kwargs)
 
 
 @lru_cache(maxsize=None)
@@ -148,11 +178,11 @@ class _StorageRef:
     view: Optional[tuple[int, int]] = None  # (byte offset, bytes) for legacy storage views
 
 
-class _StorageType:
+class _StorageType(_Frozen):
     __slots__ = ("dtype",)
 
     def __init__(self, dtype: torch.dtype):
-        self.dtype = dtype
+        object.__setattr__(self, "dtype", dtype)
 
 
 class _TensorRef:
@@ -179,7 +209,7 @@ _DTYPES = {str(d).split(".")[1]: d for d in (
 
 def _no_metadata(metadata: Any) -> None:
     if metadata:
-        raise _Refused(f"a tensor with metadata {metadata!r} (conjugate/negative views)")
+        raise _Refused(f"rebuild a tensor with metadata {metadata!r} (conjugate/negative views)")
 
 
 def _rebuild_tensor(storage, storage_offset, size, stride):
@@ -207,9 +237,11 @@ def _rebuild_parameter(data, requires_grad, backward_hooks, state=None):
     return data
 
 
-class _TypeMarker:
+class _TypeMarker(_Frozen):
+    __slots__ = ("name",)
+
     def __init__(self, name: str):
-        self.name = name
+        object.__setattr__(self, "name", name)
 
 
 _PARAMETER, _TENSOR = _TypeMarker("torch.nn.Parameter"), _TypeMarker("torch.Tensor")
@@ -217,15 +249,16 @@ _REBUILDERS = (_rebuild_tensor, _rebuild_tensor_v2, _rebuild_tensor_v3, _rebuild
 
 
 def _rebuild_from_type_v2(func, new_type, args, state):
+    func = func.fn if isinstance(func, _Allowed) else func
     if func not in _REBUILDERS or new_type not in (_PARAMETER, _TENSOR) or state:
-        raise _Refused(f"a tensor subclass rebuilt by {getattr(func, 'pickled_class', func)!r}")
+        raise _Refused(f"rebuild a tensor subclass with {getattr(func, 'pickled_class', func)!r}")
     return func(*args)
 
 
 def _codecs_encode(text: str, encoding: str = "utf-8", errors: str = "strict") -> bytes:
     # protocol-2 pickles store bytes as _codecs.encode(str, "latin1")
     if not isinstance(text, str) or encoding not in ("latin1", "latin-1", "utf-8", "utf8", "ascii"):
-        raise _Refused(f"_codecs.encode with encoding {encoding!r}")
+        raise _Refused(f"call _codecs.encode with encoding {encoding!r}")
     return text.encode(encoding, errors)
 
 
@@ -236,23 +269,22 @@ def _reconstructor(cls, base, state):
         if state is not None:
             obj.update(state) if isinstance(state, dict) and base is dict else obj.__setstate__(state)
         return obj
-    raise _Refused(f"copyreg._reconstructor for {cls!r}")
+    raise _Refused(f"call copyreg._reconstructor for {cls!r}")
 
 
 _ALLOWED: dict[tuple[str, str], Any] = {
     ("collections", "OrderedDict"): OrderedDict,
     ("builtins", "set"): set, ("builtins", "frozenset"): frozenset, ("builtins", "complex"): complex,
     ("builtins", "slice"): slice, ("builtins", "bytearray"): bytearray,
-    ("__builtin__", "set"): set, ("__builtin__", "frozenset"): frozenset,
-    ("_codecs", "encode"): _codecs_encode,
-    ("copyreg", "_reconstructor"): _reconstructor, ("copy_reg", "_reconstructor"): _reconstructor,
-    ("torch._utils", "_rebuild_tensor"): _rebuild_tensor,
-    ("torch._utils", "_rebuild_tensor_v2"): _rebuild_tensor_v2,
-    ("torch._utils", "_rebuild_tensor_v3"): _rebuild_tensor_v3,
-    ("torch._utils", "_rebuild_parameter"): _rebuild_parameter,
-    ("torch._utils", "_rebuild_parameter_with_state"): _rebuild_parameter,
-    ("torch._tensor", "_rebuild_from_type_v2"): _rebuild_from_type_v2,
-    ("torch.tensor", "_rebuild_from_type_v2"): _rebuild_from_type_v2,
+    ("_codecs", "encode"): _Allowed(_codecs_encode),
+    ("copyreg", "_reconstructor"): _Allowed(_reconstructor),
+    ("torch._utils", "_rebuild_tensor"): _Allowed(_rebuild_tensor),
+    ("torch._utils", "_rebuild_tensor_v2"): _Allowed(_rebuild_tensor_v2),
+    ("torch._utils", "_rebuild_tensor_v3"): _Allowed(_rebuild_tensor_v3),
+    ("torch._utils", "_rebuild_parameter"): _Allowed(_rebuild_parameter),
+    ("torch._utils", "_rebuild_parameter_with_state"): _Allowed(_rebuild_parameter),
+    ("torch._tensor", "_rebuild_from_type_v2"): _Allowed(_rebuild_from_type_v2),
+    ("torch.tensor", "_rebuild_from_type_v2"): _Allowed(_rebuild_from_type_v2),
     ("torch.nn.parameter", "Parameter"): _PARAMETER,
     ("torch", "Tensor"): _TENSOR, ("torch._tensor", "Tensor"): _TENSOR,
     ("torch", "Size"): torch.Size, ("torch", "device"): torch.device,
@@ -271,6 +303,11 @@ class _SafeUnpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str) -> Any:
         if not isinstance(module, str) or not isinstance(name, str):
             raise _Corrupt("a class reference that is not a string")
+        # protocol 2 (torch.save's default) writes Python 2 names: map them back as pickle itself does
+        if (module, name) in _compat_pickle.NAME_MAPPING:
+            module, name = _compat_pickle.NAME_MAPPING[(module, name)]
+        elif module in _compat_pickle.IMPORT_MAPPING:
+            module = _compat_pickle.IMPORT_MAPPING[module]
         found = _ALLOWED.get((module, name))
         return found if found is not None else _placeholder(module, name)
 
@@ -279,7 +316,7 @@ class _SafeUnpickler(pickle.Unpickler):
             raise _Corrupt(f"unknown persistent id {pid!r}")
         kind = pid[0].decode("ascii") if isinstance(pid[0], bytes) else pid[0]
         if kind != "storage":
-            raise _Refused(f"persistent object of kind {kind!r} (only tensor storages are allowed)")
+            raise _Refused(f"load a persistent object of kind {kind!r} (only tensor storages are allowed)")
         return self._storage_ref(*pid[1:])
 
 
@@ -407,7 +444,7 @@ class _ZipReader(_Reader):
 
     def _storage_ref(self, storage_type, key, location, numel, *rest) -> _StorageRef:
         if not isinstance(storage_type, _StorageType):
-            raise _Refused(f"storage of type {getattr(storage_type, 'pickled_class', storage_type)!r}")
+            raise _Refused(f"load tensor data of type {getattr(storage_type, 'pickled_class', storage_type)!r}")
         return _StorageRef(str(key), storage_type.dtype, int(numel))
 
     def _raw(self, ref: _StorageRef) -> bytes:
@@ -455,7 +492,7 @@ class _LegacyReader(_Reader):
 
     def _storage_ref(self, storage_type, key, location, numel, view_metadata=None, *rest) -> _StorageRef:
         if not isinstance(storage_type, _StorageType):
-            raise _Refused(f"storage of type {getattr(storage_type, 'pickled_class', storage_type)!r}")
+            raise _Refused(f"load tensor data of type {getattr(storage_type, 'pickled_class', storage_type)!r}")
         ref = _StorageRef(str(key), storage_type.dtype, int(numel))
         self._refs.setdefault(ref.key, ref)
         if view_metadata is not None:
@@ -526,9 +563,9 @@ def _open(path: os.PathLike) -> tuple[Any, Optional[_Reader]]:
                                   f"it is not supported: re-save the weights with a current torch.save")
     except _Refused as e:
         raise UnsafeCheckpointError(
-            f"{path}: not a plain checkpoint: unpickling it would call {e.what}, which is not a tensor, "
-            f"container or number. Nothing from the file was run. Only weights (tensors in dicts/lists, numbers, "
-            f"strings) can be read; if you made this file, save model.state_dict() instead") from None
+            f"{path}: not a plain checkpoint: unpickling it would {e.what}, which is not on the allow-list of "
+            f"tensors, containers, numbers and strings. Nothing from the file was run. If you made this file, save "
+            f"model.state_dict() instead") from None
     except CheckpointError:
         raise
     except (_Corrupt, pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError,
@@ -558,7 +595,8 @@ def _wrap_errors(path: Path, fn: Callable[[], Any]) -> Any:
     try:
         return fn()
     except _Refused as e:
-        raise UnsafeCheckpointError(f"{path}: not a plain checkpoint: it asks for {e.what}") from None
+        raise UnsafeCheckpointError(f"{path}: not a plain checkpoint: it would {e.what}; nothing from the file was "
+                                    f"run") from None
     except (_Corrupt, zipfile.BadZipFile, RuntimeError, OSError, EOFError) as e:
         detail = f"{type(e).__name__}: {e}" if not isinstance(e, _Corrupt) else str(e)
         raise CheckpointError(f"{path}: the file is truncated or corrupt ({detail}); download or save it again") \
@@ -660,8 +698,8 @@ def _weights(path: Path, obj: Any, reader: Optional[_Reader]) -> dict[str, torch
                 foreign.append(k)
         if foreign:
             raise CheckpointError(f"{path}: has SMT keys in the authors' layout but also {len(foreign)} key(s) SMT "
-                                  f"has no place for ({', '.join(foreign[:4])}); is it a model built on SMT (detection, "
-                                  f"segmentation)? Keep only the backbone's keys")
+                                  f"has no place for ({', '.join(foreign[:4])}); is it a model built on SMT "
+                                  f"(detection, segmentation)? Keep only the backbone's keys")
         state = {new: state[old] for new, old in renamed.items()}
     elif not _looks_like_smt(keys):
         shown = ", ".join(keys[:4]) + (", ..." if len(keys) > 4 else "")
@@ -863,7 +901,8 @@ def _load_state(model: nn.Module, state: dict[str, torch.Tensor], path: Path) ->
             lines.append(f"  missing keys (in the model, not in the file), {len(missing)}: {_group(missing)}")
         if wrong:
             shown = ", ".join(f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}" for k in wrong[:3])
-            lines.append(f"  shape mismatches (file vs model), {len(wrong)}: {shown}" + (", ..." if len(wrong) > 3 else ""))
+            more = ", ..." if len(wrong) > 3 else ""
+            lines.append(f"  shape mismatches (file vs model), {len(wrong)}: {shown}{more}")
         raise CheckpointMismatchError("\n".join(lines))
     model.load_state_dict(state, strict=False)
 

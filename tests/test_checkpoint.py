@@ -1,5 +1,6 @@
 """Reading checkpoint files safely: release-format files, variant inference, conversion, clear errors."""
 import functools
+import io
 import os
 import pickle
 import re
@@ -220,7 +221,9 @@ def test_tampered_file_runs_nothing(tmp_path, how, legacy):
     path = tmp_path / "tampered.pth"
     _official_file(path, legacy=legacy, extra={"notes": _Marker(marker, how)})
     for reader in (read_checkpoint, safe_load, create_model_from_checkpoint):
-        with pytest.raises(UnsafeCheckpointError, match="not a plain checkpoint.*Nothing from the file was run"):
+        with pytest.raises(UnsafeCheckpointError, match=r"not a plain checkpoint: unpickling it would call "
+                                                        r"(posix\.system|builtins\.eval|subprocess\.call).*"
+                                                        r"Nothing from the file was run"):
             reader(path)
     with pytest.raises(UnsafeCheckpointError):
         timm.create_model("test_smt", pretrained=True, pretrained_cfg_overlay=dict(file=str(path)))
@@ -243,6 +246,19 @@ def test_placeholder_classes_cannot_be_called_through_reduce(tmp_path):
 
     torch.save({"model": timm.create_model("test_smt").state_dict(), "args": argparse.Namespace(lr=0.1)}, path)
     assert safe_load(path)["args"].lr == 0.1
+
+
+@pytest.mark.parametrize("target", [b"torch\nFloatStorage\n", b"torch._utils\n_rebuild_tensor_v2\n",
+                                    b"yacs.config\nCfgNode\n"])
+def test_a_file_cannot_change_the_allow_list(target):
+    # GLOBAL target; BUILD (None, {"dtype": torch.int8}): pickle's way to set attributes on what it just loaded
+    attack = b"\x80\x02c" + target + b"(N}X\x05\x00\x00\x00dtypectorch\nint8\nst" + b"b."
+    from smt import checkpoint as ck
+
+    with pytest.raises(ck._Refused):
+        ck._unpickle(io.BytesIO(attack), lambda *a: None)
+    assert ck._ALLOWED[("torch", "FloatStorage")].dtype is torch.float32
+    assert "dtype" not in vars(ck._placeholder("yacs.config", "CfgNode"))
 
 
 # ---- a file of another variant ---------------------------------------------------------------------
