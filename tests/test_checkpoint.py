@@ -108,7 +108,7 @@ def test_official_file_reads_without_yacs(tmp_path, legacy):
     path = tmp_path / "smt_tiny.pth"
     state = _official_file(path, legacy=legacy)
     assert "yacs" not in sys.modules
-    with pytest.raises(Exception):  # what the issue is about: torch's own safe mode refuses these files
+    with pytest.raises(Exception):  # torch's own safe mode refuses the release files
         torch.load(path, weights_only=True)
     _assert_same(read_checkpoint(path), _expected(state))
     full = safe_load(path)
