@@ -4,5 +4,7 @@ Importing `smt` registers `smt_tiny`, `smt_small`, `smt_base`, `smt_large`, `smt
 `test_smt` with timm, so `timm.create_model("smt_tiny")` works.
 """
 from .model import SMT, TAPS, VARIANTS, checkpoint_filter_fn, to_official_state_dict
+from .checkpoint import create_model_from_checkpoint, read_checkpoint
 
-__all__ = ["SMT", "TAPS", "VARIANTS", "checkpoint_filter_fn", "to_official_state_dict"]
+__all__ = ["SMT", "TAPS", "VARIANTS", "checkpoint_filter_fn", "to_official_state_dict",
+           "read_checkpoint", "create_model_from_checkpoint"]

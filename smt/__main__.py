@@ -1,4 +1,4 @@
-"""Command line: `python -m smt summary` (more subcommands in later modules)."""
+"""Command line: `python -m smt summary | convert | validate`."""
 from __future__ import annotations
 
 import argparse
@@ -10,11 +10,45 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("summary", help="table of every registered variant: size, cost, reference fidelity")
     p.add_argument("--no-reference", action="store_true", help="skip the reference-logit check")
+    p = sub.add_parser("convert", help="convert a checkpoint (e.g. an official .pth) to .safetensors or .pth",
+                       description="Convert weights between formats and key layouts; the round trip is exact.")
+    p.add_argument("src", help="input: official release .pth, a state dict, ours, or .safetensors")
+    p.add_argument("dst", help="output: .safetensors, or any other suffix for torch.save")
+    p.add_argument("--to-official", action="store_true",
+                   help="write the authors' key layout (patch_embed1..., block1.0...) for their own code")
+    p = sub.add_parser("validate", help="top-1/top-5 on an ImageFolder dataset (also under torchrun)")
+    from .validate import add_arguments
+
+    add_arguments(p)
     args = parser.parse_args(argv)
     if args.command == "summary":
         from .summary import main as summary_main
 
         return summary_main(check_reference=not args.no_reference)
+    from .checkpoint import CheckpointError
+    from .validate import DatasetError
+
+    try:
+        if args.command == "convert":
+            from .checkpoint import convert_checkpoint, identify_variant, infer_config
+            from .model import checkpoint_filter_fn
+
+            state = convert_checkpoint(args.src, args.dst, to_official=args.to_official)
+            try:
+                ours = checkpoint_filter_fn(state) if args.to_official else state
+                variant = identify_variant(infer_config(ours)) or "custom SMT"
+            except ValueError:
+                variant = "SMT"
+            layout = "the authors' key layout" if args.to_official else "timm layout"
+            print(f"wrote {args.dst}: {len(state)} tensors of {variant}, {layout}")
+            return 0
+        if args.command == "validate":
+            from .validate import main as validate_main
+
+            return validate_main(args)
+    except (CheckpointError, DatasetError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     return 2
 
 

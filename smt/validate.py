@@ -1,0 +1,223 @@
+"""ImageNet-style validation of SMT models (Lin et al., ICCV 2023): top-1 / top-5 on a class-folder dataset.
+
+`python -m smt validate --model smt_tiny --checkpoint smt_tiny.pth --data imagenet/val` evaluates with the
+variant's own preprocessing (timm's data config: resize to 224/0.875 bicubic, centre crop 224, ImageNet
+mean/std; `smt_large.in22k_ft_in1k_384` crops 384 at 1.0) and prints top-1, top-5 and images per second.
+The authors report SMT-T 82.2, SMT-S 83.7, SMT-B 84.3, SMT-L (22k->1k) 87.1 at 224 and 88.1 at 384.
+
+Under `torchrun --nproc_per_node K` (one or more nodes) each rank evaluates a disjoint shard
+(samples rank, rank+K, rank+2K, ...: no sample twice, no padding), the counts are summed with
+`all_reduce` and rank 0 prints. Gloo on CPU, NCCL on GPU.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+import torch
+import torch.distributed as dist
+import torch.nn as nn
+
+__all__ = ["DatasetError", "ValidationResult", "validate", "subset_indices", "shard_indices", "main"]
+
+
+class DatasetError(ValueError):
+    """The image folder does not fit the model (class count)."""
+
+
+@dataclass(frozen=True)
+class ValidationResult:
+    """Counts over all ranks; accuracies in percent."""
+
+    top1: float
+    top5: float
+    correct1: int
+    correct5: int
+    count: int
+    seconds: float
+    images_per_second: float
+    world_size: int
+
+
+def subset_indices(n: int, limit: Optional[int] = None) -> list[int]:
+    """All n indices, or `limit` of them spread evenly over the dataset (every class folder is visited)."""
+    if limit is None or limit >= n:
+        return list(range(n))
+    if limit < 1:
+        raise ValueError(f"limit={limit}: evaluate at least one image")
+    return [i * n // limit for i in range(limit)]
+
+
+def shard_indices(indices: Sequence[int], rank: int, world_size: int) -> list[int]:
+    """The indices rank `rank` of `world_size` evaluates: every world_size-th, disjoint, nothing padded."""
+    return list(indices[rank::world_size])
+
+
+def _distributed() -> tuple[int, int]:
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def image_folder(root: os.PathLike, transform: Any = None):
+    """`torchvision.datasets.ImageFolder` (class folders in sorted order = class indices), with clear errors."""
+    from torchvision.datasets import ImageFolder
+
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"{root}: no such directory; --data takes a folder with one sub-folder per class "
+                                f"(ImageNet val: 1000 synset folders n01440764 ... in sorted order)")
+    try:
+        return ImageFolder(str(root), transform=transform)
+    except FileNotFoundError as e:
+        raise FileNotFoundError(f"{root}: {e}; --data takes a folder with one sub-folder of images per class") \
+            from None
+
+
+def validate(
+        model: nn.Module,
+        data_dir: os.PathLike,
+        *,
+        batch_size: int = 64,
+        workers: int = 4,
+        limit: Optional[int] = None,
+        data_config: Optional[dict] = None,
+        progress: bool = True,
+) -> ValidationResult:
+    """Top-1 / top-5 accuracy of `model` on an ImageFolder-layout dataset, on the model's device.
+
+    Inside an initialised process group each rank evaluates its shard and the returned counts are the
+    totals of all ranks (every rank returns them). The model's train/eval mode is restored on return.
+
+    Args:
+        model: Classifier whose outputs index the class folders in sorted order.
+        data_dir: Folder with one sub-folder per class.
+        batch_size: Images per forward pass (per rank).
+        workers: DataLoader worker processes (per rank).
+        limit: Evaluate only this many images, spread evenly over the dataset (before sharding).
+        data_config: timm data config (input_size, interpolation, crop_pct, mean, std); default: the model's.
+        progress: Show a progress bar (rank 0 only).
+    """
+    from timm.data import create_transform, resolve_model_data_config
+    from tqdm import tqdm
+
+    rank, world = _distributed()
+    device = next(model.parameters()).device
+    config = data_config or resolve_model_data_config(model)
+    dataset = image_folder(data_dir, create_transform(**config, is_training=False))
+    num_classes = getattr(model, "num_classes", None)
+    if num_classes is not None and len(dataset.classes) != num_classes:
+        raise DatasetError(f"{data_dir}: {len(dataset.classes)} class folders but the model predicts {num_classes} "
+                         f"classes; targets are folder positions in sorted order, so the folder needs exactly one "
+                         f"sub-folder per class of the model (ImageNet: all 1000)")
+    shard = shard_indices(subset_indices(len(dataset), limit), rank, world)
+    loader = torch.utils.data.DataLoader(
+        torch.utils.data.Subset(dataset, shard), batch_size=batch_size, shuffle=False, num_workers=workers,
+        pin_memory=device.type == "cuda")
+    k = min(5, num_classes or 5)
+    counts = torch.zeros(3, dtype=torch.int64)  # correct top-1, correct top-k, images
+    was_training = model.training
+    model.eval()
+    start = time.perf_counter()
+    try:
+        with torch.inference_mode():
+            for images, targets in tqdm(loader, desc="validate", unit="batch", disable=not progress or rank != 0):
+                logits = model(images.to(device, non_blocking=True))  # (B, num_classes)
+                top = logits.topk(k, dim=1).indices.cpu()  # (B, k)
+                hit = top == targets[:, None]
+                counts += torch.tensor([int(hit[:, 0].sum()), int(hit.any(1).sum()), len(targets)])
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+    finally:
+        model.train(was_training)
+    seconds = time.perf_counter() - start
+    if world > 1:
+        on = device if dist.get_backend() == "nccl" else torch.device("cpu")
+        counts_t, seconds_t = counts.to(on), torch.tensor([seconds], dtype=torch.float64, device=on)
+        dist.all_reduce(counts_t, op=dist.ReduceOp.SUM)
+        dist.all_reduce(seconds_t, op=dist.ReduceOp.MAX)
+        counts, seconds = counts_t.cpu(), seconds_t.item()
+    c1, c5, n = (int(v) for v in counts)
+    return ValidationResult(top1=100.0 * c1 / max(n, 1), top5=100.0 * c5 / max(n, 1), correct1=c1, correct5=c5,
+                            count=n, seconds=seconds, images_per_second=n / seconds if seconds > 0 else 0.0,
+                            world_size=world)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", help="timm name, optionally with a tag (smt_large.in22k_ft_in1k_384 for the 384 "
+                                   "preprocessing); default: read the architecture from --checkpoint")
+    p.add_argument("--checkpoint", help="weights file (the authors' .pth, ours, or .safetensors); default: the "
+                                        "released weights of --model, downloaded")
+    p.add_argument("--data", required=True, help="folder with one sub-folder of images per class (sorted order)")
+    p.add_argument("--batch-size", type=int, default=64, help="images per forward pass per process (default 64)")
+    p.add_argument("--workers", type=int, default=4, help="data loading processes per process (default 4)")
+    p.add_argument("--limit", type=int, default=None, help="evaluate only N images, spread over the dataset")
+    p.add_argument("--img-size", type=int, default=None, help="override the crop size")
+    p.add_argument("--crop-pct", type=float, default=None, help="override the centre-crop fraction")
+    p.add_argument("--device", default=None, help="default: cuda (cuda:LOCAL_RANK under torchrun) if available")
+    p.add_argument("--results-json", default=None, help="write the result as JSON here (rank 0)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _build_model(args: argparse.Namespace) -> nn.Module:
+    import timm
+
+    from .checkpoint import _load_state, create_model_from_checkpoint, read_checkpoint
+
+    if args.model is None:
+        if args.checkpoint is None:
+            raise SystemExit("error: give --model, --checkpoint or both")
+        return create_model_from_checkpoint(args.checkpoint)
+    if args.checkpoint is None:
+        return timm.create_model(args.model, pretrained=True)
+    state = read_checkpoint(args.checkpoint)
+    num_classes = state["head.weight"].shape[0] if "head.weight" in state else 0
+    model = timm.create_model(args.model, num_classes=num_classes)
+    _load_state(model, state, Path(args.checkpoint))
+    return model
+
+
+def main(args: argparse.Namespace) -> int:
+    from timm.data import resolve_model_data_config
+
+    distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    if args.device is not None:
+        device = torch.device(args.device)
+    elif torch.cuda.is_available():
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+    else:
+        device = torch.device("cpu")
+    if distributed:
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+    try:
+        model = _build_model(args).to(device)
+        overrides = {k: v for k, v in (("img_size", args.img_size), ("crop_pct", args.crop_pct)) if v is not None}
+        config = resolve_model_data_config(model, args=overrides)
+        result = validate(model, args.data, batch_size=args.batch_size, workers=args.workers, limit=args.limit,
+                          data_config=config, progress=not args.no_progress)
+        if _distributed()[0] == 0:
+            name = args.model or getattr(model, "pretrained_cfg", {}).get("architecture", "model")
+            print(f"{name} on {args.data} ({result.count} images, {result.world_size} process"
+                  f"{'es' if result.world_size > 1 else ''}, crop {config['input_size'][-1]} at "
+                  f"{config['crop_pct']}, {config['interpolation']}): top-1 {result.top1:.3f}  top-5 "
+                  f"{result.top5:.3f}  {result.images_per_second:.1f} img/s")
+            if args.results_json:
+                Path(args.results_json).write_text(json.dumps(asdict(result), indent=1) + "\n")
+    finally:
+        if distributed and dist.is_initialized():
+            dist.destroy_process_group()
+    return 0
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__)
+    add_arguments(parser)
+    sys.exit(main(parser.parse_args()))
