@@ -188,17 +188,27 @@ def _sha256(path: Path) -> str:
 
 
 def build_model(name: str, checkpoint: Optional[str], num_classes: Optional[int]) -> nn.Module:
-    """A timm model by name (SMT variants registered), with weights from `checkpoint` if given."""
+    """A timm model by name (SMT variants registered), with weights from `checkpoint` if given.
+
+    For SMT the classifier size is read from the checkpoint unless `num_classes` is given, so a
+    fine-tuned file (e.g. the 10-class demo model) keeps its trained head.
+    """
     import timm
 
     import smt  # noqa: F401  (registers the SMT variants)
+    from smt.model import VARIANTS
 
     kwargs = {} if num_classes is None else {"num_classes": num_classes}
-    if checkpoint:
-        if not Path(checkpoint).is_file():
-            raise FileNotFoundError(f"checkpoint {checkpoint} does not exist")
-        return timm.create_model(name, pretrained=True, pretrained_cfg_overlay=dict(file=str(checkpoint)), **kwargs)
-    return timm.create_model(name, **kwargs)
+    if not checkpoint:
+        return timm.create_model(name, **kwargs)
+    if not Path(checkpoint).is_file():
+        raise FileNotFoundError(f"checkpoint {checkpoint} does not exist")
+    if name.split(".")[0] in VARIANTS and num_classes is None:
+        from smt.checkpoint import read_checkpoint
+
+        head = read_checkpoint(checkpoint).get("head.weight")
+        kwargs["num_classes"] = 0 if head is None else head.shape[0]
+    return timm.create_model(name, pretrained=True, pretrained_cfg_overlay=dict(file=str(checkpoint)), **kwargs)
 
 
 def _distributed() -> tuple[int, int, torch.device]:
