@@ -104,3 +104,20 @@ def test_run_distance(folder, tmp_path):
     res = load_result(out)["result"]
     assert res["kinds"] == ["sam", "sam", "sam", "msa", "msa"]
     assert res["per_head"]["stages.0.blocks.0"].shape == (4,) and (res["block"] > 0).all()
+
+
+def test_checkpoint_keeps_its_classifier_and_identity_is_recorded(folder, tmp_path):
+    import hashlib
+
+    import timm
+    from safetensors.torch import save_file
+
+    model = timm.create_model("test_smt", num_classes=3)
+    ckpt = tmp_path / "three.safetensors"
+    save_file(model.state_dict(), str(ckpt))
+    out = tmp_path / "cam3.pt"
+    assert main(["run", "cam", "--model", "test_smt", "--checkpoint", str(ckpt), "--images", str(folder),
+                 "--num-images", "3", "--out", str(out), "--input-size", "64"]) == 0
+    rec = load_result(out)
+    assert rec["checkpoint_sha256"] == hashlib.sha256(ckpt.read_bytes()).hexdigest()
+    assert (rec["result"]["predicted"] < 3).all()
