@@ -24,15 +24,6 @@ from smt.reference import fill_official_state_dict, load_reference, reference_in
 REFERENCE = load_reference()
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One intra-op thread: on a shared 2-core machine two threads made the float64 forwards 20x slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _fake_yacs():
     """A throw-away `yacs.config` module whose CfgNode pickles like the real one (a dict with __dict__ state)."""
     mod, pkg = types.ModuleType("yacs.config"), types.ModuleType("yacs")

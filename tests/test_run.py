@@ -121,3 +121,20 @@ def test_checkpoint_keeps_its_classifier_and_identity_is_recorded(folder, tmp_pa
     rec = load_result(out)
     assert rec["checkpoint_sha256"] == hashlib.sha256(ckpt.read_bytes()).hexdigest()
     assert (rec["result"]["predicted"] < 3).all()
+
+
+def test_results_are_in_depth_order_beyond_ten_blocks():
+    import argparse
+
+    import timm
+
+    from viz.run import DistanceAnalysis, SpectrumAnalysis
+
+    model = timm.create_model("test_smt", depths=(1, 1, 11, 1)).eval()
+    args = argparse.Namespace(analysis="spectrum", model="test_smt", queries=2, seed=0)
+    expected = [f"stages.{i}.blocks.{j}" for i, d in enumerate((1, 1, 11, 1)) for j in range(d)]
+    for cls in (SpectrumAnalysis, DistanceAnalysis):
+        a = cls(model, args)
+        a.update(model, torch.randn(1, 3, 32, 32))
+        res = a.finalize({k: a.sums[k] for k in sorted(a.sums)}, [])
+        assert res["blocks"] == expected, cls.__name__

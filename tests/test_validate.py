@@ -20,15 +20,6 @@ ROOT = Path(__file__).resolve().parent.parent
 CLASSES = ["n01", "n02", "n10"]  # sorted order is the class index order
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One intra-op thread: on a shared 2-core machine two threads made the float64 forwards 20x slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory):
     """3 class folders of 5 random RGB images of assorted sizes, and a 3-class test_smt checkpoint."""

@@ -44,6 +44,15 @@ class _Sums:
         return []
 
 
+def _require_smt_eval(model: nn.Module, args: argparse.Namespace, what: str) -> None:
+    from .analysis.features import require_eval
+
+    require_eval(model, what)
+    if not hasattr(model, "stage_block_types"):
+        raise ValueError(f"`{args.analysis}` runs on SMT models (block outputs on their stage grids); "
+                         f"{args.model} is not one (for a timm ViT or Swin use viz.analysis.attention_distances)")
+
+
 class ERFAnalysis(_Sums):
     """RepLKNet ERF of a stage's output (default the last)."""
 
@@ -77,13 +86,8 @@ class SpectrumAnalysis(_Sums):
     name = "spectrum"
 
     def __init__(self, model: nn.Module, args: argparse.Namespace):
-        from .analysis.features import require_eval
-
-        require_eval(model, "The Fourier analysis")
-        if not hasattr(model, "stage_block_types"):
-            raise ValueError(f"`spectrum` runs on SMT models (block outputs on their stage grids); "
-                             f"{args.model} is not one")
-        self.sums, self.meta = {}, None
+        _require_smt_eval(model, args, "The Fourier analysis")
+        self.sums, self.meta = {}, []
 
     def update(self, model: nn.Module, images: torch.Tensor) -> None:
         from .analysis.spectrum import smt_fourier_profile
@@ -98,10 +102,9 @@ class SpectrumAnalysis(_Sums):
 
     def finalize(self, sums: dict[str, torch.Tensor], gathered: list) -> dict[str, Any]:
         n = sums["num_images"]
-        names = [k.split("/", 1)[1] for k in sums if k.startswith("value/")]
-        types = dict((name, kind) for name, kind, _ in self.meta or [])
-        depth = dict((name, d) for name, _, d in self.meta or [])
-        return {"blocks": names, "kinds": [types[b] for b in names], "depth": torch.tensor([depth[b] for b in names]),
+        names = [name for name, _, _ in self.meta]  # depth order (the sums' keys are sorted by name)
+        return {"blocks": names, "kinds": [kind for _, kind, _ in self.meta],
+                "depth": torch.tensor([d for _, _, d in self.meta]),
                 "freq": {b: sums[f"freq/{b}"] / n for b in names},
                 "relative_log_amplitude": {b: sums[f"value/{b}"] / n for b in names},
                 "highest": torch.stack([sums[f"value/{b}"][-1] / n for b in names]), "num_images": int(n)}
@@ -113,12 +116,7 @@ class DistanceAnalysis(_Sums):
     name = "distance"
 
     def __init__(self, model: nn.Module, args: argparse.Namespace):
-        from .analysis.features import require_eval
-
-        require_eval(model, "The distance analysis")
-        if not hasattr(model, "stage_block_types"):
-            raise ValueError(f"`distance` runs on SMT models; for a timm ViT or Swin use "
-                             f"viz.analysis.attention_distances; {args.model} is not SMT")
+        _require_smt_eval(model, args, "The distance analysis")
         self.queries, self.seed = args.queries, args.seed
         self.sums, self.kinds = {}, {}
 
@@ -137,7 +135,7 @@ class DistanceAnalysis(_Sums):
 
     def finalize(self, sums: dict[str, torch.Tensor], gathered: list) -> dict[str, Any]:
         n = sums["num_images"]
-        names = [k.split("/", 1)[1] for k in sums if k.startswith("block/")]
+        names = list(self.kinds)  # depth order (the sums' keys are sorted by name)
         return {"blocks": names, "kinds": [self.kinds[b] for b in names],
                 "per_head": {b: sums[f"per_head/{b}"] / n for b in names},
                 "block": torch.stack([sums[f"block/{b}"] / n for b in names]), "num_images": int(n),
