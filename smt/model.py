@@ -58,6 +58,71 @@ def _listened(module: nn.Module) -> bool:
                 or nn.modules.module._global_forward_hooks or nn.modules.module._global_forward_pre_hooks)
 
 
+#: Switches of the fused path, for measuring what each optimisation contributes
+#: (`benchmarks/bench_model.py --ablate`). Every combination computes the same numbers.
+_FUSE = {
+    "vs_matmul": True,     # SAM v and s (MSA q and kv) projections as one matmul
+    "one_dwconv": True,    # MHMC as one depthwise conv, kernels zero-padded, channels in regrouped order
+    "fold_bn": True,       # eval: SAA's BN folded into its grouped 1x1 conv (and the stem's BN into its conv)
+    "expand": "auto",      # SAA grouped 1x1 conv: "dense" (block-diagonal matmul on tokens), "conv", "auto"
+    "tokens": True,        # contiguous token layout in stages; depthwise convs on channels-last views
+    "inplace": True,       # in-place residual adds and products where nothing needs the operand again
+}
+
+_HOOK_DICTS = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks")
+_GLOBAL_HOOKS = ("_global_forward_hooks", "_global_forward_pre_hooks", "_global_backward_hooks",
+                 "_global_backward_pre_hooks")
+
+
+def _fusable(module: nn.Module, types: tuple) -> bool:
+    """True when a fused forward may stand in for `module`'s literal one.
+
+    That is: no hook (forward or backward, global or on a submodule) would miss its call, and every
+    submodule is still of the type it was built with (model surgery falls back to the literal path).
+    Hooks on `module` itself are fine: it is still called.
+    """
+    mod = nn.modules.module
+    if any(getattr(mod, g, None) for g in _GLOBAL_HOOKS):
+        return False
+    for i, m in enumerate(module.modules()):
+        if i and (type(m) not in types or any(getattr(m, d, None) for d in _HOOK_DICTS)):
+            return False
+    return True
+
+
+def _cat_linear(*linears: nn.Linear) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+    """Weight and bias of one linear layer computing `linears` side by side (outputs concatenated)."""
+    w = torch.cat([m.weight for m in linears])
+    if all(m.bias is None for m in linears):
+        return w, None
+    return w, torch.cat([m.bias if m.bias is not None else m.weight.new_zeros(m.out_features) for m in linears])
+
+
+def _regroup_rows(t: Optional[torch.Tensor], num_heads: int) -> Optional[torch.Tensor]:
+    """`HeadRegroup` applied to the first dim: row h*C/N + g moves to g*N + h."""
+    if t is None:
+        return None
+    return t.reshape(num_heads, t.shape[0] // num_heads, *t.shape[1:]).transpose(0, 1).reshape(t.shape)
+
+
+def _fold_bn(w: torch.Tensor, b: Optional[torch.Tensor], bn: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
+    """Conv weight and bias with an eval-mode BatchNorm after the conv folded in."""
+    scale = bn.weight * torch.rsqrt(bn.running_var + bn.eps)
+    b = -bn.running_mean if b is None else b - bn.running_mean
+    return w * scale.reshape(-1, *([1] * (w.ndim - 1))), b * scale + bn.bias
+
+
+def _tokens_to_map(x: torch.Tensor, H: int, W: int) -> torch.Tensor:
+    """(B, N, C) tokens -> (B, C, H, W) in channels-last memory (a view when the tokens are contiguous)."""
+    B, N, C = x.shape
+    return x.transpose(1, 2).reshape(B, C, H, W).contiguous(memory_format=torch.channels_last)
+
+
+def _map_to_tokens(x: torch.Tensor) -> torch.Tensor:
+    """(B, C, H, W) -> (B, H*W, C) tokens (a view when the map is channels-last)."""
+    return x.flatten(2).transpose(1, 2)
+
+
 class MultiHeadMixedConv(nn.Module):
     """MHMC: split channels into N contiguous heads, depthwise conv of kernel k_h on head h."""
 
@@ -117,6 +182,30 @@ class ScaleAwareAggregation(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, H, W)
         return self.reduce(self.act(self.bn(self.expand(x))))
 
+    def forward_fused(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, H, W) -> (B, H*W, C) tokens
+        """`forward` returning tokens; in eval the BN is folded into the grouped conv."""
+        B, C, H, W = x.shape
+        e, bn = self.expand, self.bn
+        fold = _FUSE["fold_bn"] and not bn.training and bn.track_running_stats
+        w, b = _fold_bn(e.weight, e.bias, bn) if fold else (e.weight, e.bias)
+        mode = _FUSE["expand"]
+        if mode == "auto":
+            mode = "dense" if C <= _DENSE_EXPAND_MAX_CHANNELS else "conv"
+        if mode == "dense":
+            # block-diagonal (hidden, C) matrix: row (g, m) reads the N channels of group g only
+            G = e.groups
+            wg = w.reshape(G, w.shape[0] // G, 1, w.shape[1])  # (G, hidden/G, 1, N)
+            eye = torch.eye(G, dtype=w.dtype, device=w.device).reshape(G, 1, G, 1)
+            h = F.linear(_map_to_tokens(x), (wg * eye).reshape(w.shape[0], C), b)  # (B, HW, hidden)
+            if not fold:
+                h = _map_to_tokens(bn(_tokens_to_map(h, H, W)))
+        else:
+            h = F.conv2d(x.contiguous(), w, b, groups=e.groups)  # (B, hidden, H, W)
+            if not fold:
+                h = bn(h)
+            h = _map_to_tokens(h.contiguous(memory_format=torch.channels_last))
+        return F.linear(self.act(h), self.reduce.weight.flatten(1), self.reduce.bias)
+
 
 class ScaleAwareModulation(nn.Module):
     """SAM token mixer: x -> proj(SAA(regroup(MHMC(s(x)))) * v(x))."""
@@ -153,8 +242,15 @@ class ScaleAwareModulation(nn.Module):
         self.modulator = nn.Identity()  # tap
         self.proj = nn.Linear(dim, dim)
         self.proj_drop = nn.Dropout(proj_drop)
+        self.fused = True
 
     def forward(self, x: torch.Tensor, H: int, W: int) -> torch.Tensor:  # (B, N, C)
+        if self.fused and _fusable(self, _SAM_TYPES):
+            return self.forward_fused(x, H, W)
+        return self.forward_literal(x, H, W)
+
+    def forward_literal(self, x: torch.Tensor, H: int, W: int) -> torch.Tensor:  # (B, N, C)
+        """The authors' computation: per-head convs, concatenation, regrouping; every tap fires."""
         B, N, C = x.shape
         v = self.v(x)
         s = self.s(x).transpose(1, 2).reshape(B, C, H, W)
@@ -162,6 +258,44 @@ class ScaleAwareModulation(nn.Module):
         m = self.modulator(self.saa(s))  # (B, C, H, W)
         x = m.flatten(2).transpose(1, 2) * v
         return self.proj_drop(self.proj(x))
+
+    def forward_fused(self, x: torch.Tensor, H: int, W: int) -> torch.Tensor:  # (B, N, C)
+        """Same numbers as `forward_literal`, fewer and larger ops; taps inside do not fire.
+
+        The s projection's output rows are permuted into the regrouped channel order, so one
+        depthwise conv (each head's kernel zero-padded to the largest) yields the SAA input directly,
+        without the concatenation and the regrouping copy. Fused weights are derived from the
+        parameters on every call (differentiable, nothing cached, the state dict is untouched).
+        """
+        B, N, C = x.shape
+        regroup = isinstance(self.saa, ScaleAwareAggregation)
+        mhmc = self.mhmc
+        ws, bs = self.s.weight, self.s.bias
+        if _FUSE["one_dwconv"]:
+            K = max(mhmc.kernel_sizes)
+            kw = torch.cat([F.pad(c.weight, [(K - c.weight.shape[-1]) // 2] * 4) for c in mhmc.convs])  # (C, 1, K, K)
+            kb = torch.cat([c.bias if c.bias is not None else c.weight.new_zeros(c.out_channels) for c in mhmc.convs])
+            if regroup:
+                ws, bs, kw, kb = (_regroup_rows(t, self.num_heads) for t in (ws, bs, kw, kb))
+        if _FUSE["vs_matmul"]:
+            w, b = _cat_linear(self.v, self.s)
+            if _FUSE["one_dwconv"] and regroup:
+                w = torch.cat([w[:C], ws])
+                b = None if b is None else torch.cat([b[:C], bs])
+            v, s = F.linear(x, w, b).split(C, dim=-1)  # (B, N, C) each, strided views
+        else:
+            v, s = self.v(x), F.linear(x, ws, bs)
+        s = _tokens_to_map(s, H, W)  # (B, C, H, W) channels-last
+        if _FUSE["one_dwconv"]:
+            s = F.conv2d(s, kw, kb, padding=K // 2, groups=C)  # regrouped order when SAA is on
+        else:
+            s = self.regroup(torch.cat([conv(c) for c, conv in zip(s.split(mhmc.head_dim, dim=1), mhmc.convs)], 1))
+        if regroup:
+            m = self.saa.forward_fused(s)  # (B, N, C) tokens
+        else:
+            m = _map_to_tokens(s)
+        m = m.mul_(v) if _FUSE["inplace"] and not torch.is_grad_enabled() else m * v
+        return self.proj_drop(self.proj(m))
 
 
 class Attention(nn.Module):
@@ -197,8 +331,32 @@ class Attention(nn.Module):
         self.local_conv = nn.Conv2d(dim, dim, 3, padding=1, groups=dim)
         self.proj = nn.Linear(dim, dim)
         self.proj_drop = nn.Dropout(proj_drop)
+        self.fused = True
 
     def forward(self, x: torch.Tensor, H: int, W: int) -> torch.Tensor:  # (B, N, C)
+        if self.fused and self.fused_attn and _fusable(self, _MSA_TYPES):
+            return self.forward_fused(x, H, W)
+        return self.forward_literal(x, H, W)
+
+    def forward_fused(self, x: torch.Tensor, H: int, W: int) -> torch.Tensor:  # (B, N, C)
+        """`forward_literal` with q, k, v from one matmul, SDPA, and the v conv on a channels-last view."""
+        B, N, C = x.shape
+        if _FUSE["vs_matmul"]:
+            qkv = F.linear(x, *_cat_linear(self.q, self.kv))  # (B, N, 3C)
+        else:
+            qkv = torch.cat([self.q(x), self.kv(x)], dim=-1)
+        q, k, v = qkv.reshape(B, N, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
+        out = F.scaled_dot_product_attention(q, k, v, dropout_p=self.attn_drop.p if self.training else 0.0)
+        out = out.transpose(1, 2).reshape(B, N, C)
+        if _FUSE["tokens"]:
+            out = out + _map_to_tokens(self.local_conv(_tokens_to_map(qkv[..., 2 * C:], H, W)))
+        else:
+            v = v.transpose(1, 2).reshape(B, N, C).transpose(1, 2).reshape(B, C, H, W)
+            out = out + self.local_conv(v).flatten(2).transpose(1, 2)
+        return self.proj_drop(self.proj(out))
+
+    def forward_literal(self, x: torch.Tensor, H: int, W: int) -> torch.Tensor:  # (B, N, C)
+        """The authors' computation (with SDPA unless `fused_attn` is off or `attn_weights` is listened to)."""
         B, N, C = x.shape
         q = self.q(x).reshape(B, N, self.num_heads, self.head_dim).transpose(1, 2)
         k, v = self.kv(x).reshape(B, N, 2, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
@@ -231,8 +389,17 @@ class DWConvMlp(nn.Module):
         self.drop1 = nn.Dropout(drop)
         self.fc2 = nn.Linear(hidden_dim, dim)
         self.drop2 = nn.Dropout(drop)
+        self.fused = True
 
     def forward(self, x: torch.Tensor, H: int, W: int) -> torch.Tensor:  # (B, N, C)
+        if self.fused and _FUSE["tokens"] and _fusable(self, _MLP_TYPES):
+            x = self.fc1(x)
+            d = _map_to_tokens(self.dwconv(_tokens_to_map(x, H, W)))  # channels-last conv: tokens are a view
+            x = d.add_(x) if _FUSE["inplace"] else x + d  # the conv keeps no output for backward
+            return self.drop2(self.fc2(self.drop1(self.act(x))))
+        return self.forward_literal(x, H, W)
+
+    def forward_literal(self, x: torch.Tensor, H: int, W: int) -> torch.Tensor:  # (B, N, C)
         x = self.fc1(x)
         B, N, C = x.shape
         d = self.dwconv(x.transpose(1, 2).reshape(B, C, H, W)).flatten(2).transpose(1, 2)
@@ -279,6 +446,7 @@ class SMTBlock(nn.Module):
         """
         super().__init__()
         self.block_type = block_type
+        self.fused = True
         self.norm1 = nn.LayerNorm(dim, eps=1e-6)
         if block_type == "sam":
             self.attn = ScaleAwareModulation(
@@ -293,6 +461,10 @@ class SMTBlock(nn.Module):
         self.drop_path2 = DropPath(drop_path) if drop_path > 0.0 else nn.Identity()
 
     def forward(self, x: torch.Tensor, H: int, W: int) -> torch.Tensor:  # (B, N, C)
+        if self.fused and _FUSE["inplace"] and not torch.is_grad_enabled() and _fusable(self, _BLOCK_TYPES):
+            # inference: add the residual into the branch's fresh output instead of allocating another
+            x = self.drop_path1(self.ls1(self.attn(self.norm1(x), H, W))).add_(x)
+            return self.drop_path2(self.ls2(self.mlp(self.norm2(x), H, W))).add_(x)
         x = x + self.drop_path1(self.ls1(self.attn(self.norm1(x), H, W)))
         x = x + self.drop_path2(self.ls2(self.mlp(self.norm2(x), H, W)))
         return x
@@ -314,9 +486,17 @@ class Stem(nn.Module):
         self.act = nn.ReLU(inplace=True)
         self.conv2 = nn.Conv2d(dim, dim, 2, stride=2)
         self.norm = LayerNorm2d(dim, eps=1e-5)
+        self.fused = True
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, in_chans, H, W) -> (B, C, H/4, W/4)
-        return self.norm(self.conv2(self.act(self.bn(self.conv1(x)))))
+        c, bn = self.conv1, self.bn
+        if (self.fused and _FUSE["fold_bn"] and not bn.training and bn.track_running_stats
+                and _fusable(self, _STEM_TYPES)):
+            w, b = _fold_bn(c.weight, c.bias, bn)
+            x = self.act(F.conv2d(x, w, b, c.stride, c.padding))
+        else:
+            x = self.act(bn(c(x)))
+        return self.norm(self.conv2(x))
 
 
 class Downsample(nn.Module):
@@ -336,6 +516,17 @@ class Downsample(nn.Module):
         return self.norm(self.proj(x))
 
 
+# Submodule types each fused forward knows; anything else (model surgery) takes the literal path.
+_SAM_TYPES = (MultiHeadMixedConv, HeadRegroup, ScaleAwareAggregation, nn.Linear, nn.Conv2d, nn.BatchNorm2d,
+              nn.GELU, nn.Identity, nn.Dropout, nn.ModuleList)
+_MSA_TYPES = (nn.Linear, nn.Conv2d, nn.Identity, nn.Dropout)
+_MLP_TYPES = (nn.Linear, nn.Conv2d, nn.GELU, nn.Dropout)
+_STEM_TYPES = (nn.Conv2d, nn.BatchNorm2d, nn.ReLU, LayerNorm2d)
+_BLOCK_TYPES = _SAM_TYPES + (ScaleAwareModulation, Attention, DWConvMlp, nn.LayerNorm, LayerScale, DropPath)
+#: Up to this many channels SAA's grouped 1x1 conv runs as a block-diagonal matmul (measured faster).
+_DENSE_EXPAND_MAX_CHANNELS = 128
+
+
 class SMTStage(nn.Module):
     """Downsample, then blocks on the token sequence, then LayerNorm; NCHW in and out."""
 
@@ -351,6 +542,7 @@ class SMTStage(nn.Module):
         """
         super().__init__()
         self.grad_checkpointing = False
+        self.fused = True
         self.downsample = downsample
         self.blocks = nn.ModuleList(
             SMTBlock(dim, block_type=t, drop_path=dp, **block_kwargs) for t, dp in zip(block_types, drop_path))
@@ -360,6 +552,8 @@ class SMTStage(nn.Module):
         x = self.downsample(x)  # (B, C, H, W)
         B, C, H, W = x.shape
         x = x.flatten(2).transpose(1, 2)  # (B, N, C)
+        if self.fused and _FUSE["tokens"]:
+            x = x.contiguous()  # else every residual add and LayerNorm works on the transposed layout
         for blk in self.blocks:
             if self.grad_checkpointing and not torch.jit.is_scripting():
                 x = checkpoint(blk, x, H, W)
@@ -551,6 +745,16 @@ class SMT(nn.Module):
         self.grad_checkpointing = enable
         for s in self.stages:
             s.grad_checkpointing = enable
+
+    def set_fused(self, enable: bool = True) -> None:
+        """Choose the fused forward (default) or the literal per-head one (the authors' computation).
+
+        Both compute the same numbers (to float32 rounding). A block whose taps or other submodules
+        carry hooks takes the literal path on its own, so captured taps always fire.
+        """
+        for m in self.modules():
+            if hasattr(m, "fused") and isinstance(m.fused, bool):
+                m.fused = bool(enable)
 
     @torch.jit.ignore
     def get_classifier(self) -> nn.Module:
