@@ -74,20 +74,28 @@ _GLOBAL_HOOKS = ("_global_forward_hooks", "_global_forward_pre_hooks", "_global_
                  "_global_backward_pre_hooks")
 
 
-def _fusable(module: nn.Module, types: tuple) -> bool:
+def _structure(module: nn.Module) -> tuple:
+    """Types of `module`'s submodules in order: recorded at construction, compared before fusing."""
+    return tuple(type(m) for m in module.modules())
+
+
+def _fusable(module: nn.Module) -> bool:
     """True when a fused forward may stand in for `module`'s literal one.
 
-    That is: no hook (forward or backward, global or on a submodule) would miss its call, and every
-    submodule is still of the type it was built with (model surgery falls back to the literal path).
-    Hooks on `module` itself are fine: it is still called.
+    That is: no hook (forward or backward, global or on a submodule) would miss its call, and the
+    submodules are still of the types `module` was built with (model surgery, such as swapping a
+    conv for another module, falls back to the literal path). Hooks on `module` itself are fine.
     """
     mod = nn.modules.module
     if any(getattr(mod, g, None) for g in _GLOBAL_HOOKS):
         return False
+    built = module._built_structure
     for i, m in enumerate(module.modules()):
-        if i and (type(m) not in types or any(getattr(m, d, None) for d in _HOOK_DICTS)):
+        if i >= len(built) or type(m) is not built[i]:
             return False
-    return True
+        if i and any(getattr(m, d, None) for d in _HOOK_DICTS):
+            return False
+    return i + 1 == len(built)
 
 
 def _cat_linear(*linears: nn.Linear) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
@@ -243,9 +251,10 @@ class ScaleAwareModulation(nn.Module):
         self.proj = nn.Linear(dim, dim)
         self.proj_drop = nn.Dropout(proj_drop)
         self.fused = True
+        self._built_structure = _structure(self)
 
     def forward(self, x: torch.Tensor, H: int, W: int) -> torch.Tensor:  # (B, N, C)
-        if self.fused and _fusable(self, _SAM_TYPES):
+        if self.fused and _fusable(self):
             return self.forward_fused(x, H, W)
         return self.forward_literal(x, H, W)
 
@@ -272,7 +281,7 @@ class ScaleAwareModulation(nn.Module):
         mhmc = self.mhmc
         ws, bs = self.s.weight, self.s.bias
         if _FUSE["one_dwconv"]:
-            K = max(mhmc.kernel_sizes)
+            K = max(c.weight.shape[-1] for c in mhmc.convs)
             kw = torch.cat([F.pad(c.weight, [(K - c.weight.shape[-1]) // 2] * 4) for c in mhmc.convs])  # (C, 1, K, K)
             kb = torch.cat([c.bias if c.bias is not None else c.weight.new_zeros(c.out_channels) for c in mhmc.convs])
             if regroup:
@@ -332,9 +341,10 @@ class Attention(nn.Module):
         self.proj = nn.Linear(dim, dim)
         self.proj_drop = nn.Dropout(proj_drop)
         self.fused = True
+        self._built_structure = _structure(self)
 
     def forward(self, x: torch.Tensor, H: int, W: int) -> torch.Tensor:  # (B, N, C)
-        if self.fused and self.fused_attn and _fusable(self, _MSA_TYPES):
+        if self.fused and self.fused_attn and _fusable(self):
             return self.forward_fused(x, H, W)
         return self.forward_literal(x, H, W)
 
@@ -390,9 +400,10 @@ class DWConvMlp(nn.Module):
         self.fc2 = nn.Linear(hidden_dim, dim)
         self.drop2 = nn.Dropout(drop)
         self.fused = True
+        self._built_structure = _structure(self)
 
     def forward(self, x: torch.Tensor, H: int, W: int) -> torch.Tensor:  # (B, N, C)
-        if self.fused and _FUSE["tokens"] and _fusable(self, _MLP_TYPES):
+        if self.fused and _FUSE["tokens"] and _fusable(self):
             x = self.fc1(x)
             d = _map_to_tokens(self.dwconv(_tokens_to_map(x, H, W)))  # channels-last conv: tokens are a view
             x = d.add_(x) if _FUSE["inplace"] else x + d  # the conv keeps no output for backward
@@ -459,9 +470,10 @@ class SMTBlock(nn.Module):
         self.mlp = DWConvMlp(dim, int(dim * mlp_ratio), drop=proj_drop)
         self.ls2 = LayerScale(dim, layer_scale) if layer_scale is not None else nn.Identity()
         self.drop_path2 = DropPath(drop_path) if drop_path > 0.0 else nn.Identity()
+        self._built_structure = _structure(self)
 
     def forward(self, x: torch.Tensor, H: int, W: int) -> torch.Tensor:  # (B, N, C)
-        if self.fused and _FUSE["inplace"] and not torch.is_grad_enabled() and _fusable(self, _BLOCK_TYPES):
+        if self.fused and _FUSE["inplace"] and not torch.is_grad_enabled() and _fusable(self):
             # inference: add the residual into the branch's fresh output instead of allocating another
             x = self.drop_path1(self.ls1(self.attn(self.norm1(x), H, W))).add_(x)
             return self.drop_path2(self.ls2(self.mlp(self.norm2(x), H, W))).add_(x)
@@ -487,11 +499,12 @@ class Stem(nn.Module):
         self.conv2 = nn.Conv2d(dim, dim, 2, stride=2)
         self.norm = LayerNorm2d(dim, eps=1e-5)
         self.fused = True
+        self._built_structure = _structure(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, in_chans, H, W) -> (B, C, H/4, W/4)
         c, bn = self.conv1, self.bn
         if (self.fused and _FUSE["fold_bn"] and not bn.training and bn.track_running_stats
-                and _fusable(self, _STEM_TYPES)):
+                and _fusable(self)):
             w, b = _fold_bn(c.weight, c.bias, bn)
             x = self.act(F.conv2d(x, w, b, c.stride, c.padding))
         else:
@@ -516,13 +529,6 @@ class Downsample(nn.Module):
         return self.norm(self.proj(x))
 
 
-# Submodule types each fused forward knows; anything else (model surgery) takes the literal path.
-_SAM_TYPES = (MultiHeadMixedConv, HeadRegroup, ScaleAwareAggregation, nn.Linear, nn.Conv2d, nn.BatchNorm2d,
-              nn.GELU, nn.Identity, nn.Dropout, nn.ModuleList)
-_MSA_TYPES = (nn.Linear, nn.Conv2d, nn.Identity, nn.Dropout)
-_MLP_TYPES = (nn.Linear, nn.Conv2d, nn.GELU, nn.Dropout)
-_STEM_TYPES = (nn.Conv2d, nn.BatchNorm2d, nn.ReLU, LayerNorm2d)
-_BLOCK_TYPES = _SAM_TYPES + (ScaleAwareModulation, Attention, DWConvMlp, nn.LayerNorm, LayerScale, DropPath)
 #: Up to this many channels SAA's grouped 1x1 conv runs as a block-diagonal matmul (measured faster).
 _DENSE_EXPAND_MAX_CHANNELS = 128
 
