@@ -12,7 +12,9 @@ are timed alternately, `--repeats` times each after a warm-up, so that load on a
 both alike; the table shows median images per second and the median of the per-repeat ratios.
 
 `--ablate` adds one column per optimisation of the fused path, switched off on its own
-(`smt.model._FUSE`), so the loss against `fused` is what that optimisation contributes.
+(`smt.model._FUSE`): time without it over time with all on, so above 1 is what it contributes.
+`--clock cpu` times this process's CPU time instead of elapsed time: on a machine shared with other
+jobs that is steadier (with one thread, `--threads 1`, it equals the elapsed time of an idle machine).
 """
 from __future__ import annotations
 
@@ -36,6 +38,7 @@ ABLATIONS: dict[str, dict | None] = {
     "expand=dense": {"expand": "dense"},
     "no tokens": {"tokens": False},
     "no inplace": {"inplace": False},
+    "no channels_last": {"channels_last": False},
 }
 
 
@@ -52,7 +55,7 @@ def make_step(model: torch.nn.Module, x: torch.Tensor, passes: str) -> Callable[
 
 
 def run_config(model: torch.nn.Module, x: torch.Tensor, passes: str, paths: dict[str, dict | None],
-               repeats: int) -> dict[str, list[float]]:
+               repeats: int, clock: Callable[[], float] = time.perf_counter) -> dict[str, list[float]]:
     """Seconds per call for each path, the paths timed alternately."""
     default = dict(smt_model._FUSE)
 
@@ -70,9 +73,9 @@ def run_config(model: torch.nn.Module, x: torch.Tensor, passes: str, paths: dict
         for _ in range(repeats):
             for name, sw in paths.items():
                 select(sw)
-                t0 = time.perf_counter()
+                t0 = clock()
                 step()
-                times[name].append(time.perf_counter() - t0)
+                times[name].append(clock() - t0)
     finally:
         smt_model._FUSE.clear()
         smt_model._FUSE.update(default)
@@ -89,17 +92,20 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     p.add_argument("--ablate", action="store_true", help="also time the fused path with each optimisation off")
+    p.add_argument("--clock", choices=["wall", "cpu"], default="wall",
+                   help="wall: elapsed time; cpu: this process's CPU time (steadier on a shared machine)")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
 
+    clock = time.perf_counter if args.clock == "wall" else time.process_time
     paths: dict[str, dict | None] = {"ref": None, "fused": {}}
     if args.ablate:
         paths.update(ABLATIONS)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU float32, {args.resolution}px, "
-          f"median of {args.repeats} alternating repeats")
+          f"median of {args.repeats} alternating repeats, {args.clock} clock")
     extra = [k for k in paths if k not in ("ref", "fused")]
     head = f"{'variant':<10} {'batch':>5} {'pass':<8} {'ref img/s':>10} {'fused img/s':>12} {'fused/ref':>10}"
     head += "".join(f" {k + ' /fused':>20}" for k in extra)
@@ -111,7 +117,7 @@ def main() -> None:
         for bs in args.batch_sizes:
             x = torch.randn(bs, 3, args.resolution, args.resolution)
             for passes in args.passes:
-                t = run_config(model, x, passes, paths, args.repeats)
+                t = run_config(model, x, passes, paths, args.repeats, clock)
                 ips = {k: bs / statistics.median(v) for k, v in t.items()}
                 ratio = statistics.median(r / f for r, f in zip(t["ref"], t["fused"]))
                 row = f"{name:<10} {bs:>5} {passes:<8} {ips['ref']:>10.2f} {ips['fused']:>12.2f} {ratio:>9.2f}x"

@@ -66,6 +66,7 @@ _FUSE = {
     "fold_bn": True,       # eval: SAA's BN folded into its grouped 1x1 conv (and the stem's BN into its conv)
     "expand": "auto",      # SAA grouped 1x1 conv: "dense" (block-diagonal matmul on tokens), "conv", "auto"
     "tokens": True,        # contiguous token layout in stages; depthwise convs on channels-last views
+    "channels_last": True,  # the stem's convs on a channels-last image
     "inplace": True,       # in-place residual adds and products where nothing needs the operand again
 }
 
@@ -502,9 +503,12 @@ class Stem(nn.Module):
         self._built_structure = _structure(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, in_chans, H, W) -> (B, C, H/4, W/4)
+        if not (self.fused and _fusable(self)):
+            return self.norm(self.conv2(self.act(self.bn(self.conv1(x)))))
+        if _FUSE["channels_last"]:  # faster convs, and the stage's tokens are then a view
+            x = x.contiguous(memory_format=torch.channels_last)
         c, bn = self.conv1, self.bn
-        if (self.fused and _FUSE["fold_bn"] and not bn.training and bn.track_running_stats
-                and _fusable(self)):
+        if _FUSE["fold_bn"] and not bn.training and bn.track_running_stats:
             w, b = _fold_bn(c.weight, c.bias, bn)
             x = self.act(F.conv2d(x, w, b, c.stride, c.padding))
         else:
