@@ -8,8 +8,8 @@
 MHMC heads, concatenation, regrouping), `fused` the default. `fwd` is a forward pass under
 `torch.inference_mode`, `fwd+bwd` a forward pass and the backward pass to the input image (parameters
 frozen, as for an effective receptive field or a saliency map). Within one configuration the paths
-are timed alternately, `--repeats` times each after a warm-up, so that load on a shared machine hits
-both alike; the table shows median images per second and the median of the per-repeat ratios.
+are timed alternately (the order rotating), `--repeats` times each after a warm-up, so that load on
+a shared machine hits both alike; the table shows median images per second and the median of the per-repeat ratios.
 
 `--ablate` adds one column per optimisation of the fused path, switched off on its own
 (`smt.model._FUSE`): time without it over time with all on, so above 1 is what it contributes.
@@ -31,7 +31,6 @@ from smt import model as smt_model
 
 # name -> switches changed from the default fused path (None: the literal path)
 ABLATIONS: dict[str, dict | None] = {
-    "no vs_matmul": {"vs_matmul": False},
     "no one_dwconv": {"one_dwconv": False},
     "no fold_bn": {"fold_bn": False},
     "expand=conv": {"expand": "conv"},
@@ -70,8 +69,9 @@ def run_config(model: torch.nn.Module, x: torch.Tensor, passes: str, paths: dict
         for name, sw in paths.items():  # warm-up
             select(sw)
             step()
-        for _ in range(repeats):
-            for name, sw in paths.items():
+        order = list(paths.items())
+        for r in range(repeats):
+            for name, sw in order[r % len(order):] + order[:r % len(order)]:  # rotate: no path always first
                 select(sw)
                 t0 = clock()
                 step()

@@ -61,7 +61,6 @@ def _listened(module: nn.Module) -> bool:
 #: Switches of the fused path, for measuring what each optimisation contributes
 #: (`benchmarks/bench_model.py --ablate`). Every combination computes the same numbers.
 _FUSE = {
-    "vs_matmul": True,     # SAM v and s (MSA q and kv) projections as one matmul
     "one_dwconv": True,    # MHMC as one depthwise conv, kernels zero-padded, channels in regrouped order
     "fold_bn": True,       # eval: SAA's BN folded into its grouped 1x1 conv (and the stem's BN into its conv)
     "expand": "auto",      # SAA grouped 1x1 conv: "dense" (block-diagonal matmul on tokens), "conv", "auto"
@@ -69,11 +68,6 @@ _FUSE = {
     "channels_last": True,  # the stem's convs on a channels-last image
     "inplace": True,       # in-place residual adds and products where nothing needs the operand again
 }
-
-_HOOK_DICTS = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks")
-_GLOBAL_HOOKS = ("_global_forward_hooks", "_global_forward_pre_hooks", "_global_backward_hooks",
-                 "_global_backward_pre_hooks")
-
 
 def _structure(module: nn.Module) -> tuple:
     """Types of `module`'s submodules in order: recorded at construction, compared before fusing."""
@@ -88,23 +82,17 @@ def _fusable(module: nn.Module) -> bool:
     conv for another module, falls back to the literal path). Hooks on `module` itself are fine.
     """
     mod = nn.modules.module
-    if any(getattr(mod, g, None) for g in _GLOBAL_HOOKS):
+    if (mod._global_forward_hooks or mod._global_forward_pre_hooks or mod._global_backward_hooks
+            or mod._global_backward_pre_hooks):
         return False
     built = module._built_structure
+    i = -1
     for i, m in enumerate(module.modules()):
         if i >= len(built) or type(m) is not built[i]:
             return False
-        if i and any(getattr(m, d, None) for d in _HOOK_DICTS):
+        if i and (m._forward_hooks or m._forward_pre_hooks or m._backward_hooks or m._backward_pre_hooks):
             return False
     return i + 1 == len(built)
-
-
-def _cat_linear(*linears: nn.Linear) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
-    """Weight and bias of one linear layer computing `linears` side by side (outputs concatenated)."""
-    w = torch.cat([m.weight for m in linears])
-    if all(m.bias is None for m in linears):
-        return w, None
-    return w, torch.cat([m.bias if m.bias is not None else m.weight.new_zeros(m.out_features) for m in linears])
 
 
 def _regroup_rows(t: Optional[torch.Tensor], num_heads: int) -> Optional[torch.Tensor]:
@@ -287,14 +275,7 @@ class ScaleAwareModulation(nn.Module):
             kb = torch.cat([c.bias if c.bias is not None else c.weight.new_zeros(c.out_channels) for c in mhmc.convs])
             if regroup:
                 ws, bs, kw, kb = (_regroup_rows(t, self.num_heads) for t in (ws, bs, kw, kb))
-        if _FUSE["vs_matmul"]:
-            w, b = _cat_linear(self.v, self.s)
-            if _FUSE["one_dwconv"] and regroup:
-                w = torch.cat([w[:C], ws])
-                b = None if b is None else torch.cat([b[:C], bs])
-            v, s = F.linear(x, w, b).split(C, dim=-1)  # (B, N, C) each, strided views
-        else:
-            v, s = self.v(x), F.linear(x, ws, bs)
+        v, s = self.v(x), F.linear(x, ws, bs)  # s rows in regrouped order
         s = _tokens_to_map(s, H, W)  # (B, C, H, W) channels-last
         if _FUSE["one_dwconv"]:
             s = F.conv2d(s, kw, kb, padding=K // 2, groups=C)  # regrouped order when SAA is on
@@ -341,33 +322,8 @@ class Attention(nn.Module):
         self.local_conv = nn.Conv2d(dim, dim, 3, padding=1, groups=dim)
         self.proj = nn.Linear(dim, dim)
         self.proj_drop = nn.Dropout(proj_drop)
-        self.fused = True
-        self._built_structure = _structure(self)
 
     def forward(self, x: torch.Tensor, H: int, W: int) -> torch.Tensor:  # (B, N, C)
-        if self.fused and self.fused_attn and _fusable(self):
-            return self.forward_fused(x, H, W)
-        return self.forward_literal(x, H, W)
-
-    def forward_fused(self, x: torch.Tensor, H: int, W: int) -> torch.Tensor:  # (B, N, C)
-        """`forward_literal` with q, k, v from one matmul, SDPA, and the v conv on a channels-last view."""
-        B, N, C = x.shape
-        if _FUSE["vs_matmul"]:
-            qkv = F.linear(x, *_cat_linear(self.q, self.kv))  # (B, N, 3C)
-        else:
-            qkv = torch.cat([self.q(x), self.kv(x)], dim=-1)
-        q, k, v = qkv.reshape(B, N, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
-        out = F.scaled_dot_product_attention(q, k, v, dropout_p=self.attn_drop.p if self.training else 0.0)
-        out = out.transpose(1, 2).reshape(B, N, C)
-        if _FUSE["tokens"]:
-            out = out + _map_to_tokens(self.local_conv(_tokens_to_map(qkv[..., 2 * C:], H, W)))
-        else:
-            v = v.transpose(1, 2).reshape(B, N, C).transpose(1, 2).reshape(B, C, H, W)
-            out = out + self.local_conv(v).flatten(2).transpose(1, 2)
-        return self.proj_drop(self.proj(out))
-
-    def forward_literal(self, x: torch.Tensor, H: int, W: int) -> torch.Tensor:  # (B, N, C)
-        """The authors' computation (with SDPA unless `fused_attn` is off or `attn_weights` is listened to)."""
         B, N, C = x.shape
         q = self.q(x).reshape(B, N, self.num_heads, self.head_dim).transpose(1, 2)
         k, v = self.kv(x).reshape(B, N, 2, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
@@ -400,18 +356,8 @@ class DWConvMlp(nn.Module):
         self.drop1 = nn.Dropout(drop)
         self.fc2 = nn.Linear(hidden_dim, dim)
         self.drop2 = nn.Dropout(drop)
-        self.fused = True
-        self._built_structure = _structure(self)
 
     def forward(self, x: torch.Tensor, H: int, W: int) -> torch.Tensor:  # (B, N, C)
-        if self.fused and _FUSE["tokens"] and _fusable(self):
-            x = self.fc1(x)
-            d = _map_to_tokens(self.dwconv(_tokens_to_map(x, H, W)))  # channels-last conv: tokens are a view
-            x = d.add_(x) if _FUSE["inplace"] else x + d  # the conv keeps no output for backward
-            return self.drop2(self.fc2(self.drop1(self.act(x))))
-        return self.forward_literal(x, H, W)
-
-    def forward_literal(self, x: torch.Tensor, H: int, W: int) -> torch.Tensor:  # (B, N, C)
         x = self.fc1(x)
         B, N, C = x.shape
         d = self.dwconv(x.transpose(1, 2).reshape(B, C, H, W)).flatten(2).transpose(1, 2)
