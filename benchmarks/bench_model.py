@@ -37,6 +37,7 @@ ABLATIONS: dict[str, dict | None] = {
     "expand=dense": {"expand": "dense"},
     "no tokens": {"tokens": False},
     "no inplace": {"inplace": False},
+    "no dw_residual": {"dw_residual": False},
     "no channels_last": {"channels_last": False},
 }
 

@@ -20,6 +20,18 @@ it reproduces the authors' logits (float64, to 1e-9; see `tests/test_model.py`).
 - Stages take and return NCHW; `forward_features` returns the final stage as NCHW and the head
   mean-pools over H, W (the authors mean-pool the token sequence: the same numbers).
 - MSA blocks use `F.scaled_dot_product_attention` when nothing listens on `attn.attn_weights`.
+- Two forward paths with the same numbers (to float32 rounding, 1e-5): the literal one
+  (`model.set_fused(False)`; per-head convs, concatenation, regrouping, as the authors compute) and
+  the fused default. The fused SAM permutes the s projection's output channels into the regrouped
+  order and runs MHMC as one depthwise conv whose per-head kernels are zero-padded to the largest, so
+  the concatenation and the regrouping copy disappear; SAA's grouped 1x1 conv runs as a
+  block-diagonal matmul on tokens up to 128 channels; BatchNorm (SAA, stem) is folded into the conv
+  before it in eval mode; the MLP's `h + dwconv(h)` is one depthwise conv with 1 added to each
+  kernel's centre tap; the stem runs channels-last so stage tokens are contiguous; at inference the
+  residual adds and the MLP's GELU are in place. Fused weights are derived from the parameters on every call: nothing
+  is cached or saved, gradients flow to input and parameters alike, and the path is the same in
+  training (with BatchNorm on batch statistics, not folded). A module whose taps or other submodules
+  carry hooks, or whose submodules were swapped, runs the literal path, so every tap fires.
 - Configurable beyond the release: SAM head count, kernel size per head, SAA on/off (ablation),
   the SAM/MSA pattern of each stage, `in_chans`.
 """
@@ -66,6 +78,7 @@ _FUSE = {
     "expand": "auto",      # SAA grouped 1x1 conv: "dense" (block-diagonal matmul on tokens), "conv", "auto"
     "tokens": True,        # contiguous token layout in stages; depthwise convs on channels-last views
     "channels_last": True,  # the stem's convs on a channels-last image
+    "dw_residual": True,   # MLP: h + dwconv(h) as one depthwise conv (centre tap + 1)
     "inplace": True,       # in-place residual adds and products where nothing needs the operand again
 }
 
@@ -356,8 +369,30 @@ class DWConvMlp(nn.Module):
         self.drop1 = nn.Dropout(drop)
         self.fc2 = nn.Linear(hidden_dim, dim)
         self.drop2 = nn.Dropout(drop)
+        self.fused = True
+        self._built_structure = _structure(self)
 
     def forward(self, x: torch.Tensor, H: int, W: int) -> torch.Tensor:  # (B, N, C)
+        if self.fused and _FUSE["dw_residual"] and _fusable(self):
+            return self.forward_fused(x, H, W)
+        return self.forward_literal(x, H, W)
+
+    def forward_fused(self, x: torch.Tensor, H: int, W: int) -> torch.Tensor:  # (B, N, C)
+        """`forward_literal` with `h + dwconv(h)` as one depthwise conv: +1 on each kernel's centre tap."""
+        x = self.fc1(x)
+        B, N, C = x.shape
+        w = self.dwconv.weight  # (C, 1, k, k), k odd, padding k // 2
+        k = w.shape[-1]
+        centre = F.pad(w.new_ones(1, 1, 1, 1), [k // 2] * 4)  # (1, 1, k, k)
+        x = F.conv2d(x.transpose(1, 2).reshape(B, C, H, W), w + centre, self.dwconv.bias,
+                     padding=self.dwconv.padding, groups=C).flatten(2).transpose(1, 2)  # channels-last: a view
+        if _FUSE["inplace"] and not torch.is_grad_enabled() and type(self.act) is nn.GELU:
+            x = torch.ops.aten.gelu_(x, approximate=self.act.approximate)
+        else:
+            x = self.act(x)
+        return self.drop2(self.fc2(self.drop1(x)))
+
+    def forward_literal(self, x: torch.Tensor, H: int, W: int) -> torch.Tensor:  # (B, N, C)
         x = self.fc1(x)
         B, N, C = x.shape
         d = self.dwconv(x.transpose(1, 2).reshape(B, C, H, W)).flatten(2).transpose(1, 2)

@@ -87,7 +87,7 @@ def test_every_switch_combination_computes_the_same():
         model.set_fused(False)
         ref = model(x)
         model.set_fused(True)
-        names = ["one_dwconv", "fold_bn", "tokens", "channels_last", "inplace"]
+        names = ["one_dwconv", "fold_bn", "tokens", "channels_last", "dw_residual", "inplace"]
         # all on, each off on its own, all off; with either form of SAA's grouped conv
         combos = [dict.fromkeys(names, True)] + [dict(dict.fromkeys(names, True), **{n: False}) for n in names]
         combos.append(dict.fromkeys(names, False))
