@@ -28,10 +28,11 @@ it reproduces the authors' logits (float64, to 1e-9; see `tests/test_model.py`).
   block-diagonal matmul on tokens up to 128 channels; BatchNorm (SAA, stem) is folded into the conv
   before it in eval mode; the MLP's `h + dwconv(h)` is one depthwise conv with 1 added to each
   kernel's centre tap; the stem runs channels-last so stage tokens are contiguous; at inference the
-  residual adds and the MLP's GELU are in place. Fused weights are derived from the parameters on every call: nothing
-  is cached or saved, gradients flow to input and parameters alike, and the path is the same in
-  training (with BatchNorm on batch statistics, not folded). A module whose taps or other submodules
-  carry hooks, or whose submodules were swapped, runs the literal path, so every tap fires.
+  residual adds and the MLP's GELU are in place. Fused weights are derived from the parameters on
+  every call: nothing is cached or saved, gradients flow to input and parameters alike, and the path
+  is the same in training (BatchNorm then uses batch statistics, unfolded). A module whose taps or
+  other submodules carry hooks, or whose submodules were swapped, runs the literal path, so every
+  tap fires. `benchmarks/bench_model.py` measures both paths.
 - Configurable beyond the release: SAM head count, kernel size per head, SAA on/off (ablation),
   the SAM/MSA pattern of each stage, `in_chans`.
 """
@@ -76,11 +77,12 @@ _FUSE = {
     "one_dwconv": True,    # MHMC as one depthwise conv, kernels zero-padded, channels in regrouped order
     "fold_bn": True,       # eval: SAA's BN folded into its grouped 1x1 conv (and the stem's BN into its conv)
     "expand": "auto",      # SAA grouped 1x1 conv: "dense" (block-diagonal matmul on tokens), "conv", "auto"
-    "tokens": True,        # contiguous token layout in stages; depthwise convs on channels-last views
+    "tokens": True,        # stage tokens made contiguous once (else the residual stream stays transposed)
     "channels_last": True,  # the stem's convs on a channels-last image
     "dw_residual": True,   # MLP: h + dwconv(h) as one depthwise conv (centre tap + 1)
-    "inplace": True,       # in-place residual adds and products where nothing needs the operand again
+    "inplace": True,       # inference: residual adds, SAM's product and the MLP's GELU in place
 }
+
 
 def _structure(module: nn.Module) -> tuple:
     """Types of `module`'s submodules in order: recorded at construction, compared before fusing."""
@@ -393,6 +395,7 @@ class DWConvMlp(nn.Module):
         return self.drop2(self.fc2(self.drop1(x)))
 
     def forward_literal(self, x: torch.Tensor, H: int, W: int) -> torch.Tensor:  # (B, N, C)
+        """fc1, depthwise conv, residual add, GELU, fc2 as separate ops."""
         x = self.fc1(x)
         B, N, C = x.shape
         d = self.dwconv(x.transpose(1, 2).reshape(B, C, H, W)).flatten(2).transpose(1, 2)
@@ -740,8 +743,12 @@ class SMT(nn.Module):
     def set_fused(self, enable: bool = True) -> None:
         """Choose the fused forward (default) or the literal per-head one (the authors' computation).
 
-        Both compute the same numbers (to float32 rounding). A block whose taps or other submodules
-        carry hooks takes the literal path on its own, so captured taps always fire.
+        Both compute the same numbers (to float32 rounding) and gradients, in eval and training mode.
+        A block whose taps or other submodules carry hooks takes the literal path on its own, so
+        captured taps always fire.
+
+        Args:
+            enable: True for the fused path, False for the literal one.
         """
         for m in self.modules():
             if hasattr(m, "fused") and isinstance(m.fused, bool):
