@@ -20,6 +20,19 @@ it reproduces the authors' logits (float64, to 1e-9; see `tests/test_model.py`).
 - Stages take and return NCHW; `forward_features` returns the final stage as NCHW and the head
   mean-pools over H, W (the authors mean-pool the token sequence: the same numbers).
 - MSA blocks use `F.scaled_dot_product_attention` when nothing listens on `attn.attn_weights`.
+- Two forward paths with the same numbers (to float32 rounding, 1e-5): the literal one
+  (`model.set_fused(False)`; per-head convs, concatenation, regrouping, as the authors compute) and
+  the fused default. The fused SAM permutes the s projection's output channels into the regrouped
+  order and runs MHMC as one depthwise conv whose per-head kernels are zero-padded to the largest, so
+  the concatenation and the regrouping copy disappear; SAA's grouped 1x1 conv runs as a
+  block-diagonal matmul on tokens up to 128 channels; BatchNorm (SAA, stem) is folded into the conv
+  before it in eval mode; the MLP's `h + dwconv(h)` is one depthwise conv with 1 added to each
+  kernel's centre tap; the stem runs channels-last so stage tokens are contiguous; at inference the
+  residual adds and the MLP's GELU are in place. Fused weights are derived from the parameters on
+  every call: nothing is cached or saved, gradients flow to input and parameters alike, and the path
+  is the same in training (BatchNorm then uses batch statistics, unfolded). A module whose taps or
+  other submodules carry hooks, or whose submodules were swapped, runs the literal path, so every
+  tap fires. `benchmarks/bench_model.py` measures both paths.
 - Configurable beyond the release: SAM head count, kernel size per head, SAA on/off (ablation),
   the SAM/MSA pattern of each stage, `in_chans`.
 """
@@ -56,6 +69,70 @@ def _listened(module: nn.Module) -> bool:
     """True when a forward hook would see this module's output."""
     return bool(module._forward_hooks or module._forward_pre_hooks
                 or nn.modules.module._global_forward_hooks or nn.modules.module._global_forward_pre_hooks)
+
+
+#: Switches of the fused path, for measuring what each optimisation contributes
+#: (`benchmarks/bench_model.py --ablate`). Every combination computes the same numbers.
+_FUSE = {
+    "one_dwconv": True,    # MHMC as one depthwise conv, kernels zero-padded, channels in regrouped order
+    "fold_bn": True,       # eval: SAA's BN folded into its grouped 1x1 conv (and the stem's BN into its conv)
+    "expand": "auto",      # SAA grouped 1x1 conv: "dense" (block-diagonal matmul on tokens), "conv", "auto"
+    "tokens": True,        # stage tokens made contiguous once (else the residual stream stays transposed)
+    "channels_last": True,  # the stem's convs on a channels-last image
+    "dw_residual": True,   # MLP: h + dwconv(h) as one depthwise conv (centre tap + 1)
+    "inplace": True,       # inference: residual adds, SAM's product and the MLP's GELU in place
+}
+
+
+def _structure(module: nn.Module) -> tuple:
+    """Types of `module`'s submodules in order: recorded at construction, compared before fusing."""
+    return tuple(type(m) for m in module.modules())
+
+
+def _fusable(module: nn.Module) -> bool:
+    """True when a fused forward may stand in for `module`'s literal one.
+
+    That is: no hook (forward or backward, global or on a submodule) would miss its call, and the
+    submodules are still of the types `module` was built with (model surgery, such as swapping a
+    conv for another module, falls back to the literal path). Hooks on `module` itself are fine.
+    """
+    mod = nn.modules.module
+    if (mod._global_forward_hooks or mod._global_forward_pre_hooks or mod._global_backward_hooks
+            or mod._global_backward_pre_hooks):
+        return False
+    built = module._built_structure
+    i = -1
+    for i, m in enumerate(module.modules()):
+        if i >= len(built) or type(m) is not built[i]:
+            return False
+        if i and (m._forward_hooks or m._forward_pre_hooks or m._backward_hooks or m._backward_pre_hooks):
+            return False
+    return i + 1 == len(built)
+
+
+def _regroup_rows(t: Optional[torch.Tensor], num_heads: int) -> Optional[torch.Tensor]:
+    """`HeadRegroup` applied to the first dim: row h*C/N + g moves to g*N + h."""
+    if t is None:
+        return None
+    return t.reshape(num_heads, t.shape[0] // num_heads, *t.shape[1:]).transpose(0, 1).reshape(t.shape)
+
+
+def _fold_bn(w: torch.Tensor, b: Optional[torch.Tensor], bn: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
+    """Conv weight and bias with an eval-mode BatchNorm after the conv folded in."""
+    scale = bn.weight * torch.rsqrt(bn.running_var + bn.eps)
+    b = -bn.running_mean if b is None else b - bn.running_mean
+    return w * scale.reshape(-1, *([1] * (w.ndim - 1))), b * scale + bn.bias
+
+
+def _tokens_to_map(x: torch.Tensor, H: int, W: int) -> torch.Tensor:
+    """(B, N, C) tokens -> (B, C, H, W) in channels-last memory (a view when the tokens are contiguous)."""
+    B, N, C = x.shape
+    return x.transpose(1, 2).reshape(B, C, H, W).contiguous(memory_format=torch.channels_last)
+
+
+def _map_to_tokens(x: torch.Tensor) -> torch.Tensor:
+    """(B, C, H, W) -> (B, H*W, C) tokens (a view when the map is channels-last)."""
+    return x.flatten(2).transpose(1, 2)
 
 
 class MultiHeadMixedConv(nn.Module):
@@ -117,6 +194,30 @@ class ScaleAwareAggregation(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, H, W)
         return self.reduce(self.act(self.bn(self.expand(x))))
 
+    def forward_fused(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, H, W) -> (B, H*W, C) tokens
+        """`forward` returning tokens; in eval the BN is folded into the grouped conv."""
+        B, C, H, W = x.shape
+        e, bn = self.expand, self.bn
+        fold = _FUSE["fold_bn"] and not bn.training and bn.track_running_stats
+        w, b = _fold_bn(e.weight, e.bias, bn) if fold else (e.weight, e.bias)
+        mode = _FUSE["expand"]
+        if mode == "auto":
+            mode = "dense" if C <= _DENSE_EXPAND_MAX_CHANNELS else "conv"
+        if mode == "dense":
+            # block-diagonal (hidden, C) matrix: row (g, m) reads the N channels of group g only
+            G = e.groups
+            wg = w.reshape(G, w.shape[0] // G, 1, w.shape[1])  # (G, hidden/G, 1, N)
+            eye = torch.eye(G, dtype=w.dtype, device=w.device).reshape(G, 1, G, 1)
+            h = F.linear(_map_to_tokens(x), (wg * eye).reshape(w.shape[0], C), b)  # (B, HW, hidden)
+            if not fold:
+                h = _map_to_tokens(bn(_tokens_to_map(h, H, W)))
+        else:
+            h = F.conv2d(x.contiguous(), w, b, groups=e.groups)  # (B, hidden, H, W)
+            if not fold:
+                h = bn(h)
+            h = _map_to_tokens(h.contiguous(memory_format=torch.channels_last))
+        return F.linear(self.act(h), self.reduce.weight.flatten(1), self.reduce.bias)
+
 
 class ScaleAwareModulation(nn.Module):
     """SAM token mixer: x -> proj(SAA(regroup(MHMC(s(x)))) * v(x))."""
@@ -153,8 +254,16 @@ class ScaleAwareModulation(nn.Module):
         self.modulator = nn.Identity()  # tap
         self.proj = nn.Linear(dim, dim)
         self.proj_drop = nn.Dropout(proj_drop)
+        self.fused = True
+        self._built_structure = _structure(self)
 
     def forward(self, x: torch.Tensor, H: int, W: int) -> torch.Tensor:  # (B, N, C)
+        if self.fused and _fusable(self):
+            return self.forward_fused(x, H, W)
+        return self.forward_literal(x, H, W)
+
+    def forward_literal(self, x: torch.Tensor, H: int, W: int) -> torch.Tensor:  # (B, N, C)
+        """The authors' computation: per-head convs, concatenation, regrouping; every tap fires."""
         B, N, C = x.shape
         v = self.v(x)
         s = self.s(x).transpose(1, 2).reshape(B, C, H, W)
@@ -162,6 +271,37 @@ class ScaleAwareModulation(nn.Module):
         m = self.modulator(self.saa(s))  # (B, C, H, W)
         x = m.flatten(2).transpose(1, 2) * v
         return self.proj_drop(self.proj(x))
+
+    def forward_fused(self, x: torch.Tensor, H: int, W: int) -> torch.Tensor:  # (B, N, C)
+        """Same numbers as `forward_literal`, fewer and larger ops; taps inside do not fire.
+
+        The s projection's output rows are permuted into the regrouped channel order, so one
+        depthwise conv (each head's kernel zero-padded to the largest) yields the SAA input directly,
+        without the concatenation and the regrouping copy. Fused weights are derived from the
+        parameters on every call (differentiable, nothing cached, the state dict is untouched).
+        """
+        B, N, C = x.shape
+        regroup = isinstance(self.saa, ScaleAwareAggregation)
+        mhmc = self.mhmc
+        ws, bs = self.s.weight, self.s.bias
+        if _FUSE["one_dwconv"]:
+            K = max(c.weight.shape[-1] for c in mhmc.convs)
+            kw = torch.cat([F.pad(c.weight, [(K - c.weight.shape[-1]) // 2] * 4) for c in mhmc.convs])  # (C, 1, K, K)
+            kb = torch.cat([c.bias if c.bias is not None else c.weight.new_zeros(c.out_channels) for c in mhmc.convs])
+            if regroup:
+                ws, bs, kw, kb = (_regroup_rows(t, self.num_heads) for t in (ws, bs, kw, kb))
+        v, s = self.v(x), F.linear(x, ws, bs)  # s rows in regrouped order
+        s = _tokens_to_map(s, H, W)  # (B, C, H, W) channels-last
+        if _FUSE["one_dwconv"]:
+            s = F.conv2d(s, kw, kb, padding=K // 2, groups=C)  # regrouped order when SAA is on
+        else:
+            s = self.regroup(torch.cat([conv(c) for c, conv in zip(s.split(mhmc.head_dim, dim=1), mhmc.convs)], 1))
+        if regroup:
+            m = self.saa.forward_fused(s)  # (B, N, C) tokens
+        else:
+            m = _map_to_tokens(s)
+        m = m.mul_(v) if _FUSE["inplace"] and not torch.is_grad_enabled() else m * v
+        return self.proj_drop(self.proj(m))
 
 
 class Attention(nn.Module):
@@ -231,8 +371,31 @@ class DWConvMlp(nn.Module):
         self.drop1 = nn.Dropout(drop)
         self.fc2 = nn.Linear(hidden_dim, dim)
         self.drop2 = nn.Dropout(drop)
+        self.fused = True
+        self._built_structure = _structure(self)
 
     def forward(self, x: torch.Tensor, H: int, W: int) -> torch.Tensor:  # (B, N, C)
+        if self.fused and _FUSE["dw_residual"] and _fusable(self):
+            return self.forward_fused(x, H, W)
+        return self.forward_literal(x, H, W)
+
+    def forward_fused(self, x: torch.Tensor, H: int, W: int) -> torch.Tensor:  # (B, N, C)
+        """`forward_literal` with `h + dwconv(h)` as one depthwise conv: +1 on each kernel's centre tap."""
+        x = self.fc1(x)
+        B, N, C = x.shape
+        w = self.dwconv.weight  # (C, 1, k, k), k odd, padding k // 2
+        k = w.shape[-1]
+        centre = F.pad(w.new_ones(1, 1, 1, 1), [k // 2] * 4)  # (1, 1, k, k)
+        x = F.conv2d(x.transpose(1, 2).reshape(B, C, H, W), w + centre, self.dwconv.bias,
+                     padding=self.dwconv.padding, groups=C).flatten(2).transpose(1, 2)  # channels-last: a view
+        if _FUSE["inplace"] and not torch.is_grad_enabled() and type(self.act) is nn.GELU:
+            x = torch.ops.aten.gelu_(x, approximate=self.act.approximate)
+        else:
+            x = self.act(x)
+        return self.drop2(self.fc2(self.drop1(x)))
+
+    def forward_literal(self, x: torch.Tensor, H: int, W: int) -> torch.Tensor:  # (B, N, C)
+        """fc1, depthwise conv, residual add, GELU, fc2 as separate ops."""
         x = self.fc1(x)
         B, N, C = x.shape
         d = self.dwconv(x.transpose(1, 2).reshape(B, C, H, W)).flatten(2).transpose(1, 2)
@@ -279,6 +442,7 @@ class SMTBlock(nn.Module):
         """
         super().__init__()
         self.block_type = block_type
+        self.fused = True
         self.norm1 = nn.LayerNorm(dim, eps=1e-6)
         if block_type == "sam":
             self.attn = ScaleAwareModulation(
@@ -291,8 +455,13 @@ class SMTBlock(nn.Module):
         self.mlp = DWConvMlp(dim, int(dim * mlp_ratio), drop=proj_drop)
         self.ls2 = LayerScale(dim, layer_scale) if layer_scale is not None else nn.Identity()
         self.drop_path2 = DropPath(drop_path) if drop_path > 0.0 else nn.Identity()
+        self._built_structure = _structure(self)
 
     def forward(self, x: torch.Tensor, H: int, W: int) -> torch.Tensor:  # (B, N, C)
+        if self.fused and _FUSE["inplace"] and not torch.is_grad_enabled() and _fusable(self):
+            # inference: add the residual into the branch's fresh output instead of allocating another
+            x = self.drop_path1(self.ls1(self.attn(self.norm1(x), H, W))).add_(x)
+            return self.drop_path2(self.ls2(self.mlp(self.norm2(x), H, W))).add_(x)
         x = x + self.drop_path1(self.ls1(self.attn(self.norm1(x), H, W)))
         x = x + self.drop_path2(self.ls2(self.mlp(self.norm2(x), H, W)))
         return x
@@ -314,9 +483,21 @@ class Stem(nn.Module):
         self.act = nn.ReLU(inplace=True)
         self.conv2 = nn.Conv2d(dim, dim, 2, stride=2)
         self.norm = LayerNorm2d(dim, eps=1e-5)
+        self.fused = True
+        self._built_structure = _structure(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, in_chans, H, W) -> (B, C, H/4, W/4)
-        return self.norm(self.conv2(self.act(self.bn(self.conv1(x)))))
+        if not (self.fused and _fusable(self)):
+            return self.norm(self.conv2(self.act(self.bn(self.conv1(x)))))
+        if _FUSE["channels_last"]:  # faster convs, and the stage's tokens are then a view
+            x = x.contiguous(memory_format=torch.channels_last)
+        c, bn = self.conv1, self.bn
+        if _FUSE["fold_bn"] and not bn.training and bn.track_running_stats:
+            w, b = _fold_bn(c.weight, c.bias, bn)
+            x = self.act(F.conv2d(x, w, b, c.stride, c.padding))
+        else:
+            x = self.act(bn(c(x)))
+        return self.norm(self.conv2(x))
 
 
 class Downsample(nn.Module):
@@ -336,6 +517,10 @@ class Downsample(nn.Module):
         return self.norm(self.proj(x))
 
 
+#: Up to this many channels SAA's grouped 1x1 conv runs as a block-diagonal matmul (measured faster).
+_DENSE_EXPAND_MAX_CHANNELS = 128
+
+
 class SMTStage(nn.Module):
     """Downsample, then blocks on the token sequence, then LayerNorm; NCHW in and out."""
 
@@ -351,6 +536,7 @@ class SMTStage(nn.Module):
         """
         super().__init__()
         self.grad_checkpointing = False
+        self.fused = True
         self.downsample = downsample
         self.blocks = nn.ModuleList(
             SMTBlock(dim, block_type=t, drop_path=dp, **block_kwargs) for t, dp in zip(block_types, drop_path))
@@ -360,6 +546,8 @@ class SMTStage(nn.Module):
         x = self.downsample(x)  # (B, C, H, W)
         B, C, H, W = x.shape
         x = x.flatten(2).transpose(1, 2)  # (B, N, C)
+        if self.fused and _FUSE["tokens"]:
+            x = x.contiguous()  # else every residual add and LayerNorm works on the transposed layout
         for blk in self.blocks:
             if self.grad_checkpointing and not torch.jit.is_scripting():
                 x = checkpoint(blk, x, H, W)
@@ -551,6 +739,20 @@ class SMT(nn.Module):
         self.grad_checkpointing = enable
         for s in self.stages:
             s.grad_checkpointing = enable
+
+    def set_fused(self, enable: bool = True) -> None:
+        """Choose the fused forward (default) or the literal per-head one (the authors' computation).
+
+        Both compute the same numbers (to float32 rounding) and gradients, in eval and training mode.
+        A block whose taps or other submodules carry hooks takes the literal path on its own, so
+        captured taps always fire.
+
+        Args:
+            enable: True for the fused path, False for the literal one.
+        """
+        for m in self.modules():
+            if hasattr(m, "fused") and isinstance(m.fused, bool):
+                m.fused = bool(enable)
 
     @torch.jit.ignore
     def get_classifier(self) -> nn.Module:
