@@ -6,3 +6,6 @@ Importing `smt` registers `smt_tiny`, `smt_small`, `smt_base`, `smt_large`, `smt
 from .model import SMT, TAPS, VARIANTS, checkpoint_filter_fn, to_official_state_dict
 
 __all__ = ["SMT", "TAPS", "VARIANTS", "checkpoint_filter_fn", "to_official_state_dict"]
+from .demo import CLASS_NAMES, demo_images, demo_model  # noqa: E402  (the shipped demo models and images)
+
+__all__ += ["CLASS_NAMES", "demo_images", "demo_model"]

@@ -192,6 +192,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     if args.threads:
         torch.set_num_threads(args.threads)
     amp = bool(args.amp and device.type == "cuda")
+    revision = git_revision()  # of the code as the run starts
     is_main = rank == 0
     out = Path(args.output)
     if is_main:
@@ -290,7 +291,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     result = {"model": args.model, "arch": arch_kwargs(args), "args": vars(args), "history": history,
               "train_seconds": history[-1]["train_seconds"] if history else 0.0,
               "steps_done": history[-1]["steps"] if history else 0, "total_steps": step if by_time else total_steps,
-              "stopped_by_time_budget": stopped_early, "git_revision": git_revision(),
+              "stopped_by_time_budget": stopped_early, "git_revision": revision,
               "torch": torch.__version__, "timm": timm.__version__, "world_size": world,
               "threads": torch.get_num_threads()}
     if is_main:
