@@ -177,6 +177,8 @@ def _set_rng_state(state: dict[str, Any]) -> None:
 
 def train(args: argparse.Namespace) -> dict[str, Any]:
     """Run one training job (see `build_parser` for the options); returns the results dict."""
+    if args.schedule == "time" and not args.time_budget:
+        raise ValueError("--schedule time needs --time-budget (minutes)")
     distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
     if distributed:
         dist.init_process_group(backend="nccl" if torch.cuda.is_available() else "gloo")
@@ -211,8 +213,6 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     steps_per_epoch = args.epoch_steps or max(1, len(train_set) // (args.batch_size * world))
     total_steps = steps_per_epoch * args.epochs
     by_time = args.schedule == "time"
-    if by_time and not args.time_budget:
-        raise ValueError("--schedule time needs --time-budget (minutes)")
     optimizer = create_optimizer_v2(model, opt="adamw", lr=args.lr, weight_decay=args.weight_decay)
     criterion = nn.CrossEntropyLoss(label_smoothing=args.label_smoothing)
 

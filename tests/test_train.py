@@ -95,4 +95,5 @@ def test_time_schedule_and_lr_shape(data_dir, tmp_path):
         train(_args(data_dir, tmp_path, "--schedule", "time"))
     res = train(_args(data_dir, tmp_path, "--schedule", "time", "--time-budget", "0.02", "--epochs", "2",
                       "--final-eval", "0"))
-    assert len(res["history"]) == 2 and res["steps_done"] >= 1 and res["train_seconds"] < 10
+    assert len(res["history"]) == 2 and res["steps_done"] >= 1  # two time slices (a checkpoint each)
+    assert res["total_steps"] == res["steps_done"]
