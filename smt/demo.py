@@ -5,7 +5,8 @@ trained here on Scaled Fashion-MNIST (`smt.data`), where objects appear at 14 to
 canvas, so that multi-scale modulation has something to do and localisation can be measured.
 
 - `demo_model("main")`: smt_nano with N = 4 MHMC heads and SAA (the main demo model).
-- `demo_model("heads1" | "heads2" | "heads8")`: the head-count ablation (N = 1, 2, 8).
+- `demo_model("heads1" | "heads2" | "heads4" | "heads8")`: the head-count ablation (N = 1, 2, 4, 8;
+  `heads4` is the main architecture trained like the other ablation models, their control).
 - `demo_model("nosaa")`: N = 4 with scale-aware aggregation turned off.
 - `demo_images()`: 512 fixed test canvases with labels and item boxes (`data/demo/eval_subset.npz`).
 
@@ -39,6 +40,7 @@ DEMO_MODELS: dict[str, tuple[str, dict[str, Any]]] = {
     "main": ("smt_nano", {}),
     "heads1": ("smt_nano", {"sam_heads": 1}),
     "heads2": ("smt_nano", {"sam_heads": 2}),
+    "heads4": ("smt_nano", {"sam_heads": 4}),
     "heads8": ("smt_nano", {"sam_heads": 8}),
     "nosaa": ("smt_nano", {"saa": False}),
 }
@@ -55,7 +57,7 @@ def demo_model(name: str = "main", *, checkpoint: Optional[Union[str, os.PathLik
     """A trained demo model in eval mode, built and loaded the way a user's checkpoint is.
 
     Args:
-        name: "main", "heads1", "heads2", "heads8" or "nosaa" (see `DEMO_MODELS`).
+        name: "main", "heads1", "heads2", "heads4", "heads8" or "nosaa" (see `DEMO_MODELS`).
         checkpoint: load this file instead of the shipped one (same architecture as `name`).
 
     Returns:
