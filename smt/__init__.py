@@ -8,3 +8,6 @@ from .checkpoint import create_model_from_checkpoint, read_checkpoint
 
 __all__ = ["SMT", "TAPS", "VARIANTS", "checkpoint_filter_fn", "to_official_state_dict",
            "read_checkpoint", "create_model_from_checkpoint"]
+from .demo import CLASS_NAMES, demo_images, demo_model  # noqa: E402  (the shipped demo models and images)
+
+__all__ += ["CLASS_NAMES", "demo_images", "demo_model"]

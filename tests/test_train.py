@@ -1,0 +1,99 @@
+import gzip
+import json
+import struct
+
+import numpy as np
+import pytest
+import torch
+import timm
+from safetensors.torch import load_file
+
+from smt.data import ScaledFashionMNIST
+from smt.train import _lr_at, build_parser, normalize, train
+
+
+def _write_idx(path, array):
+    header = bytes([0, 0, 0x08, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)
+    with gzip.open(path, "wb") as f:
+        f.write(header + array.tobytes())
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    """A tiny Fashion-MNIST look-alike: class k is a bar at row 2k (so it is learnable)."""
+    d = tmp_path_factory.mktemp("fmnist")
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 48), ("t10k", 16)):
+        labels = (np.arange(n) % 10).astype(np.uint8)
+        images = np.zeros((n, 28, 28), np.uint8)
+        for i, k in enumerate(labels):
+            images[i, 2 * k + 2:2 * k + 6, 4:24] = rng.integers(150, 256, size=(4, 20))
+        _write_idx(d / f"{split}-images-idx3-ubyte.gz", images)
+        _write_idx(d / f"{split}-labels-idx1-ubyte.gz", labels)
+    return d
+
+
+def _args(data_dir, out, *extra):
+    return build_parser().parse_args([
+        "--model", "test_smt", "--data-dir", str(data_dir), "--canvas-size", "64", "--scale-min", "1.0",
+        "--scale-max", "2.0", "--batch-size", "8", "--epoch-steps", "1", "--warmup-steps", "1",
+        "--val-size", "8", "--final-eval", "16", "--output", str(out), "--no-progress", "--lr", "1e-3",
+        *extra])
+
+
+def test_two_steps_checkpoint_and_resume_to_the_same_state(data_dir, tmp_path):
+    straight = train(_args(data_dir, tmp_path / "a", "--epochs", "2"))
+    assert straight["steps_done"] == 2 and len(straight["history"]) == 2
+    assert (tmp_path / "a" / "last.pth").is_file() and (tmp_path / "a" / "model.safetensors").is_file()
+    assert 0 <= straight["test"]["top1"] <= 100 and len(straight["test"]["per_class"]) == 10
+    assert json.loads((tmp_path / "a" / "result.json").read_text())["steps_done"] == 2
+
+    # One epoch, stop, then resume for the second: the same weights as the straight run.
+    train(_args(data_dir, tmp_path / "b", "--epochs", "1"))
+    first = torch.load(tmp_path / "b" / "last.pth", weights_only=False)
+    assert first["step"] == 1 and first["epoch"] == 0
+    resumed = train(_args(data_dir, tmp_path / "b", "--epochs", "2", "--resume", "auto"))
+    assert resumed["steps_done"] == 2
+    a = load_file(str(tmp_path / "a" / "model.safetensors"))
+    b = load_file(str(tmp_path / "b" / "model.safetensors"))
+    assert a.keys() == b.keys()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=0, msg=k)
+    # and the run did train: the weights moved away from the initialisation
+    torch.manual_seed(0)
+    init = timm.create_model("test_smt", num_classes=10).state_dict()
+    assert any(not torch.equal(init[k], a[k]) for k in a if a[k].is_floating_point())
+
+
+def test_two_steps_decrease_the_loss_on_a_repeated_batch(data_dir):
+    from smt.data import load_fashion_mnist
+    from timm.optim import create_optimizer_v2
+
+    x, y = load_fashion_mnist("train", data_dir)
+    images, labels, _ = ScaledFashionMNIST(x, y, canvas_size=64, scale_range=(1.0, 2.0)).render(range(16))
+    model = timm.create_model("test_smt", num_classes=10)
+    opt = create_optimizer_v2(model, opt="adamw", lr=1e-3, weight_decay=0.05)
+    crit = torch.nn.CrossEntropyLoss(label_smoothing=0.1)
+    losses = []
+    for _ in range(3):
+        loss = crit(model(normalize(images)), labels)
+        losses.append(loss.item())
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert losses[2] < losses[1] < losses[0], losses
+
+
+def test_time_schedule_and_lr_shape(data_dir, tmp_path):
+    p = build_parser()
+    args = p.parse_args(["--lr", "1e-3", "--min-lr", "1e-5", "--warmup-steps", "10"])
+    assert _lr_at(args, 0, 0.0) == pytest.approx(1e-4)  # warm-up: 1/10 of the peak
+    assert _lr_at(args, 100, 0.0) == pytest.approx(1e-3)
+    assert _lr_at(args, 100, 0.5) == pytest.approx((1e-3 + 1e-5) / 2)
+    assert _lr_at(args, 100, 1.0) == pytest.approx(1e-5)
+    with pytest.raises(ValueError, match="--time-budget"):
+        train(_args(data_dir, tmp_path, "--schedule", "time"))
+    res = train(_args(data_dir, tmp_path, "--schedule", "time", "--time-budget", "0.02", "--epochs", "2",
+                      "--final-eval", "0"))
+    assert len(res["history"]) == 2 and res["steps_done"] >= 1  # two time slices (a checkpoint each)
+    assert res["total_steps"] == res["steps_done"]
