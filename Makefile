@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: setup
-	$(PY) -m smt summary
+	$(PY) -m viz demo $(DEMO_ARGS)
 
 test: setup
 	$(PY) -m pytest -n 2 --durations=15 $(PYTEST_ARGS)

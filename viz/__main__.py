@@ -1,4 +1,4 @@
-"""Command line of the analyses: `python -m viz run ...`."""
+"""Command line of the analyses: `python -m viz run ...` and `python -m viz demo` (the main job)."""
 from __future__ import annotations
 
 import argparse
@@ -6,6 +6,11 @@ import sys
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["demo"]:
+        from .demo import main as demo
+
+        return demo(argv[1:])
     from . import run
 
     parser = argparse.ArgumentParser(prog="python -m viz", description=__doc__)
