@@ -234,10 +234,15 @@ def test_saa_fused_returns_tokens_of_forward():
             assert (saa.forward_fused(x) - ref).abs().max() < ATOL
 
 
+_INDUCTOR = pytest.mark.skipif(not os.environ.get("SMT_TEST_INDUCTOR"),
+                               reason="inductor compiles C++ for minutes on a 2-core CPU; set SMT_TEST_INDUCTOR=1")
+
+
+@pytest.mark.parametrize("backend", ["aot_eager", pytest.param("inductor", marks=_INDUCTOR)])
 @pytest.mark.parametrize("fused", [True, False])
-def test_torch_compile_traces_both_paths_without_graph_breaks(fused):
+def test_torch_compile_on_both_paths(fused, backend):
     # aot_eager: Dynamo and AOTAutograd trace the whole model (fullgraph: no graph break), forward
-    # and backward, in seconds; inductor's C++ code generation takes minutes here (test below).
+    # and backward, in seconds; inductor's C++ code generation takes minutes here (opt-in).
     model = _randomise_bn(timm.create_model("test_smt")).eval()
     x = torch.randn(1, 3, 64, 64)
     model.set_fused(False)
@@ -245,23 +250,9 @@ def test_torch_compile_traces_both_paths_without_graph_breaks(fused):
         ref = model(x)
     model.set_fused(fused)
     torch._dynamo.reset()
-    compiled = torch.compile(model, backend="aot_eager", fullgraph=True)
+    compiled = torch.compile(model, backend=backend, fullgraph=True)
     with torch.no_grad():
         assert (compiled(x) - ref).abs().max() < ATOL
     xi = x.clone().requires_grad_(True)
     compiled(xi).sum().backward()
     assert xi.grad is not None and xi.grad.abs().max() > 0
-
-
-@pytest.mark.skipif(not os.environ.get("SMT_TEST_INDUCTOR"),
-                    reason="inductor compiles C++ for minutes on a 2-core CPU; set SMT_TEST_INDUCTOR=1")
-@pytest.mark.parametrize("fused", [True, False])
-def test_torch_compile_inductor_on_both_paths(fused):
-    model = _randomise_bn(timm.create_model("test_smt")).eval()
-    x = torch.randn(1, 3, 64, 64)
-    model.set_fused(False)
-    with torch.no_grad():
-        ref = model(x)
-        model.set_fused(fused)
-        torch._dynamo.reset()
-        assert (torch.compile(model)(x) - ref).abs().max() < ATOL
