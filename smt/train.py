@@ -37,6 +37,7 @@ from tqdm.auto import tqdm
 
 from . import model as _model  # noqa: F401  (registers the variants)
 from .data import CLASS_NAMES, ScaledFashionMNIST, load_fashion_mnist
+from .distributed import init_distributed
 
 __all__ = ["build_parser", "main", "train", "evaluate", "normalize", "save_safetensors", "git_revision"]
 
@@ -179,18 +180,9 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     """Run one training job (see `build_parser` for the options); returns the results dict."""
     if args.schedule == "time" and not args.time_budget:
         raise ValueError("--schedule time needs --time-budget (minutes)")
-    distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
-    if distributed:
-        dist.init_process_group(backend="nccl" if torch.cuda.is_available() else "gloo")
-        rank, world = dist.get_rank(), dist.get_world_size()
-        local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    else:
-        rank, world, local_rank = 0, 1, 0
-    if torch.cuda.is_available():
-        device = torch.device("cuda", local_rank)
-        torch.cuda.set_device(device)
-    else:
-        device = torch.device("cpu")
+    rank, world, device = init_distributed()
+    distributed = world > 1
+    local_rank = device.index or 0
     if args.threads:
         torch.set_num_threads(args.threads)
     amp = bool(args.amp and device.type == "cuda")

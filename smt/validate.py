@@ -24,6 +24,8 @@ import torch
 import torch.distributed as dist
 import torch.nn as nn
 
+from .distributed import init_distributed, rank_and_world
+
 __all__ = ["DatasetError", "ValidationResult", "validate", "subset_indices", "shard_indices", "main"]
 
 
@@ -57,12 +59,6 @@ def subset_indices(n: int, limit: Optional[int] = None) -> list[int]:
 def shard_indices(indices: Sequence[int], rank: int, world_size: int) -> list[int]:
     """The indices rank `rank` of `world_size` evaluates: every world_size-th, disjoint, nothing padded."""
     return list(indices[rank::world_size])
-
-
-def _distributed() -> tuple[int, int]:
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
 
 
 def image_folder(root: os.PathLike, transform: Any = None):
@@ -107,7 +103,7 @@ def validate(
     from timm.data import create_transform, resolve_model_data_config
     from tqdm import tqdm
 
-    rank, world = _distributed()
+    rank, world = rank_and_world()
     device = next(model.parameters()).device
     config = data_config or resolve_model_data_config(model)
     dataset = image_folder(data_dir, create_transform(**config, is_training=False))
@@ -186,24 +182,14 @@ def _build_model(args: argparse.Namespace) -> nn.Module:
 def main(args: argparse.Namespace) -> int:
     from timm.data import resolve_model_data_config
 
-    distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
-    if args.device is not None:
-        device = torch.device(args.device)
-    elif torch.cuda.is_available():
-        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
-    else:
-        device = torch.device("cpu")
-    if distributed:
-        if device.type == "cuda":
-            torch.cuda.set_device(device)
-        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+    _, _, device = init_distributed(args.device)
     try:
         model = _build_model(args).to(device)
         overrides = {k: v for k, v in (("img_size", args.img_size), ("crop_pct", args.crop_pct)) if v is not None}
         config = resolve_model_data_config(model, args=overrides)
         result = validate(model, args.data, batch_size=args.batch_size, workers=args.workers, limit=args.limit,
                           data_config=config, progress=not args.no_progress)
-        if _distributed()[0] == 0:
+        if rank_and_world()[0] == 0:
             name = args.model or getattr(model, "pretrained_cfg", {}).get("architecture", "model")
             print(f"{name} on {args.data} ({result.count} images, {result.world_size} process"
                   f"{'es' if result.world_size > 1 else ''}, crop {config['input_size'][-1]} at "
@@ -212,7 +198,7 @@ def main(args: argparse.Namespace) -> int:
             if args.results_json:
                 Path(args.results_json).write_text(json.dumps(asdict(result), indent=1) + "\n")
     finally:
-        if distributed and dist.is_initialized():
+        if dist.is_initialized():
             dist.destroy_process_group()
     return 0
 

@@ -209,24 +209,14 @@ def build_model(name: str, checkpoint: Optional[str], num_classes: Optional[int]
     return timm.create_model(name, pretrained=True, pretrained_cfg_overlay=dict(file=str(checkpoint)), **kwargs)
 
 
-def _distributed() -> tuple[int, int, torch.device]:
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world > 1 and not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if torch.cuda.is_available() else "gloo")
-    rank = dist.get_rank() if dist.is_initialized() else 0
-    if torch.cuda.is_available():
-        local = int(os.environ.get("LOCAL_RANK", "0"))
-        torch.cuda.set_device(local)
-        return rank, world, torch.device("cuda", local)
-    return rank, world, torch.device("cpu")
-
-
 def run(args: argparse.Namespace) -> Optional[dict]:
     """Run one analysis; returns the saved record on rank 0 (None on other ranks)."""
     from timm.data import create_transform, resolve_data_config
     from tqdm.auto import tqdm
 
-    rank, world, device = _distributed()
+    from smt.distributed import init_distributed
+
+    rank, world, device = init_distributed()
     try:
         torch.manual_seed(args.seed)
         model = build_model(args.model, args.checkpoint, args.num_classes).to(device).eval()
