@@ -4,8 +4,8 @@
     python benchmarks/bench_model.py --variants test_smt --resolution 64 --repeats 2   # seconds
     python benchmarks/bench_model.py --ablate --variants smt_tiny --batch-sizes 8 --passes fwd
 
-`ref` is the literal per-head path (`model.set_fused(False)`: the authors' computation, loop over
-MHMC heads, concatenation, regrouping), `fused` the default. `fwd` is a forward pass under
+`ref` is the literal path (`model.set_fused(False)`: the authors' computation, loop over MHMC
+heads, concatenation, regrouping; MSA with explicit softmax weights), `fused` the default. `fwd` is a forward pass under
 `torch.inference_mode`, `fwd+bwd` a forward pass and the backward pass to the input image (parameters
 frozen, as for an effective receptive field or a saliency map). Within one configuration the paths
 are timed alternately (the order rotating), `--repeats` times each after a warm-up, so that load on
@@ -39,6 +39,9 @@ ABLATIONS: dict[str, dict | None] = {
     "no inplace": {"inplace": False},
     "no dw_residual": {"dw_residual": False},
     "no channels_last": {"channels_last": False},
+    "no onednn_linear": {"onednn_linear": False},
+    "no onednn_gelu": {"onednn_gelu": False},
+    "no sdpa": {"sdpa": False},
 }
 
 

@@ -19,7 +19,8 @@ it reproduces the authors' logits (float64, to 1e-9; see `tests/test_model.py`).
   instead, which holds a reference to the last batch.
 - Stages take and return NCHW; `forward_features` returns the final stage as NCHW and the head
   mean-pools over H, W (the authors mean-pool the token sequence: the same numbers).
-- MSA blocks use `F.scaled_dot_product_attention` when nothing listens on `attn.attn_weights`.
+- MSA blocks use `F.scaled_dot_product_attention` on the fused path when nothing listens on
+  `attn.attn_weights`; the literal path materialises the softmax weights, as the authors do.
 - Two forward paths with the same numbers (to float32 rounding, 1e-5): the literal one
   (`model.set_fused(False)`; per-head convs, concatenation, regrouping, as the authors compute) and
   the fused default. The fused SAM permutes the s projection's output channels into the regrouped
@@ -28,7 +29,9 @@ it reproduces the authors' logits (float64, to 1e-9; see `tests/test_model.py`).
   block-diagonal matmul on tokens up to 128 channels; BatchNorm (SAA, stem) is folded into the conv
   before it in eval mode; the MLP's `h + dwconv(h)` is one depthwise conv with 1 added to each
   kernel's centre tap; the stem runs channels-last so stage tokens are contiguous; at inference the
-  residual adds and the MLP's GELU are in place. Fused weights are derived from the parameters on
+  residual adds and the MLP's GELU are in place, and on a CPU in float32 every linear layer is one
+  oneDNN call with its bias (and SAA's GELU after a folded BatchNorm) applied inside the matmul,
+  which saves the separate pass that `addmm` makes to broadcast the bias. Fused weights are derived from the parameters on
   every call: nothing is cached or saved, gradients flow to input and parameters alike, and the path
   is the same in training (BatchNorm then uses batch statistics, unfolded). A module whose taps or
   other submodules carry hooks, or whose submodules were swapped, runs the literal path, so every
@@ -65,12 +68,6 @@ TAPS = {
 }
 
 
-def _listened(module: nn.Module) -> bool:
-    """True when a forward hook would see this module's output."""
-    return bool(module._forward_hooks or module._forward_pre_hooks
-                or nn.modules.module._global_forward_hooks or nn.modules.module._global_forward_pre_hooks)
-
-
 #: Switches of the fused path, for measuring what each optimisation contributes
 #: (`benchmarks/bench_model.py --ablate`). Every combination computes the same numbers.
 _FUSE = {
@@ -81,7 +78,51 @@ _FUSE = {
     "channels_last": True,  # the stem's convs on a channels-last image
     "dw_residual": True,   # MLP: h + dwconv(h) as one depthwise conv (centre tap + 1)
     "inplace": True,       # inference: residual adds, SAM's product and the MLP's GELU in place
+    "onednn_linear": True,  # CPU float32 inference: linears as one oneDNN call, bias (and SAA's GELU) fused
+    "onednn_gelu": True,   # CPU float32 inference: the MLP's GELU inside its depthwise conv (one oneDNN call)
+    "sdpa": True,          # MSA: F.scaled_dot_product_attention instead of explicit softmax weights
 }
+
+def _onednn_op(name: str) -> Optional[Callable]:
+    """oneDNN's fused CPU kernel `torch.ops.mkldnn.<name>`, when this PyTorch build has it."""
+    if not torch.backends.mkldnn.is_available():
+        return None
+    return getattr(getattr(torch.ops, "mkldnn", None), name, None)
+
+
+_ONEDNN_LINEAR = _onednn_op("_linear_pointwise")
+_ONEDNN_CONV = _onednn_op("_convolution_pointwise")
+
+
+def _onednn_inference(x: torch.Tensor, weight: torch.Tensor, switch: str) -> bool:
+    """True where a oneDNN kernel may stand in: CPU float32 inference (no autograd, no autocast, not
+    being compiled) with the switch on."""
+    return (_FUSE[switch] and not torch.is_grad_enabled() and x.dtype == torch.float32
+            and weight.dtype == torch.float32 and x.device.type == "cpu"
+            and not torch.is_autocast_enabled("cpu") and not torch.compiler.is_compiling())
+
+
+def _linear(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor] = None,
+            gelu: bool = False) -> torch.Tensor:
+    """`F.linear(x, weight, bias)`, followed by exact GELU when `gelu`.
+
+    At CPU float32 inference this is one oneDNN call with the bias and the GELU applied inside the
+    matmul; the numbers are those of `F.linear` and `F.gelu` (tested). Elsewhere, and when gradients
+    are needed, the plain ops run.
+    """
+    if _ONEDNN_LINEAR is not None and _onednn_inference(x, weight, "onednn_linear"):
+        return _ONEDNN_LINEAR(x, weight, bias, "gelu" if gelu else "none", [None], "none" if gelu else "")
+    x = F.linear(x, weight, bias)
+    return F.gelu(x) if gelu else x
+
+
+def _dwconv_gelu(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor], act: nn.Module) -> torch.Tensor:
+    """`act(depthwise_conv(x))` with stride 1 and 'same' padding; one oneDNN call at CPU float32
+    inference when `act` is exact GELU (same numbers to float32 rounding, tested)."""
+    k, C = weight.shape[-1], weight.shape[0]
+    if _ONEDNN_CONV is not None and _is_exact_gelu(act) and _onednn_inference(x, weight, "onednn_gelu"):
+        return _ONEDNN_CONV(x, weight, bias, [k // 2] * 2, [1, 1], [1, 1], C, "gelu", [None], "none")
+    return _act(act, F.conv2d(x, weight, bias, padding=k // 2, groups=C))
 
 
 def _structure(module: nn.Module) -> tuple:
@@ -122,6 +163,17 @@ def _fold_bn(w: torch.Tensor, b: Optional[torch.Tensor], bn: nn.BatchNorm2d) -> 
     scale = bn.weight * torch.rsqrt(bn.running_var + bn.eps)
     b = -bn.running_mean if b is None else b - bn.running_mean
     return w * scale.reshape(-1, *([1] * (w.ndim - 1))), b * scale + bn.bias
+
+
+def _is_exact_gelu(act: nn.Module) -> bool:
+    return type(act) is nn.GELU and act.approximate == "none"
+
+
+def _act(act: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """`act(x)`; GELU in place at inference (x is a fresh intermediate)."""
+    if _FUSE["inplace"] and not torch.is_grad_enabled() and type(act) is nn.GELU:
+        return torch.ops.aten.gelu_(x, approximate=act.approximate)
+    return act(x)
 
 
 def _tokens_to_map(x: torch.Tensor, H: int, W: int) -> torch.Tensor:
@@ -208,15 +260,19 @@ class ScaleAwareAggregation(nn.Module):
             G = e.groups
             wg = w.reshape(G, w.shape[0] // G, 1, w.shape[1])  # (G, hidden/G, 1, N)
             eye = torch.eye(G, dtype=w.dtype, device=w.device).reshape(G, 1, G, 1)
-            h = F.linear(_map_to_tokens(x), (wg * eye).reshape(w.shape[0], C), b)  # (B, HW, hidden)
+            gelu = fold and _is_exact_gelu(self.act)  # with a folded BN the GELU follows the matmul
+            h = _linear(_map_to_tokens(x), (wg * eye).reshape(w.shape[0], C), b, gelu=gelu)  # (B, HW, hidden)
             if not fold:
                 h = _map_to_tokens(bn(_tokens_to_map(h, H, W)))
+            if not gelu:
+                h = self.act(h)
         else:
             h = F.conv2d(x.contiguous(), w, b, groups=e.groups)  # (B, hidden, H, W)
             if not fold:
                 h = bn(h)
             h = _map_to_tokens(h.contiguous(memory_format=torch.channels_last))
-        return F.linear(self.act(h), self.reduce.weight.flatten(1), self.reduce.bias)
+            h = _act(self.act, h)
+        return _linear(h, self.reduce.weight.flatten(1), self.reduce.bias)
 
 
 class ScaleAwareModulation(nn.Module):
@@ -290,7 +346,7 @@ class ScaleAwareModulation(nn.Module):
             kb = torch.cat([c.bias if c.bias is not None else c.weight.new_zeros(c.out_channels) for c in mhmc.convs])
             if regroup:
                 ws, bs, kw, kb = (_regroup_rows(t, self.num_heads) for t in (ws, bs, kw, kb))
-        v, s = self.v(x), F.linear(x, ws, bs)  # s rows in regrouped order
+        v, s = _linear(x, self.v.weight, self.v.bias), _linear(x, ws, bs)  # s rows in regrouped order
         s = _tokens_to_map(s, H, W)  # (B, C, H, W) channels-last
         if _FUSE["one_dwconv"]:
             s = F.conv2d(s, kw, kb, padding=K // 2, groups=C)  # regrouped order when SAA is on
@@ -301,7 +357,7 @@ class ScaleAwareModulation(nn.Module):
         else:
             m = _map_to_tokens(s)
         m = m.mul_(v) if _FUSE["inplace"] and not torch.is_grad_enabled() else m * v
-        return self.proj_drop(self.proj(m))
+        return self.proj_drop(_linear(m, self.proj.weight, self.proj.bias))
 
 
 class Attention(nn.Module):
@@ -323,9 +379,12 @@ class Attention(nn.Module):
             qkv_bias: Bias in the q and kv projections.
             attn_drop: Dropout on the attention weights.
             proj_drop: Dropout after the output projection.
-            fused_attn: Use `F.scaled_dot_product_attention` while nothing listens on `attn_weights`.
+            fused_attn: Use `F.scaled_dot_product_attention` on the fused path while nothing listens
+                on `attn_weights` (the literal path always materialises the weights, as the authors'
+                code does).
         """
         super().__init__()
+        self.fused = True
         self.num_heads = num_heads
         self.head_dim = dim // num_heads
         self.scale = self.head_dim ** -0.5
@@ -337,12 +396,16 @@ class Attention(nn.Module):
         self.local_conv = nn.Conv2d(dim, dim, 3, padding=1, groups=dim)
         self.proj = nn.Linear(dim, dim)
         self.proj_drop = nn.Dropout(proj_drop)
+        self._built_structure = _structure(self)
 
     def forward(self, x: torch.Tensor, H: int, W: int) -> torch.Tensor:  # (B, N, C)
         B, N, C = x.shape
-        q = self.q(x).reshape(B, N, self.num_heads, self.head_dim).transpose(1, 2)
-        k, v = self.kv(x).reshape(B, N, 2, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
-        if self.fused_attn and not _listened(self.attn_weights):
+        fused = self.fused and _fusable(self)  # no hooks inside: the linears may bypass their modules
+        q = _linear(x, self.q.weight, self.q.bias) if fused else self.q(x)
+        kv = _linear(x, self.kv.weight, self.kv.bias) if fused else self.kv(x)
+        q = q.reshape(B, N, self.num_heads, self.head_dim).transpose(1, 2)
+        k, v = kv.reshape(B, N, 2, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
+        if fused and self.fused_attn and _FUSE["sdpa"]:
             out = F.scaled_dot_product_attention(q, k, v, dropout_p=self.attn_drop.p if self.training else 0.0)
         else:
             attn = ((q @ k.transpose(-2, -1)) * self.scale).softmax(dim=-1)
@@ -350,7 +413,8 @@ class Attention(nn.Module):
         out = out.transpose(1, 2).reshape(B, N, C)
         v = v.transpose(1, 2).reshape(B, N, C).transpose(1, 2).reshape(B, C, H, W)
         out = out + self.local_conv(v).flatten(2).transpose(1, 2)
-        return self.proj_drop(self.proj(out))
+        out = _linear(out, self.proj.weight, self.proj.bias) if fused else self.proj(out)
+        return self.proj_drop(out)
 
 
 class DWConvMlp(nn.Module):
@@ -381,18 +445,14 @@ class DWConvMlp(nn.Module):
 
     def forward_fused(self, x: torch.Tensor, H: int, W: int) -> torch.Tensor:  # (B, N, C)
         """`forward_literal` with `h + dwconv(h)` as one depthwise conv: +1 on each kernel's centre tap."""
-        x = self.fc1(x)
+        x = _linear(x, self.fc1.weight, self.fc1.bias)
         B, N, C = x.shape
         w = self.dwconv.weight  # (C, 1, k, k), k odd, padding k // 2
         k = w.shape[-1]
         centre = F.pad(w.new_ones(1, 1, 1, 1), [k // 2] * 4)  # (1, 1, k, k)
-        x = F.conv2d(x.transpose(1, 2).reshape(B, C, H, W), w + centre, self.dwconv.bias,
-                     padding=self.dwconv.padding, groups=C).flatten(2).transpose(1, 2)  # channels-last: a view
-        if _FUSE["inplace"] and not torch.is_grad_enabled() and type(self.act) is nn.GELU:
-            x = torch.ops.aten.gelu_(x, approximate=self.act.approximate)
-        else:
-            x = self.act(x)
-        return self.drop2(self.fc2(self.drop1(x)))
+        x = _dwconv_gelu(x.transpose(1, 2).reshape(B, C, H, W), w + centre, self.dwconv.bias, self.act)
+        x = self.drop1(x.flatten(2).transpose(1, 2))  # channels-last: a view
+        return self.drop2(_linear(x, self.fc2.weight, self.fc2.bias))
 
     def forward_literal(self, x: torch.Tensor, H: int, W: int) -> torch.Tensor:  # (B, N, C)
         """fc1, depthwise conv, residual add, GELU, fc2 as separate ops."""

@@ -6,6 +6,7 @@ import pytest
 import timm
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 import smt  # noqa: F401
 from smt import model as smt_model
@@ -87,7 +88,8 @@ def test_every_switch_combination_computes_the_same():
         model.set_fused(False)
         ref = model(x)
         model.set_fused(True)
-        names = ["one_dwconv", "fold_bn", "tokens", "channels_last", "dw_residual", "inplace"]
+        names = ["one_dwconv", "fold_bn", "tokens", "channels_last", "dw_residual", "inplace", "onednn_linear",
+                 "onednn_gelu", "sdpa"]
         # all on, each off on its own, all off; with either form of SAA's grouped conv
         combos = [dict.fromkeys(names, True)] + [dict(dict.fromkeys(names, True), **{n: False}) for n in names]
         combos.append(dict.fromkeys(names, False))
@@ -104,6 +106,49 @@ def test_set_fused_selects_the_path(no_fused_sam):
     model.set_fused(True)
     with pytest.raises(AssertionError, match="fused SAM path taken"):
         model(x)
+
+
+@pytest.mark.skipif(smt_model._ONEDNN_LINEAR is None, reason="this PyTorch build has no oneDNN linear")
+@pytest.mark.parametrize("gelu", [False, True])
+def test_onednn_linear_equals_linear(gelu):
+    x = torch.randn(2, 37, 24).transpose(0, 1)[:, ::2]  # non-contiguous, odd sizes
+    w, b = torch.randn(40, 24), torch.randn(40)
+    want = F.linear(x, w, b)
+    want = F.gelu(want) if gelu else want
+    with torch.no_grad():
+        got = smt_model._linear(x, w, b, gelu=gelu)
+        nobias = smt_model._linear(x, w, None, gelu=gelu)
+    assert got.shape == want.shape and (got - want).abs().max() < 1e-5
+    assert (nobias - (F.gelu(F.linear(x, w)) if gelu else F.linear(x, w))).abs().max() < 1e-5
+    w.requires_grad_(True)  # with autograd on, the plain ops run and gradients flow
+    smt_model._linear(x, w, b, gelu=gelu).sum().backward()
+    assert w.grad is not None and w.grad.abs().sum() > 0
+
+
+@pytest.mark.skipif(smt_model._ONEDNN_CONV is None, reason="this PyTorch build has no oneDNN conv")
+def test_onednn_dwconv_gelu_equals_conv_then_gelu():
+    x = torch.randn(2, 24, 9, 7).contiguous(memory_format=torch.channels_last)
+    w, b = torch.randn(24, 1, 5, 5), torch.randn(24)
+    want = F.gelu(F.conv2d(x, w, b, padding=2, groups=24))
+    for inp in (x, x.contiguous()):
+        with torch.no_grad():
+            got = smt_model._dwconv_gelu(inp, w, b, nn.GELU())
+        assert got.shape == want.shape and (got - want).abs().max() < 1e-5
+    with torch.no_grad():  # another activation: not fused, still applied
+        assert torch.allclose(smt_model._dwconv_gelu(x, w, b, nn.ReLU()), F.relu(F.conv2d(x, w, b, padding=2, groups=24)))
+
+
+def test_msa_uses_sdpa_only_on_the_fused_path(monkeypatch):
+    calls = []
+    sdpa = F.scaled_dot_product_attention
+    monkeypatch.setattr(F, "scaled_dot_product_attention", lambda *a, **k: calls.append(1) or sdpa(*a, **k))
+    model = timm.create_model("test_smt").eval()
+    n_msa = sum(isinstance(m, smt_model.Attention) for m in model.modules())
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        ref, out = _both(model, lambda: model(x))
+    assert n_msa > 0 and len(calls) == n_msa  # the fused forward only: the literal one materialises
+    assert (out - ref).abs().max() < ATOL
 
 
 def test_input_and_parameter_gradients_equal():
