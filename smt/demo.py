@@ -158,7 +158,8 @@ def _command(args: dict[str, Any]) -> str:
     from .train import build_parser
 
     parser = build_parser()
-    parts = ["python -m smt.train"]
+    world = int(args.get("world_size", 1))
+    parts = [f"torchrun --standalone --nproc_per_node {world} -m smt.train" if world > 1 else "python -m smt.train"]
     for action in parser._actions:
         if not action.option_strings or action.dest == "help":
             continue
@@ -220,6 +221,11 @@ def _model_card(name: str, result: dict[str, Any], info: dict[str, Any], n_param
     variant, arch = DEMO_MODELS[name]
     arch_txt = ", ".join(f"{k}={v!r}" for k, v in arch.items()) or "defaults (sam_heads=4, saa=True)"
     hist = result["history"]
+    world = int(result.get("world_size", 1))
+    batch = (f"{args['batch_size']} per process x {world} processes (DistributedDataParallel, gloo)"
+             if world > 1 else f"{args['batch_size']}")
+    threads = int(result["threads"])
+    procs = (f"{world} processes x " if world > 1 else "") + f"{threads} thread{'s' if threads > 1 else ''}"
     low = (f"the first {args['low_res_frac']:.0%} of the schedule at {args['low_res']} px (the same canvases, "
            f"downsampled), the rest at {args['canvas_size']} px") if args.get("low_res") else f"{args['canvas_size']} px"
     per_class = "\n".join(f"| {c} | {a:.1f} |" for c, a in info["per_class"].items())
@@ -268,15 +274,15 @@ the 10000 test items, seed {args['test_seed']}, epoch 0. Raw data: the Debian pa
 ## Training
 
 ```
-{_command(args)}
+{_command(dict(args, world_size=world))}
 ```
 
-- AdamW (lr {args['lr']}, weight decay {args['weight_decay']}), batch {args['batch_size']}, {args['warmup_steps']} warm-up
+- AdamW (lr {args['lr']}, weight decay {args['weight_decay']}), batch {batch}, {args['warmup_steps']} warm-up
   steps, cosine to {args['min_lr']}, label smoothing {args['label_smoothing']}, no stochastic depth.
 - Resolution: {low}.
 - Schedule: {'over wall-clock time: a budget of ' + str(args['time_budget']) + ' minutes in ' + str(args['epochs']) + ' equal epochs; the cosine follows elapsed time, so the step count depends on the machine load' if args['schedule'] == 'time' else str(result['total_steps']) + ' steps'}{budget_note}.
-- Made {result['steps_done']} steps ({result['steps_done'] * args['batch_size']} canvases) in {result['train_seconds'] / 60:.1f} minutes of training
-  on a shared 2-core CPU, {result['threads']} thread, torch {result['torch']}, timm {result['timm']}.
+- Made {result['steps_done']} steps ({result['steps_done'] * args['batch_size'] * world} canvases) in {result['train_seconds'] / 60:.1f} minutes of training
+  on a 2-core CPU, {procs}, torch {result['torch']}, timm {result['timm']}.
 - Source revision: `{result['git_revision']}`.
 
 | epoch | steps | train loss | train acc | val top-1 (first {args['val_size']} test canvases) | minutes |

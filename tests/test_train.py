@@ -97,3 +97,22 @@ def test_time_schedule_and_lr_shape(data_dir, tmp_path):
                       "--final-eval", "0"))
     assert len(res["history"]) == 2 and res["steps_done"] >= 1  # two time slices (a checkpoint each)
     assert res["total_steps"] == res["steps_done"]
+
+
+def test_export_run_ships_fp16_weights_with_a_card(data_dir, tmp_path):
+    from smt.demo import _command, demo_model, export_run
+
+    res = train(_args(data_dir, tmp_path / "run", "--model", "smt_nano", "--canvas-size", "112", "--epochs", "1",
+                      "--batch-size", "4", "--final-eval", "8"))
+    info = export_run(tmp_path / "run", "main", test_size=8, out_dir=tmp_path / "ship", data_dir=str(data_dir))
+    target = tmp_path / "ship" / "smt_nano_sfmnist_main.safetensors"
+    assert all(v.dtype == torch.float16 for v in load_file(str(target)).values() if v.is_floating_point())
+    card = target.with_suffix(".md").read_text()
+    assert f"**{info['shipped_top1']:.2f}**" in card and f"| {res['test']['top1']:.2f}% (float32" in card
+    assert "python -m smt.train --model" not in card  # smt_nano is the default: not repeated
+    assert "--canvas-size 112" not in card and "--batch-size 4" in card and "1 thread" in card
+    model = demo_model("main", checkpoint=target)
+    assert model.num_classes == 10 and not model.training
+    # a torchrun run is written as the torchrun command, with the global batch
+    assert _command(dict(res["args"], world_size=2)).startswith(
+        "torchrun --standalone --nproc_per_node 2 -m smt.train ")
