@@ -24,8 +24,9 @@ it reproduces the authors' logits (float64, to 1e-9; see `tests/test_model.py`).
 - Two forward paths with the same numbers (to float32 rounding, 1e-5): the literal one
   (`model.set_fused(False)`; per-head convs, concatenation, regrouping, as the authors compute) and
   the fused default. The fused SAM permutes the s projection's output channels into the regrouped
-  order and runs MHMC as one depthwise conv whose per-head kernels are zero-padded to the largest, so
-  the concatenation and the regrouping copy disappear; SAA's grouped 1x1 conv runs as a
+  order and, at inference, runs MHMC as one depthwise conv whose per-head kernels are zero-padded to
+  the largest, so the concatenation and the regrouping copy disappear (with autograd on each head
+  keeps its own conv: the padded conv's backward costs the largest kernel on every channel); SAA's grouped 1x1 conv runs as a
   block-diagonal matmul on tokens up to 128 channels; BatchNorm (SAA, stem) is folded into the conv
   before it in eval mode; the MLP's `h + dwconv(h)` is one depthwise conv with 1 added to each
   kernel's centre tap; the stem runs channels-last so stage tokens are contiguous; at inference the
@@ -71,7 +72,7 @@ TAPS = {
 #: Switches of the fused path, for measuring what each optimisation contributes
 #: (`benchmarks/bench_model.py --ablate`). Every combination computes the same numbers.
 _FUSE = {
-    "one_dwconv": True,    # MHMC as one depthwise conv, kernels zero-padded, channels in regrouped order
+    "one_dwconv": True,    # inference: MHMC as one depthwise conv, kernels zero-padded, in regrouped order
     "fold_bn": True,       # eval: SAA's BN folded into its grouped 1x1 conv (and the stem's BN into its conv)
     "expand": "auto",      # SAA grouped 1x1 conv: "dense" (block-diagonal matmul on tokens), "conv", "auto"
     "tokens": True,        # stage tokens made contiguous once (else the residual stream stays transposed)
@@ -335,12 +336,17 @@ class ScaleAwareModulation(nn.Module):
         depthwise conv (each head's kernel zero-padded to the largest) yields the SAA input directly,
         without the concatenation and the regrouping copy. Fused weights are derived from the
         parameters on every call (differentiable, nothing cached, the state dict is untouched).
+
+        With autograd on, the heads keep their own convs: the backward of the zero-padded conv costs
+        the largest kernel's area on every channel (measured: 1.35x slower than the literal path
+        when training N = 8 heads, kernels up to 17).
         """
         B, N, C = x.shape
         regroup = isinstance(self.saa, ScaleAwareAggregation)
         mhmc = self.mhmc
         ws, bs = self.s.weight, self.s.bias
-        if _FUSE["one_dwconv"]:
+        one_dwconv = _FUSE["one_dwconv"] and not torch.is_grad_enabled()
+        if one_dwconv:
             K = max(c.weight.shape[-1] for c in mhmc.convs)
             kw = torch.cat([F.pad(c.weight, [(K - c.weight.shape[-1]) // 2] * 4) for c in mhmc.convs])  # (C, 1, K, K)
             kb = torch.cat([c.bias if c.bias is not None else c.weight.new_zeros(c.out_channels) for c in mhmc.convs])
@@ -348,7 +354,7 @@ class ScaleAwareModulation(nn.Module):
                 ws, bs, kw, kb = (_regroup_rows(t, self.num_heads) for t in (ws, bs, kw, kb))
         v, s = _linear(x, self.v.weight, self.v.bias), _linear(x, ws, bs)  # s rows in regrouped order
         s = _tokens_to_map(s, H, W)  # (B, C, H, W) channels-last
-        if _FUSE["one_dwconv"]:
+        if one_dwconv:
             s = F.conv2d(s, kw, kb, padding=K // 2, groups=C)  # regrouped order when SAA is on
         else:
             s = self.regroup(torch.cat([conv(c) for c, conv in zip(s.split(mhmc.head_dim, dim=1), mhmc.convs)], 1))

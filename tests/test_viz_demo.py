@@ -10,7 +10,8 @@ def test_demo_reports_accuracy_localisation_and_modulation(capsys):
     top1 = float(re.search(r"top-1 on the 24 shipped test canvases:\s+([\d.]+)%", out).group(1))
     assert 0 <= top1 <= 100
     assert len(re.findall(r"^  \S.* +[\d.]+%  \(\d+ images\)$", out, flags=re.M)) >= 5  # per-class lines
-    assert re.search(r"pointing game vs item boxes:\s+[\d.]+%", out)
+    assert re.search(r"pointing game vs item boxes \(a uniformly random point:\s+[\d.]+%\)", out)
+    assert len(re.findall(r"stage \d output \(\d+x\d+\)\s+[\d.]+%", out)) == 3
     assert "kernels [3, 5, 7, 9] -> non-zero positions [9, 25, 49, 81]" in out
     assert len(re.findall(r"stages\.\d\.blocks\.\d+ +0\.\d{3} -> 0\.\d{3}", out)) == 6  # smt_nano's SAM blocks
 

@@ -4,7 +4,7 @@
    reproduced (`smt.summary`).
 2. The demo model (SMT-nano trained by this project on Scaled Fashion-MNIST, `smt.demo`) on the
    shipped evaluation subset: top-1 overall and per class, and the Grad-CAM pointing game against
-   the items' boxes.
+   the items' boxes for each stage's output, next to the hit rate of a uniformly random point.
 3. What Scale-Aware Modulation does in it: the ERF's high-contribution area ratios, the per-head
    receptive fields of the first SAM block, and the low-frequency share of SAA input vs output per
    SAM block.
@@ -44,10 +44,16 @@ def report(model: torch.nn.Module, images: torch.Tensor, labels: Optional[torch.
         for c, name in enumerate(class_names):
             sel = labels == c
             print(f"  {name:<12} {_pct(100 * correct[sel].float().mean().item())}  ({int(sel.sum())} images)")
-        cams = torch.cat([class_activation_maps(model, images[i:i + 64], labels[i:i + 64].tolist())
-                          for i in range(0, len(images), 64)])
-        print(f"Grad-CAM (last stage, true class) pointing game vs item boxes: "
-              f"{_pct(100 * pointing_game(cams, boxes, (H, W)))}")
+        b = boxes.float()
+        chance = ((b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1]) / (H * W)).mean().item()
+        print(f"Grad-CAM (true class) pointing game vs item boxes (a uniformly random point: "
+              f"{_pct(100 * chance)}):")
+        for s in range(1, len(model.stages)):  # stage 0 (stride 4) is below Grad-CAM's usual depth
+            cams = torch.cat([class_activation_maps(model, images[i:i + 64], labels[i:i + 64].tolist(),
+                                                    target_layers=[model.stages[s]])
+                              for i in range(0, len(images), 64)])
+            hits = pointing_game(cams, boxes, (H, W))
+            print(f"  stage {s} output ({cams.shape[-2]}x{cams.shape[-1]}) {_pct(100 * hits)}")
 
     r = effective_receptive_field(model, images[:num_erf])
     ratios = high_contribution_area_ratio(erf_display(r.erf))
