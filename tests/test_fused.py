@@ -110,7 +110,10 @@ def test_set_fused_selects_the_path(no_fused_sam):
 
 @pytest.mark.skipif(smt_model._ONEDNN_LINEAR is None, reason="this PyTorch build has no oneDNN linear")
 @pytest.mark.parametrize("gelu", [False, True])
-def test_onednn_linear_equals_linear(gelu):
+def test_onednn_linear_equals_linear(gelu, monkeypatch):
+    calls = []
+    op = smt_model._ONEDNN_LINEAR
+    monkeypatch.setattr(smt_model, "_ONEDNN_LINEAR", lambda *a: calls.append(1) or op(*a))
     x = torch.randn(2, 37, 24).transpose(0, 1)[:, ::2]  # non-contiguous, odd sizes
     w, b = torch.randn(40, 24), torch.randn(40)
     want = F.linear(x, w, b)
@@ -120,13 +123,17 @@ def test_onednn_linear_equals_linear(gelu):
         nobias = smt_model._linear(x, w, None, gelu=gelu)
     assert got.shape == want.shape and (got - want).abs().max() < 1e-5
     assert (nobias - (F.gelu(F.linear(x, w)) if gelu else F.linear(x, w))).abs().max() < 1e-5
+    assert len(calls) == 2  # both ran as oneDNN calls
     w.requires_grad_(True)  # with autograd on, the plain ops run and gradients flow
     smt_model._linear(x, w, b, gelu=gelu).sum().backward()
-    assert w.grad is not None and w.grad.abs().sum() > 0
+    assert w.grad is not None and w.grad.abs().sum() > 0 and len(calls) == 2
 
 
 @pytest.mark.skipif(smt_model._ONEDNN_CONV is None, reason="this PyTorch build has no oneDNN conv")
-def test_onednn_dwconv_gelu_equals_conv_then_gelu():
+def test_onednn_dwconv_gelu_equals_conv_then_gelu(monkeypatch):
+    calls = []
+    op = smt_model._ONEDNN_CONV
+    monkeypatch.setattr(smt_model, "_ONEDNN_CONV", lambda *a: calls.append(1) or op(*a))
     x = torch.randn(2, 24, 9, 7).contiguous(memory_format=torch.channels_last)
     w, b = torch.randn(24, 1, 5, 5), torch.randn(24)
     want = F.gelu(F.conv2d(x, w, b, padding=2, groups=24))
@@ -134,8 +141,10 @@ def test_onednn_dwconv_gelu_equals_conv_then_gelu():
         with torch.no_grad():
             got = smt_model._dwconv_gelu(inp, w, b, nn.GELU())
         assert got.shape == want.shape and (got - want).abs().max() < 1e-5
+    assert len(calls) == 2
     with torch.no_grad():  # another activation: not fused, still applied
-        assert torch.allclose(smt_model._dwconv_gelu(x, w, b, nn.ReLU()), F.relu(F.conv2d(x, w, b, padding=2, groups=24)))
+        relu = smt_model._dwconv_gelu(x, w, b, nn.ReLU())
+    assert torch.allclose(relu, F.relu(F.conv2d(x, w, b, padding=2, groups=24))) and len(calls) == 2
 
 
 def test_msa_uses_sdpa_only_on_the_fused_path(monkeypatch):
