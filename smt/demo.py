@@ -153,12 +153,11 @@ def write_eval_subset(path: Union[str, os.PathLike], n: int = 512, seed: int = 1
 
 # ---- export of a training run to a shipped demo model (weights + model card) --------------------
 
-def _command(args: dict[str, Any]) -> str:
-    """The `python -m smt.train` command line of a run (options that differ from the defaults)."""
+def _command(args: dict[str, Any], world: int = 1) -> str:
+    """The command line of a run (options that differ from the defaults); `torchrun` for `world` > 1 processes."""
     from .train import build_parser
 
     parser = build_parser()
-    world = int(args.get("world_size", 1))
     parts = [f"torchrun --standalone --nproc_per_node {world} -m smt.train" if world > 1 else "python -m smt.train"]
     for action in parser._actions:
         if not action.option_strings or action.dest == "help":
@@ -274,7 +273,7 @@ the 10000 test items, seed {args['test_seed']}, epoch 0. Raw data: the Debian pa
 ## Training
 
 ```
-{_command(dict(args, world_size=world))}
+{_command(args, world)}
 ```
 
 - AdamW (lr {args['lr']}, weight decay {args['weight_decay']}), batch {batch}, {args['warmup_steps']} warm-up

@@ -266,7 +266,7 @@ class ScaleAwareAggregation(nn.Module):
             if not fold:
                 h = _map_to_tokens(bn(_tokens_to_map(h, H, W)))
             if not gelu:
-                h = self.act(h)
+                h = _act(self.act, h)
         else:
             h = F.conv2d(x.contiguous(), w, b, groups=e.groups)  # (B, hidden, H, W)
             if not fold:

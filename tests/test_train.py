@@ -114,5 +114,5 @@ def test_export_run_ships_fp16_weights_with_a_card(data_dir, tmp_path):
     model = demo_model("main", checkpoint=target)
     assert model.num_classes == 10 and not model.training
     # a torchrun run is written as the torchrun command, with the global batch
-    assert _command(dict(res["args"], world_size=2)).startswith(
+    assert _command(res["args"], world=2).startswith(
         "torchrun --standalone --nproc_per_node 2 -m smt.train ")

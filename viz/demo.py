@@ -31,7 +31,7 @@ def _pct(x: float) -> str:
 def report(model: torch.nn.Module, images: torch.Tensor, labels: Optional[torch.Tensor],
            boxes: Optional[torch.Tensor], class_names: Optional[tuple], *, num_erf: int = 32) -> None:
     """Print the demo's analyses of `model` (eval mode) on normalised `images` (B, 3, H, W)."""
-    from .analysis.cam import class_activation_maps, pointing_game
+    from .analysis.cam import class_activation_maps, default_target_layers, pointing_game
     from .analysis.erf import effective_receptive_field, erf_display, head_erf, high_contribution_area_ratio
     from .analysis.features import saa_low_frequency_shares, sam_block_names
 
@@ -50,7 +50,7 @@ def report(model: torch.nn.Module, images: torch.Tensor, labels: Optional[torch.
               f"{_pct(100 * chance)}):")
         for s in range(1, len(model.stages)):  # stage 0 (stride 4) is below Grad-CAM's usual depth
             cams = torch.cat([class_activation_maps(model, images[i:i + 64], labels[i:i + 64].tolist(),
-                                                    target_layers=[model.stages[s]])
+                                                    target_layers=default_target_layers(model, s))
                               for i in range(0, len(images), 64)])
             hits = pointing_game(cams, boxes, (H, W))
             print(f"  stage {s} output ({cams.shape[-2]}x{cams.shape[-1]}) {_pct(100 * hits)}")
