@@ -7,7 +7,9 @@ so localisation is measurable. Canvases are rendered on the fly, a whole batch i
 call, and are a pure function of (seed, epoch, index): nothing large is ever written to disk.
 
 Render parameters are stored in canvas-relative units, so rendering at a smaller `canvas_size` gives
-the downsampled view of the same canvas (used for cheaper low-resolution training phases).
+the downsampled view of the same canvas. A cheaper low-resolution training phase can instead render a
+`crop`: a smaller window of the canvas around the item, at the full canvas's pixel scale, so that the
+item keeps the size (and detail) it has at test time.
 
 The raw data comes in the idx format (`read_idx`), gzip-compressed or plain; Debian ships it as
 the package `dataset-fashion-mnist` under `/usr/share/datasets/fashion-mnist/`.
@@ -109,6 +111,7 @@ class RenderParams:
     bg: torch.Tensor  # (N, 3) background colour in [0, 1]
     texture: torch.Tensor  # (N, 3, T, T) low-frequency background texture, zero for plain backgrounds
     flip: torch.Tensor  # (N,) bool, horizontal flip of the item
+    window: torch.Tensor  # (N, 2) in [0, 1]: where a crop window sits among the positions that hold the item
 
 
 class ScaledFashionMNIST:
@@ -184,18 +187,24 @@ class ScaledFashionMNIST:
             texture = (torch.rand(n, 3, t, t, generator=g) * 2 - 1) * self.texture_amp
             texture = texture * textured.view(n, 1, 1, 1)
             flip = (torch.rand(n, generator=g) < 0.5) & self.flip
-            self._params = {epoch: RenderParams(size, pos, tint, bg, texture, flip)}
+            window = torch.rand(n, 2, generator=g)  # drawn last: the other choices do not depend on it
+            self._params = {epoch: RenderParams(size, pos, tint, bg, texture, flip, window)}
         return self._params[epoch]
 
     @torch.no_grad()
     def render(self, indices: Union[Sequence[int], torch.Tensor], epoch: int = 0,
-               canvas_size: Optional[int] = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+               canvas_size: Optional[int] = None, crop: bool = False
+               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Render canvases.
 
         Args:
             indices: which items, (B,).
             epoch: which draw of the random choices (training: the epoch; evaluation: 0).
             canvas_size: render at this size instead of `self.canvas_size` (same canvas, resampled).
+            crop: instead of resampling the whole canvas, render a window of `canvas_size` pixels of it
+                that holds the item, at the full canvas's pixel scale (the item is as large, in pixels, as
+                at test time). An item larger than 90% of the window gets a window just large enough
+                (up to the whole canvas), resampled to `canvas_size`.
 
         Returns:
             images (B, 3, S, S) float in [0, 1], labels (B,) int64, boxes (B, 4) float (x0, y0, x1, y1) in
@@ -215,10 +224,25 @@ class ScaledFashionMNIST:
         theta[:, 0, 2] = -centre[:, 0] * sx
         theta[:, 1, 1] = inv
         theta[:, 1, 2] = -centre[:, 1] * inv
+        if crop:
+            # The window (side w, origin o, canvas fractions) as a map from window to canvas coordinates.
+            w = torch.clamp(size / 0.9, min=min(1.0, s / self.canvas_size), max=1.0)  # (B,)
+            lo = (pos + size.unsqueeze(1) - w.unsqueeze(1)).clamp(min=0)  # the window must hold the item
+            hi = torch.minimum(pos, 1 - w.unsqueeze(1))  # ... and lie on the canvas
+            o = lo + p.window[idx] * (hi - lo).clamp(min=0)
+            to_canvas = torch.zeros(b, 3, 3)
+            to_canvas[:, 0, 0] = to_canvas[:, 1, 1] = w
+            to_canvas[:, :2, 2] = 2 * o + w.unsqueeze(1) - 1
+            to_canvas[:, 2, 2] = 1
+            theta = theta @ to_canvas
+            grid = F.affine_grid(to_canvas[:, :2], [b, 3, s, s], align_corners=False)
+            texture = F.grid_sample(p.texture[idx], grid, mode="bilinear", padding_mode="border",
+                                    align_corners=False)
+        else:
+            texture = F.interpolate(p.texture[idx], size=(s, s), mode="bilinear", align_corners=False)
         grid = F.affine_grid(theta, [b, 1, s, s], align_corners=False)
         alpha = F.grid_sample(self.items[idx], grid, mode="bilinear", padding_mode="zeros",
                               align_corners=False)  # (B, 1, S, S)
-        texture = F.interpolate(p.texture[idx], size=(s, s), mode="bilinear", align_corners=False)
         bg = (p.bg[idx].view(b, 3, 1, 1) + texture).clamp_(0, 1)  # (B, 3, S, S)
         img = torch.lerp(bg, p.tint[idx].view(b, 3, 1, 1).expand_as(bg), alpha)  # (B, 3, S, S)
         boxes = _tight_boxes(alpha[:, 0] > 0)

@@ -225,8 +225,10 @@ def _model_card(name: str, result: dict[str, Any], info: dict[str, Any], n_param
              if world > 1 else f"{args['batch_size']}")
     threads = int(result["threads"])
     procs = (f"{world} processes x " if world > 1 else "") + f"{threads} thread{'s' if threads > 1 else ''}"
-    low = (f"the first {args['low_res_frac']:.0%} of the schedule at {args['low_res']} px (the same canvases, "
-           f"downsampled), the rest at {args['canvas_size']} px") if args.get("low_res") else f"{args['canvas_size']} px"
+    view = ("a window of the canvas around the item, at full pixel scale" if args.get("low_res_crop")
+            else "the same canvases, downsampled")
+    low = (f"the first {args['low_res_frac']:.0%} of the schedule at {args['low_res']} px ({view}), "
+           f"the rest at {args['canvas_size']} px") if args.get("low_res") else f"{args['canvas_size']} px"
     per_class = "\n".join(f"| {c} | {a:.1f} |" for c, a in info["per_class"].items())
     hist_rows = "\n".join(f"| {h['epoch']} | {h['steps']} | {h['train_loss']:.3f} | {h['train_acc']:.1f} | "
                           f"{h['val_top1']:.1f} | {h['train_seconds'] / 60:.1f} |" for h in hist)

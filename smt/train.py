@@ -54,6 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scale-max", type=float, default=3.0)
     p.add_argument("--low-res", type=int, default=0, help="render the first --low-res-frac of steps at this size")
     p.add_argument("--low-res-frac", type=float, default=0.0)
+    p.add_argument("--low-res-crop", action="store_true",
+                   help="the low-res phase renders a --low-res window of the canvas around the item at full "
+                        "pixel scale, instead of the whole canvas downsampled")
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--epoch-steps", type=int, default=0, help="steps per epoch (0: one pass over the data)")
     p.add_argument("--batch-size", type=int, default=64, help="per process")
@@ -246,7 +249,8 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
                 group["lr"] = lr
             size = args.low_res if args.low_res and progress < args.low_res_frac else args.canvas_size
             start = (i * args.batch_size) % max(1, len(shard) - args.batch_size + 1)
-            x, y, _ = train_set.render(shard[start:start + args.batch_size], epoch, size)
+            x, y, _ = train_set.render(shard[start:start + args.batch_size], epoch, size,
+                                       crop=args.low_res_crop and size != args.canvas_size)
             x, y = normalize(x.to(device, non_blocking=True)), y.to(device)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
                 logits = ddp_model(x)

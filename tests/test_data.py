@@ -105,3 +105,28 @@ def test_bad_arguments():
     with pytest.raises(ValueError, match="len\\(labels\\)"):
         ScaledFashionMNIST(items, labels[:3])
     assert len(CLASS_NAMES) == 10
+
+
+def test_crop_is_a_window_of_the_canvas_at_its_pixel_scale():
+    items, labels = _items(64)
+    ds = ScaledFashionMNIST(items, labels, canvas_size=112, seed=3, flip=True)
+    full, _, full_boxes = ds.render(torch.arange(64), epoch=1)
+    crop, crop_labels, crop_boxes = ds.render(torch.arange(64), epoch=1, canvas_size=56, crop=True)
+    assert crop.shape == (64, 3, 56, 56) and torch.equal(crop_labels, torch.as_tensor(labels[:64]).long())
+    p = ds.params(1)
+    fits = p.size * 112 <= 0.9 * 56
+    assert 10 < int(fits.sum()) < 60  # both kinds of item are in the batch
+    # An item that fits keeps its size in pixels (to a pixel of resampling) ...
+    wh_full, wh_crop = full_boxes[:, 2:] - full_boxes[:, :2], crop_boxes[:, 2:] - crop_boxes[:, :2]
+    assert (wh_full[fits] - wh_crop[fits]).abs().max() <= 1
+    # ... and the crop is the full canvas's pixels in a window that holds the item.
+    side = torch.clamp(p.size / 0.9, min=0.5, max=1.0)
+    lo = (p.pos + p.size.unsqueeze(1) - side.unsqueeze(1)).clamp(min=0)
+    origin = lo + p.window * (torch.minimum(p.pos, 1 - side.unsqueeze(1)) - lo)
+    for i in torch.nonzero(fits).flatten().tolist():
+        x, y = (origin[i] * 112).round().long().tolist()
+        assert (crop[i] - full[i, :, y:y + 56, x:x + 56]).abs().mean() < 0.03
+    # An item too large for the window gets a larger window, resampled to 56 px: the item is whole.
+    big = ~fits
+    zoom = (56 / (side * 112)).unsqueeze(1)
+    assert ((wh_full * zoom - wh_crop)[big]).abs().max() <= 1.5 and (zoom[big] < 1).all()
