@@ -84,6 +84,23 @@ def test_two_steps_decrease_the_loss_on_a_repeated_batch(data_dir):
     assert losses[2] < losses[1] < losses[0], losses
 
 
+def test_low_res_phase_renders_crops_or_downsampled_canvases(data_dir, tmp_path, monkeypatch):
+    calls = []
+    render = ScaledFashionMNIST.render
+
+    def spy(self, indices, epoch=0, canvas_size=None, crop=False):
+        calls.append((canvas_size, crop))
+        return render(self, indices, epoch, canvas_size, crop)
+
+    monkeypatch.setattr(ScaledFashionMNIST, "render", spy)
+    low = ("--epochs", "2", "--low-res", "32", "--low-res-frac", "0.5", "--val-size", "0", "--final-eval", "0")
+    train(_args(data_dir, tmp_path / "crop", *low, "--low-res-crop"))
+    assert calls == [(32, True), (64, False)]  # step 1 of 2 in the low-res phase, step 2 at full size
+    calls.clear()
+    train(_args(data_dir, tmp_path / "down", *low))
+    assert calls == [(32, False), (64, False)]
+
+
 def test_time_schedule_and_lr_shape(data_dir, tmp_path):
     p = build_parser()
     args = p.parse_args(["--lr", "1e-3", "--min-lr", "1e-5", "--warmup-steps", "10"])
