@@ -70,6 +70,27 @@ def test_token_layer_with_explicit_grid(model):
     assert default_target_layers(model, 1)[0] is model.stages[1]
 
 
+@pytest.mark.parametrize("method", ["GradCAM", "LayerCAM"])
+def test_per_layer_maps_from_one_pass_equal_one_call_per_layer(model, method):
+    model.eval()
+    x, targets = torch.randn(3, 3, 64, 64), [0, 2, 4]
+    layers = [model.stages[1], model.stages[2], model.stages[3]]
+    calls = []
+    h = model.register_forward_hook(lambda m, i, o: calls.append(1))
+    try:
+        maps = class_activation_maps(model, x, targets, method=method, target_layers=layers, per_layer=True)
+    finally:
+        h.remove()
+    assert len(calls) == 1  # one forward (and so one backward) for all three layers
+    assert [tuple(m.shape) for m in maps] == [(3, 8, 8), (3, 4, 4), (3, 2, 2)]
+    for layer, m in zip(layers, maps):
+        assert torch.allclose(m, class_activation_maps(model, x, targets, method=method, target_layers=[layer]),
+                              atol=1e-6)
+    assert all(not m._forward_hooks and not m._backward_hooks for m in model.modules())
+    with pytest.raises(ValueError, match="different grids.*per_layer=True"):
+        class_activation_maps(model, x, targets, target_layers=layers)
+
+
 def test_display_helpers_and_pointing_game():
     cams = torch.zeros(2, 4, 4)
     cams[0, 0, 0] = 1.0  # top-left cell

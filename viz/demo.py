@@ -48,10 +48,12 @@ def report(model: torch.nn.Module, images: torch.Tensor, labels: Optional[torch.
         chance = ((b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1]) / (H * W)).mean().item()
         print(f"Grad-CAM (true class) pointing game vs item boxes (a uniformly random point: "
               f"{_pct(100 * chance)}):")
-        for s in range(1, len(model.stages)):  # stage 0 (stride 4) is below Grad-CAM's usual depth
-            cams = torch.cat([class_activation_maps(model, images[i:i + 64], labels[i:i + 64].tolist(),
-                                                    target_layers=default_target_layers(model, s))
-                              for i in range(0, len(images), 64)])
+        stages = range(1, len(model.stages))  # stage 0 (stride 4) is below Grad-CAM's usual depth
+        layers = [default_target_layers(model, s)[0] for s in stages]
+        batches = [class_activation_maps(model, images[i:i + 64], labels[i:i + 64].tolist(), target_layers=layers,
+                                         per_layer=True) for i in range(0, len(images), 64)]  # one pass per batch
+        for k, s in enumerate(stages):
+            cams = torch.cat([maps[k] for maps in batches])
             hits = pointing_game(cams, boxes, (H, W))
             print(f"  stage {s} output ({cams.shape[-2]}x{cams.shape[-1]}) {_pct(100 * hits)}")
 

@@ -88,8 +88,9 @@ def class_activation_maps(
         target_layers: Optional[Sequence[nn.Module]] = None,
         reshape_transform: Optional[Callable] = None,
         eigen_smooth: bool = False,
+        per_layer: bool = False,
         **method_kwargs,
-) -> torch.Tensor:
+) -> Union[torch.Tensor, list[torch.Tensor]]:
     """Raw CAMs, one per image, at the target layer's resolution.
 
     Args:
@@ -97,13 +98,18 @@ def class_activation_maps(
         images: Normalised images (B, C, H, W).
         targets: One per image: a class index or a pytorch_grad_cam target callable.
         method: A method class name of pytorch_grad_cam (see `CAM_METHODS`) or the class.
-        target_layers: Layers to explain; default the last SMT stage. Several layers are averaged.
+        target_layers: Layers to explain; default the last SMT stage. Several layers are averaged
+            (they must share a grid) unless `per_layer`.
         reshape_transform: For layers with token outputs: `token_reshape(grid_hw)`.
         eigen_smooth: The package's first-principal-component smoothing.
+        per_layer: Return one map tensor per target layer, all from the same forward and backward
+            pass (the gradient of a class score at one layer does not depend on which other layers
+            are hooked, so this equals one call per layer at a fraction of the cost).
         **method_kwargs: Passed to the method class (e.g. `batch_size` for ScoreCAM).
 
     Returns:
-        (B, h, w) float32 maps, signed, not normalised (ReLU, resizing and overlay are separate).
+        (B, h, w) float32 maps, signed, not normalised (ReLU, resizing and overlay are separate);
+        with `per_layer`, a list of them in the order of `target_layers`.
     """
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
@@ -125,6 +131,12 @@ def class_activation_maps(
                     for i, layer in enumerate(self.target_layers)]
 
         def aggregate_multi_layers(self, cam_per_target_layer):
+            if per_layer:
+                return [c[:, 0] for c in cam_per_target_layer]
+            grids = {c.shape[2:] for c in cam_per_target_layer}
+            if len(grids) > 1:
+                raise ValueError(f"the target layers' maps have different grids {sorted(grids)}, so they cannot "
+                                 f"be averaged; pass per_layer=True to get one map per layer")
             return np.mean(np.concatenate(cam_per_target_layer, axis=1), axis=1)
 
     modes = {m: m.training for m in model.modules()}
@@ -137,6 +149,8 @@ def class_activation_maps(
             cam.activations_and_grads.release()
         for m, training in modes.items():
             m.training = training
+    if per_layer:
+        return [torch.from_numpy(np.ascontiguousarray(m)).float() for m in maps]
     return torch.from_numpy(np.ascontiguousarray(maps)).float()
 
 
