@@ -10,12 +10,9 @@ from __future__ import annotations
 
 import argparse
 
-import torch
-from tqdm import tqdm
-
 from smt.data import ScaledFashionMNIST, load_fashion_mnist
 from smt.demo import DEMO_MODELS, demo_model
-from smt.train import normalize
+from smt.train import evaluate
 
 EDGES = (0.5, 0.7, 1.0, 1.4, 2.0, 3.0)
 
@@ -32,11 +29,7 @@ def main() -> None:
     test = ScaledFashionMNIST(images, labels, seed=12345)
     n = min(args.n, len(test))
     scale = test.params(0).size[:n] * 112 / 28
-    correct = torch.zeros(n, dtype=torch.bool)
-    with torch.no_grad():
-        for start in tqdm(range(0, n, 250), desc="test canvases", unit_scale=250):
-            x, y, _ = test.render(torch.arange(start, min(start + 250, n)))
-            correct[start:start + len(y)] = model(normalize(x)).argmax(1) == y
+    correct = evaluate(model, test, range(n), batch_size=250, progress=True, per_canvas=True)["correct"]
     print(f"{args.model}: top-1 {100 * correct.float().mean():.2f}% on {n} test canvases")
     print("| item scale | item side (px) | canvases | top-1 |\n|---|---|---|---|")
     for lo, hi in zip(EDGES[:-1], EDGES[1:]):

@@ -113,27 +113,33 @@ def arch_kwargs(args: argparse.Namespace) -> dict[str, Any]:
 
 @torch.no_grad()
 def evaluate(model: nn.Module, dataset: ScaledFashionMNIST, indices: Sequence[int], batch_size: int = 128,
-             device: torch.device = torch.device("cpu"), progress: bool = False) -> dict[str, Any]:
+             device: torch.device = torch.device("cpu"), progress: bool = False,
+             per_canvas: bool = False) -> dict[str, Any]:
     """Top-1 accuracy (%) and per-class accuracy of `model` on the canvases `indices` (epoch 0).
 
+    With `per_canvas`, the result also holds "correct": a bool tensor, one entry per index, in order.
     The caller's train/eval mode is restored afterwards.
     """
     was_training = model.training
     model.eval()
-    correct = torch.zeros(len(CLASS_NAMES))
-    total = torch.zeros(len(CLASS_NAMES))
     idx = torch.as_tensor(indices)
+    hits, ys = [], []
     try:
         for start in tqdm(range(0, len(idx), batch_size), disable=not progress, desc="eval", leave=False):
             images, labels, _ = dataset.render(idx[start:start + batch_size], epoch=0)
-            pred = model(normalize(images.to(device))).argmax(1).cpu()
-            total += torch.bincount(labels, minlength=len(CLASS_NAMES)).float()
-            correct += torch.bincount(labels[pred == labels], minlength=len(CLASS_NAMES)).float()
+            hits.append(model(normalize(images.to(device))).argmax(1).cpu() == labels)
+            ys.append(labels)
     finally:
         model.train(was_training)
+    hit, y = torch.cat(hits), torch.cat(ys)
+    total = torch.bincount(y, minlength=len(CLASS_NAMES)).float()
+    correct = torch.bincount(y[hit], minlength=len(CLASS_NAMES)).float()
     per_class = (100 * correct / total.clamp(min=1)).tolist()
-    return {"top1": float(100 * correct.sum() / total.sum()), "n": int(total.sum()),
-            "per_class": dict(zip(CLASS_NAMES, per_class))}
+    result = {"top1": float(100 * correct.sum() / total.sum()), "n": int(total.sum()),
+              "per_class": dict(zip(CLASS_NAMES, per_class))}
+    if per_canvas:
+        result["correct"] = hit
+    return result
 
 
 def save_safetensors(model: nn.Module, path: os.PathLike, dtype: Optional[torch.dtype] = None,

@@ -9,7 +9,7 @@ import timm
 from safetensors.torch import load_file
 
 from smt.data import ScaledFashionMNIST
-from smt.train import _lr_at, build_parser, normalize, train
+from smt.train import _lr_at, build_parser, evaluate, normalize, train
 
 
 def _write_idx(path, array):
@@ -99,6 +99,27 @@ def test_low_res_phase_renders_crops_or_downsampled_canvases(data_dir, tmp_path,
     calls.clear()
     train(_args(data_dir, tmp_path / "down", *low))
     assert calls == [(32, False), (64, False)]
+
+
+def test_evaluate_counts_and_per_canvas_hits(data_dir):
+    from smt.data import CLASS_NAMES, load_fashion_mnist
+
+    images, labels = load_fashion_mnist("test", str(data_dir))
+    test = ScaledFashionMNIST(images, labels, 64, (1.0, 2.0), seed=3)
+    torch.manual_seed(0)
+    model = timm.create_model("test_smt", num_classes=10).train()
+    idx = [5, 0, 11, 3, 7, 2, 9]
+    res = evaluate(model, test, idx, batch_size=3, per_canvas=True)
+    assert model.training  # mode restored
+    with torch.no_grad():
+        x, y, _ = test.render(torch.tensor(idx), epoch=0)
+        pred = model.eval()(normalize(x)).argmax(1)
+    assert torch.equal(res["correct"], pred == y)
+    assert res["n"] == 7 and res["top1"] == pytest.approx(100 * (pred == y).float().mean().item())
+    for c, name in enumerate(CLASS_NAMES):
+        if (y == c).any():
+            assert res["per_class"][name] == pytest.approx(100 * (pred[y == c] == c).float().mean().item())
+    assert "correct" not in evaluate(model, test, idx)  # JSON-ready unless asked
 
 
 def test_time_schedule_and_lr_shape(data_dir, tmp_path):
