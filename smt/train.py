@@ -120,9 +120,11 @@ def evaluate(model: nn.Module, dataset: ScaledFashionMNIST, indices: Sequence[in
     With `per_canvas`, the result also holds "correct": a bool tensor, one entry per index, in order.
     The caller's train/eval mode is restored afterwards.
     """
+    idx = torch.as_tensor(indices)
+    if len(idx) == 0:
+        raise ValueError("evaluate: no canvases to evaluate; pass at least one index")
     was_training = model.training
     model.eval()
-    idx = torch.as_tensor(indices)
     hits, ys = [], []
     try:
         for start in tqdm(range(0, len(idx), batch_size), disable=not progress, desc="eval", leave=False):

@@ -120,6 +120,8 @@ def test_evaluate_counts_and_per_canvas_hits(data_dir):
         if (y == c).any():
             assert res["per_class"][name] == pytest.approx(100 * (pred[y == c] == c).float().mean().item())
     assert "correct" not in evaluate(model, test, idx)  # JSON-ready unless asked
+    with pytest.raises(ValueError, match="no canvases"):
+        evaluate(model, test, [])
 
 
 def test_time_schedule_and_lr_shape(data_dir, tmp_path):
