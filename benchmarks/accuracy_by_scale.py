@@ -28,7 +28,7 @@ def main() -> None:
     images, labels = load_fashion_mnist("test", args.data_dir)
     test = ScaledFashionMNIST(images, labels, seed=12345)
     n = min(args.n, len(test))
-    scale = test.params(0).size[:n] * 112 / 28
+    scale = test.params(0).size[:n] * test.canvas_size / 28  # resize factor of the 28-px item
     correct = evaluate(model, test, range(n), batch_size=250, progress=True, per_canvas=True)["correct"]
     print(f"{args.model}: top-1 {100 * correct.float().mean():.2f}% on {n} test canvases")
     print("| item scale | item side (px) | canvases | top-1 |\n|---|---|---|---|")

@@ -150,7 +150,7 @@ def class_activation_maps(
         for m, training in modes.items():
             m.training = training
     if per_layer:
-        return [torch.from_numpy(np.ascontiguousarray(m)).float() for m in maps]
+        return [torch.from_numpy(np.ascontiguousarray(layer_maps)).float() for layer_maps in maps]
     return torch.from_numpy(np.ascontiguousarray(maps)).float()
 
 
