@@ -84,6 +84,38 @@ def test_two_steps_decrease_the_loss_on_a_repeated_batch(data_dir):
     assert losses[2] < losses[1] < losses[0], losses
 
 
+def test_fused_optimizer_makes_the_same_updates_as_the_loop(data_dir):
+    from smt.data import load_fashion_mnist
+    from smt.train import make_optimizer
+
+    x, y = load_fashion_mnist("train", data_dir)
+    images, labels, _ = ScaledFashionMNIST(x, y, canvas_size=64, scale_range=(1.0, 2.0)).render(range(8))
+    models, opts = {}, {}
+    for name, flags in (("loop", ["--no-fused-optimizer"]), ("fused", [])):
+        torch.manual_seed(0)
+        models[name] = timm.create_model("test_smt", num_classes=10)
+        opts[name] = make_optimizer(models[name], build_parser().parse_args(["--lr", "1e-2"] + flags),
+                                    torch.device("cpu"))
+        assert bool(opts[name].defaults.get("fused")) == (name == "fused")
+        assert {g["weight_decay"] for g in opts[name].param_groups} == {0.0, 0.05}  # none on biases and norms
+    init = {k: v.detach().clone() for k, v in models["loop"].named_parameters()}
+    loop, fused = models["loop"], models["fused"]
+    for _ in range(3):
+        # Both optimisers get the same gradients: some are rounding noise (a conv bias ahead of a
+        # BatchNorm), which Adam scales to full-size steps, so separate backward passes would diverge there.
+        opts["loop"].zero_grad()
+        torch.nn.functional.cross_entropy(loop(normalize(images)), labels).backward()
+        for p_fused, p_loop in zip(fused.parameters(), loop.parameters()):
+            p_fused.grad = p_loop.grad.clone()
+        opts["loop"].step()
+        opts["fused"].step()
+    moved = 0
+    for (k, a), b in zip(loop.named_parameters(), fused.parameters()):  # (only the loop model ran forward)
+        torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-6, msg=lambda m: f"{k}: {m}")
+        moved += not torch.equal(a, init[k])
+    assert moved > 10  # the steps did change the weights
+
+
 def test_low_res_phase_renders_crops_or_downsampled_canvases(data_dir, tmp_path, monkeypatch):
     calls = []
     render = ScaledFashionMNIST.render
