@@ -1,6 +1,7 @@
 """Train an SMT classifier on Scaled Fashion-MNIST: `python -m smt.train` (also under `torchrun`).
 
-AdamW (timm's `create_optimizer_v2`; PyTorch's fused kernel on CPU and CUDA), linear warm-up then cosine decay (set per step), label smoothing, a checkpoint at the end of every epoch (`--resume` continues
+AdamW (timm's `create_optimizer_v2`; PyTorch's fused kernel on CPU and CUDA), linear warm-up then
+cosine decay (set per step), label smoothing, a checkpoint at the end of every epoch (`--resume` continues
 from it) and an optional wall-clock budget (`--time-budget`, minutes) after which training stops with a
 checkpoint. An "epoch" is `--epoch-steps` optimiser steps (default: one pass over the training set).
 With `--time-budget` and `--schedule time`, the cosine runs over wall-clock time instead of steps
@@ -39,7 +40,8 @@ from . import model as _model  # noqa: F401  (registers the variants)
 from .data import CLASS_NAMES, ScaledFashionMNIST, load_fashion_mnist
 from .distributed import init_distributed
 
-__all__ = ["build_parser", "main", "train", "evaluate", "make_optimizer", "normalize", "save_safetensors", "git_revision"]
+__all__ = ["build_parser", "main", "train", "evaluate", "make_optimizer", "normalize", "save_safetensors",
+           "git_revision"]
 
 
 def build_parser() -> argparse.ArgumentParser:
