@@ -67,12 +67,12 @@ def test_two_steps_checkpoint_and_resume_to_the_same_state(data_dir, tmp_path):
 
 def test_two_steps_decrease_the_loss_on_a_repeated_batch(data_dir):
     from smt.data import load_fashion_mnist
-    from timm.optim import create_optimizer_v2
+    from smt.train import make_optimizer
 
     x, y = load_fashion_mnist("train", data_dir)
     images, labels, _ = ScaledFashionMNIST(x, y, canvas_size=64, scale_range=(1.0, 2.0)).render(range(16))
     model = timm.create_model("test_smt", num_classes=10)
-    opt = create_optimizer_v2(model, opt="adamw", lr=1e-3, weight_decay=0.05)
+    opt = make_optimizer(model, build_parser().parse_args(["--lr", "1e-3"]), torch.device("cpu"))  # as training does
     crit = torch.nn.CrossEntropyLoss(label_smoothing=0.1)
     losses = []
     for _ in range(3):
