@@ -1,4 +1,8 @@
-"""Train an SMT classifier on Scaled Fashion-MNIST: `python -m smt.train` (also under `torchrun`).
+"""Train a classifier on Scaled Fashion-MNIST: `python -m smt.train` (also under `torchrun`).
+
+Any timm model trains: an SMT variant (`--model smt_nano`, the default, with `--sam-heads` /
+`--no-saa` for the ablations), any other timm name with `--model-kwargs '{"depth": 6, ...}'`, or a
+named comparison backbone (`--preset vit | swin | convnext`, `smt.presets`).
 
 AdamW (timm's `create_optimizer_v2`; PyTorch's fused kernel on CPU and CUDA), linear warm-up then
 cosine decay (set per step), label smoothing, a checkpoint at the end of every epoch (`--resume` continues
@@ -41,14 +45,18 @@ from .data import CLASS_NAMES, ScaledFashionMNIST, load_fashion_mnist
 from .distributed import init_distributed
 
 __all__ = ["build_parser", "main", "train", "evaluate", "make_optimizer", "normalize", "save_safetensors",
-           "git_revision"]
+           "git_revision", "model_name", "arch_kwargs"]
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m smt.train", description=__doc__.split("\n")[0])
-    p.add_argument("--model", default="smt_nano", help="timm model name (any registered SMT variant)")
-    p.add_argument("--sam-heads", type=int, default=None, help="MHMC head count N (default: the variant's)")
-    p.add_argument("--no-saa", action="store_true", help="turn scale-aware aggregation off (ablation)")
+    p.add_argument("--model", default=None,
+                   help="timm model name: an SMT variant (default smt_nano) or any other timm model")
+    p.add_argument("--model-kwargs", default=None, type=_json_object,
+                   help="keyword arguments of timm.create_model as a JSON object, e.g. '{\"depth\": 6}'")
+    p.add_argument("--preset", default=None, help="a named comparison backbone (smt.presets: vit, swin, convnext)")
+    p.add_argument("--sam-heads", type=int, default=None, help="MHMC head count N (SMT only; default the variant's)")
+    p.add_argument("--no-saa", action="store_true", help="turn scale-aware aggregation off (SMT only; ablation)")
     p.add_argument("--drop-path", type=float, default=0.0, help="stochastic depth rate")
     p.add_argument("--data-dir", default=None, help="folder with the Fashion-MNIST idx files")
     p.add_argument("--canvas-size", type=int, default=112)
@@ -85,6 +93,16 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _json_object(text: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise argparse.ArgumentTypeError(f"not valid JSON ({e}); write e.g. '{{\"depth\": 6}}'") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"expected a JSON object of keyword arguments, got {text!r}")
+    return value
+
+
 def normalize(images: torch.Tensor) -> torch.Tensor:
     """[0, 1] RGB (B, 3, H, W) -> model input (ImageNet mean/std, the variants' `pretrained_cfg`)."""
     mean = torch.tensor(IMAGENET_DEFAULT_MEAN, device=images.device).view(1, 3, 1, 1)
@@ -105,13 +123,34 @@ def git_revision() -> str:
         return "unknown"
 
 
+def model_name(args: argparse.Namespace) -> str:
+    """The timm model a run trains: `--preset`'s, else `--model`, else smt_nano."""
+    if args.preset:
+        from .presets import preset
+
+        if args.model:
+            raise ValueError(f"--preset {args.preset} names its own model; drop --model {args.model} "
+                             f"(use --model-kwargs to change the preset)")
+        return preset(args.preset)[0]
+    return args.model or "smt_nano"
+
+
 def arch_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     """The architecture overrides of a run (what `timm.create_model` needs besides the name)."""
+    from .presets import preset
+
+    name = model_name(args)
     kw: dict[str, Any] = {"num_classes": len(CLASS_NAMES)}
-    if args.sam_heads is not None:
-        kw["sam_heads"] = args.sam_heads
-    if args.no_saa:
-        kw["saa"] = False
+    if args.preset:
+        kw.update(preset(args.preset)[1])
+    kw.update(args.model_kwargs or {})
+    if args.sam_heads is not None or args.no_saa:
+        if name.split(".")[0] not in _model.VARIANTS:
+            raise ValueError(f"--sam-heads and --no-saa configure SMT's modulation; {name} is not an SMT variant")
+        if args.sam_heads is not None:
+            kw["sam_heads"] = args.sam_heads
+        if args.no_saa:
+            kw["saa"] = False
     return kw
 
 
@@ -227,7 +266,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     train_set = ScaledFashionMNIST(images, labels, args.canvas_size, scale, seed=args.seed, flip=True)
     test_set = ScaledFashionMNIST(test_images, test_labels, args.canvas_size, scale, seed=args.test_seed)
 
-    model = timm.create_model(args.model, drop_path_rate=args.drop_path, **arch_kwargs(args)).to(device)
+    model = timm.create_model(model_name(args), drop_path_rate=args.drop_path, **arch_kwargs(args)).to(device)
     steps_per_epoch = args.epoch_steps or max(1, len(train_set) // (args.batch_size * world))
     total_steps = steps_per_epoch * args.epochs
     by_time = args.schedule == "time"
@@ -307,7 +346,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         t0 += time.time() - t0 - train_seconds  # evaluation and saving do not count as training time
         if stopped_early:
             break
-    result = {"model": args.model, "arch": arch_kwargs(args), "args": vars(args), "history": history,
+    result = {"model": model_name(args), "arch": arch_kwargs(args), "args": vars(args), "history": history,
               "train_seconds": history[-1]["train_seconds"] if history else 0.0,
               "steps_done": history[-1]["steps"] if history else 0, "total_steps": step if by_time else total_steps,
               "stopped_by_time_budget": stopped_early, "git_revision": revision,
@@ -327,7 +366,11 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
 
 def main(argv: Optional[list[str]] = None) -> int:
     args = build_parser().parse_args(argv)
-    train(args)
+    try:
+        train(args)
+    except (ValueError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     return 0
 
 
