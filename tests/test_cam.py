@@ -4,7 +4,7 @@ import pytest
 import timm
 import torch
 
-from viz.analysis.cam import (cam_to_image, class_activation_maps, default_target_layers, overlay, pointing_game,
+from viz.analysis.cam import (cam_to_image, class_activation_maps, default_target_layers, pointing_game,
                               stage_grid, token_reshape)
 
 
@@ -65,7 +65,7 @@ def test_token_layer_with_explicit_grid(model):
     cams = class_activation_maps(model, torch.randn(2, 3, 64, 96), [0, 1],
                                  target_layers=[model.stages[2].blocks[-1]], reshape_transform=token_reshape(grid))
     assert cams.shape == (2, 4, 6)
-    with pytest.raises(ValueError, match="does not fit the grid 6x4"):
+    with pytest.raises(ValueError, match="do not fit the grid 6x4"):
         token_reshape((6, 4))(torch.randn(1, 25, 8))
     assert default_target_layers(model, 1)[0] is model.stages[1]
 
@@ -100,5 +100,7 @@ def test_display_helpers_and_pointing_game():
     boxes = torch.tensor([[0, 0, 8, 8], [0, 0, 8, 8]])
     assert pointing_game(cams, boxes, (32, 32)) == 0.5
     assert pointing_game(cams, torch.tensor([[0, 0, 8, 8], [24, 24, 32, 32]]), (32, 32)) == 1.0
+    from viz.plot.cam import overlay  # the display blend lives in the plot layer
+
     rgb = overlay(torch.rand(3, 32, 32), img[0])
     assert rgb.shape == (32, 32, 3) and rgb.dtype == np.uint8

@@ -91,7 +91,7 @@ def test_vit_and_smt_profiles():
                                       "stages.2.blocks.1", "stages.3.blocks.0"]
     assert [p.kind for p in prof] == ["sam", "sam", "sam", "msa", "msa"]
     assert [len(p.per_head) for p in prof] == [4, 4, 4, 2, 4]
-    assert all(p.block > 0 for p in prof)
+    assert all(p.distance > 0 for p in prof)
     with pytest.raises(RuntimeError, match="eval"):
         smt_distance_profile(model.train(), torch.randn(1, 3, 64, 64), progress=False)
     assert model.training

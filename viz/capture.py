@@ -10,6 +10,9 @@ The pattern follows captum (`captum/_utils/gradient.py`: hooks live for one call
 
 Patterns are module names (`model.named_modules()`), globs over them (`fnmatch`: `*` also crosses
 dots) or the SMT shortcuts in `TAP_SHORTCUTS`. The model's train/eval mode is never changed.
+`inputs=True` records what each module is called with instead (its positional arguments, as a
+tuple), e.g. a block's input tokens and grid `(x, H, W)`; a module returning a tuple is recorded
+as a tuple.
 """
 from __future__ import annotations
 
@@ -137,6 +140,7 @@ def capture(
         dtype: Optional[torch.dtype] = None,
         keep_graph: bool = False,
         strict: bool = True,
+        inputs: bool = False,
 ) -> Iterator[Captured]:
     """Record the outputs (and optionally output gradients) of the modules matched by `patterns`.
 
@@ -150,6 +154,8 @@ def capture(
             `to` and `dtype` must then be None.
         strict: On a clean exit, raise if a matched module never fired (or, with `grads`, if its
             gradient never arrived).
+        inputs: Record each call's positional arguments (a tuple; tensors converted as outputs are,
+            other values kept) instead of the output. Not combinable with `grads`.
 
     Yields:
         A `Captured`: `cap[name]`, `cap.all(name)`, `cap.cat(name)`, `cap.grad(name)`.
@@ -159,6 +165,9 @@ def capture(
     """
     if keep_graph and (to is not None or dtype is not None):
         raise ValueError("keep_graph=True records the live tensors: pass to=None and dtype=None")
+    if inputs and grads:
+        raise ValueError("inputs=True records what modules are called with; gradients are recorded for outputs "
+                         "only (grads=True without inputs=True)")
     names = resolve_patterns(model, patterns)
     modules = dict(model.named_modules())
     result = Captured(names, grads)
@@ -169,16 +178,26 @@ def capture(
             return t
         return t.detach().to(device=to if to is not None else t.device, dtype=dtype or t.dtype, copy=True)
 
+    def record(name: str, module: nn.Module, value):
+        if isinstance(value, tuple):
+            return tuple(convert(v) if isinstance(v, torch.Tensor) else v for v in value)
+        if not isinstance(value, torch.Tensor):
+            raise TypeError(f"capture: module {name!r} ({type(module).__name__}) returned a "
+                            f"{type(value).__name__}, not a tensor or a tuple; capture one of its submodules instead")
+        return convert(value)
+
+    def make_input_hook(name: str):
+        def hook(module: nn.Module, args):
+            result.activations[name].append(record(name, module, tuple(args)))
+        return hook
+
     def make_hook(name: str):
         def hook(module: nn.Module, args, output):
-            if not isinstance(output, torch.Tensor):
-                raise TypeError(f"capture: module {name!r} ({type(module).__name__}) returned a "
-                                f"{type(output).__name__}, not a tensor; capture one of its submodules instead")
-            result.activations[name].append(convert(output))
+            result.activations[name].append(record(name, module, output))
             if grads:
                 slot = len(result.gradients[name])
                 result.gradients[name].append(None)
-                if output.requires_grad:
+                if isinstance(output, torch.Tensor) and output.requires_grad:
                     def grad_hook(g: torch.Tensor, slot: int = slot) -> None:
                         result.gradients[name][slot] = convert(g)
                     handles.append(output.register_hook(grad_hook))
@@ -186,7 +205,9 @@ def capture(
 
     try:
         for name in names:
-            handles.append(modules[name].register_forward_hook(make_hook(name)))
+            module = modules[name]
+            handles.append(module.register_forward_pre_hook(make_input_hook(name)) if inputs
+                           else module.register_forward_hook(make_hook(name)))
         yield result
     finally:
         for h in handles:

@@ -33,7 +33,7 @@ def report(model: torch.nn.Module, images: torch.Tensor, labels: Optional[torch.
     """Print the demo's analyses of `model` (eval mode) on normalised `images` (B, 3, H, W)."""
     from .analysis.cam import class_activation_maps, default_target_layers, pointing_game
     from .analysis.erf import effective_receptive_field, erf_display, head_erf, high_contribution_area_ratio
-    from .analysis.features import saa_low_frequency_shares, sam_block_names
+    from .analysis import saa_low_frequency_shares, sam_block_names
 
     H, W = images.shape[-2:]
     if labels is not None:

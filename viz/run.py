@@ -45,7 +45,7 @@ class _Sums:
 
 
 def _require_smt_eval(model: nn.Module, args: argparse.Namespace, what: str) -> None:
-    from .analysis.features import require_eval
+    from .analysis.common import require_eval
 
     require_eval(model, what)
     if not hasattr(model, "stage_block_types"):
@@ -60,7 +60,7 @@ class ERFAnalysis(_Sums):
 
     def __init__(self, model: nn.Module, args: argparse.Namespace):
         from .analysis.erf import final_feature_map, stage_feature_map
-        from .analysis.features import require_eval
+        from .analysis.common import require_eval
 
         require_eval(model, "The ERF")
         self.feature_fn = stage_feature_map(args.stage) if args.stage is not None else final_feature_map
@@ -130,7 +130,7 @@ class DistanceAnalysis(_Sums):
         for b in profile:
             self.kinds[b.name] = b.kind
             self._add(f"per_head/{b.name}", b.per_head * n)
-            self._add(f"block/{b.name}", torch.tensor(b.block) * n)
+            self._add(f"block/{b.name}", torch.tensor(b.distance) * n)
         self._add("num_images", torch.tensor(float(n)))
 
     def finalize(self, sums: dict[str, torch.Tensor], gathered: list) -> dict[str, Any]:

@@ -2,22 +2,28 @@
 
 Nothing here imports matplotlib; plots live in `viz.plot`.
 """
+from .common import (block_index, block_names, msa_block_names, require_eval, require_smt, sam_block_names,
+                     sam_module, stage_grid, stage_grids, stage_stride, tokens_to_map)
 from .distance import (AttentionSpec, BlockDistance, attention_distances, footprint_mean_distance,
                        fused_attn_disabled, gradient_distance, mean_attention_distance, modulation_distance,
                        smt_attention_distances, smt_attention_specs, smt_distance_profile, smt_modulation_distances,
                        swin_attention_specs, token_distances, vit_attention_specs)
-from .features import (LowFrequencyShare, SAMFeatures, saa_low_frequency_shares, authors_modulator_maps, group_channel_maps, head_activation_maps, mask_heads,
-                       modulator_map, msa_block_names, regroup_heads, require_eval, sam_block_names, sam_features)
-from .spectrum import (BlockFourier, FourierCurve, smt_fourier_profile, PowerSpectrum2D, RadialSpectrum, frequency_grid, low_frequency_share,
-                       power_spectrum_2d, radial_power_spectrum, relative_log_amplitude, tokens_to_map)
+from .features import (SAMFeatures, SMTForward, authors_modulator_maps, group_channel_maps, head_activation_maps,
+                       last_sam_blocks, mask_heads, modulator_map, regroup_heads, sam_features, smt_forward)
+from .spectrum import (BlockFourier, FourierCurve, LowFrequencyShare, PowerSpectrum2D, RadialSpectrum,
+                       fourier_profile, frequency_grid, low_frequency_share, low_frequency_shares, power_spectrum_2d,
+                       radial_power_spectrum, relative_log_amplitude, saa_low_frequency_shares, smt_fourier_profile)
 
 __all__ = [
+    "block_index", "block_names", "msa_block_names", "require_eval", "require_smt", "sam_block_names", "sam_module",
+    "stage_grid", "stage_grids", "stage_stride", "tokens_to_map",
     "AttentionSpec", "BlockDistance", "attention_distances", "footprint_mean_distance", "fused_attn_disabled",
     "gradient_distance", "mean_attention_distance", "modulation_distance", "smt_attention_distances",
     "smt_attention_specs", "smt_distance_profile", "smt_modulation_distances", "swin_attention_specs",
     "token_distances", "vit_attention_specs",
-    "LowFrequencyShare", "saa_low_frequency_shares", "SAMFeatures", "authors_modulator_maps", "group_channel_maps", "head_activation_maps", "mask_heads",
-    "modulator_map", "msa_block_names", "regroup_heads", "require_eval", "sam_block_names", "sam_features",
-    "BlockFourier", "smt_fourier_profile", "FourierCurve", "PowerSpectrum2D", "RadialSpectrum", "frequency_grid", "low_frequency_share",
-    "power_spectrum_2d", "radial_power_spectrum", "relative_log_amplitude", "tokens_to_map",
+    "SAMFeatures", "SMTForward", "authors_modulator_maps", "group_channel_maps", "head_activation_maps",
+    "last_sam_blocks", "mask_heads", "modulator_map", "regroup_heads", "sam_features", "smt_forward",
+    "BlockFourier", "FourierCurve", "LowFrequencyShare", "PowerSpectrum2D", "RadialSpectrum", "fourier_profile",
+    "frequency_grid", "low_frequency_share", "low_frequency_shares", "power_spectrum_2d", "radial_power_spectrum",
+    "relative_log_amplitude", "saa_low_frequency_shares", "smt_fourier_profile",
 ]

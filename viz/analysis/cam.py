@@ -6,7 +6,7 @@ runs the package's method class with three changes that matter for analysis:
 
 - maps come back raw, signed and at the target layer's resolution (the package applies ReLU,
   min-max normalises each map and resizes it to the input; here those are separate steps:
-  `cam_to_image` and `overlay` do them on request);
+  `cam_to_image` here and `viz.plot.cam.overlay` do them on request);
 - one target per image is required (the package silently zips targets and images, dropping the
   surplus of the longer list);
 - the model's train/eval mode of every submodule is restored afterwards (the package calls
@@ -25,8 +25,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .common import stage_grid, tokens_to_map
+
 __all__ = ["CAM_METHODS", "class_activation_maps", "token_reshape", "default_target_layers", "stage_grid",
-           "cam_to_image", "overlay", "pointing_game"]
+           "cam_to_image", "pointing_game"]
 
 CAM_METHODS = ("GradCAM", "GradCAMPlusPlus", "XGradCAM", "EigenCAM", "EigenGradCAM", "LayerCAM", "ScoreCAM",
                "HiResCAM", "GradCAMElementWise", "KPCA_CAM", "RandomCAM", "AblationCAM", "FullGrad", "ShapleyCAM",
@@ -34,31 +36,13 @@ CAM_METHODS = ("GradCAM", "GradCAMPlusPlus", "XGradCAM", "EigenCAM", "EigenGradC
 
 
 def token_reshape(grid_hw: tuple[int, int]) -> Callable[[torch.Tensor], torch.Tensor]:
-    """Reshape transform for token outputs (B, N, C) -> (B, C, H, W) with an explicit grid."""
-    H, W = grid_hw
+    """Reshape transform for token outputs (B, N, C) -> (B, C, H, W) with an explicit grid (`tokens_to_map`)."""
+    grid_hw = (int(grid_hw[0]), int(grid_hw[1]))
 
     def reshape(t: torch.Tensor) -> torch.Tensor:
-        if t.ndim != 3 or t.shape[1] != H * W:
-            raise ValueError(f"token output of shape {tuple(t.shape)} does not fit the grid {H}x{W} "
-                             f"(expected (B, {H * W}, C)); pass the target layer's grid")
-        return t.transpose(1, 2).reshape(t.shape[0], t.shape[2], H, W)
+        return tokens_to_map(t, grid_hw)
 
     return reshape
-
-
-def stage_grid(model: nn.Module, stage: int, input_hw: tuple[int, int]) -> tuple[int, int]:
-    """Token grid (H, W) of an SMT stage for an input size, from the convolutions' arithmetic."""
-
-    def conv(n: int, m: nn.Conv2d) -> int:
-        return (n + 2 * m.padding[0] - m.kernel_size[0]) // m.stride[0] + 1
-
-    hw = []
-    for n in input_hw:
-        n = conv(conv(n, model.stem.conv1), model.stem.conv2)
-        for i in range(1, stage + 1):
-            n = conv(n, model.stages[i].downsample.proj)
-        hw.append(n)
-    return hw[0], hw[1]
 
 
 def default_target_layers(model: nn.Module, stage: int = -1) -> list[nn.Module]:
@@ -166,15 +150,6 @@ def cam_to_image(cams: torch.Tensor, size: tuple[int, int], *, relu: bool = True
         hi = x.flatten(1).max(1).values[:, None, None]
         x = (x - lo) / (hi - lo).clamp_min(1e-12)
     return x
-
-
-def overlay(image: torch.Tensor, heat: torch.Tensor, *, alpha: float = 0.5, cmap: str = "inferno") -> np.ndarray:
-    """Blend an (H, W) heat map in [0, 1] over an RGB image (3, H, W) in [0, 1]; returns (H, W, 3) uint8."""
-    from matplotlib import colormaps
-
-    rgb = colormaps[cmap](heat.clamp(0, 1).numpy())[..., :3]
-    img = image.permute(1, 2, 0).clamp(0, 1).numpy()
-    return np.uint8(255 * ((1 - alpha) * img + alpha * rgb))
 
 
 def pointing_game(cams: torch.Tensor, boxes: torch.Tensor, image_size: tuple[int, int], *, tolerance: int = 0

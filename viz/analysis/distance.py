@@ -29,7 +29,7 @@ import torch.nn as nn
 from tqdm.auto import tqdm
 
 from ..capture import capture
-from .features import _sam, msa_block_names, require_eval, sam_block_names
+from .common import block_index, block_names, msa_block_names, require_eval, sam_block_names, sam_module, stage_grids, stage_stride
 
 __all__ = [
     "BlockDistance", "AttentionSpec", "token_distances", "mean_attention_distance", "gradient_distance",
@@ -41,12 +41,18 @@ __all__ = [
 
 @dataclass(frozen=True)
 class BlockDistance:
-    """Distance of one block: `per_head` (heads,) and `block` (the block-level value), in input pixels
-    (or fractions of the image diagonal when normalised); `kind` is "msa" (attention) or "sam" (modulation)."""
+    """How far one block looks, in input pixels (or fractions of the image diagonal when normalised).
+
+    Attributes:
+        name: Module name of the block (`stages.{i}.blocks.{j}`).
+        kind: "msa" (mean attention distance) or "sam" (modulation distance).
+        per_head: (heads,) distance of each attention head or MHMC head.
+        distance: The block's distance: the mean over heads for MSA, the full gradient's distance for SAM.
+    """
     name: str
     kind: str
     per_head: torch.Tensor
-    block: float
+    distance: float
 
 
 @dataclass(frozen=True)
@@ -272,12 +278,9 @@ def attention_distances(model: nn.Module, images, specs: Sequence[AttentionSpec]
 
 def smt_attention_specs(model: nn.Module, image_hw: tuple[int, int]) -> list[AttentionSpec]:
     """AttentionSpecs of every MSA block of an SMT model for inputs of size `image_hw`."""
-    device = next(model.parameters()).device
-    with torch.no_grad():
-        grids = [tuple(f.shape[-2:]) for f in model.forward_intermediates(
-            torch.zeros(1, model.in_chans, *image_hw, device=device), intermediates_only=True)]
-    return [AttentionSpec(f"{n}.attn.attn_weights", grids[int(n.split('.')[1])],
-                          model.feature_info[int(n.split('.')[1])]["reduction"]) for n in msa_block_names(model)]
+    grids = stage_grids(model, image_hw)
+    return [AttentionSpec(f"{n}.attn.attn_weights", grids[block_index(n)[0]], stage_stride(model, block_index(n)[0]))
+            for n in msa_block_names(model)]
 
 
 def vit_attention_specs(model: nn.Module) -> list[AttentionSpec]:
@@ -298,23 +301,6 @@ def swin_attention_specs(model: nn.Module) -> list[AttentionSpec]:
     return specs
 
 
-def _block_inputs(model: nn.Module, images: torch.Tensor, blocks: Sequence[str]) -> dict[str, tuple]:
-    """Inputs (x, H, W) of the named blocks for one batch, by forward pre-hooks removed in `finally`."""
-    seen: dict[str, tuple] = {}
-    handles = []
-    try:
-        for b in blocks:
-            def pre(module, args, b=b):
-                seen[b] = (args[0].detach(), int(args[1]), int(args[2]))
-            handles.append(model.get_submodule(b).register_forward_pre_hook(pre))
-        with torch.no_grad():
-            model(images)
-    finally:
-        for h in handles:
-            h.remove()
-    return seen
-
-
 def smt_modulation_distances(model: nn.Module, images, *, queries: Union[None, int] = 64, seed: int = 0,
                              batch_size: int = 8, blocks: Optional[Sequence[str]] = None, progress: bool = True
                              ) -> list[BlockDistance]:
@@ -332,19 +318,22 @@ def smt_modulation_distances(model: nn.Module, images, *, queries: Union[None, i
     require_eval(model, "smt_modulation_distances")
     blocks = list(blocks) if blocks is not None else sam_block_names(model)
     for b in blocks:
-        _sam(model, b)
-    acc = {b: [0, 0.0, 0] for b in blocks}
+        sam_module(model, b)
+    per_head_sum = {b: 0.0 for b in blocks}   # sums over (image, query) pairs
+    distance_sum = {b: 0.0 for b in blocks}
+    pairs = {b: 0 for b in blocks}
     for bi, batch in enumerate(tqdm(_batches(images, batch_size), desc="modulation distance", disable=not progress)):
-        inputs = _block_inputs(model, batch, blocks)
+        with torch.no_grad(), capture(model, blocks, inputs=True) as cap:
+            model(batch)
         for k, b in enumerate(blocks):
-            x, h, w = inputs[b]
-            stride = model.feature_info[int(b.split(".")[1])]["reduction"]
-            ph, whole, n = modulation_distance(model.get_submodule(b), x, (h, w), stride, queries=queries,
+            x, h, w = cap[b]
+            ph, whole, n = modulation_distance(model.get_submodule(b), x, (int(h), int(w)),
+                                               stage_stride(model, block_index(b)[0]), queries=queries,
                                                seed=seed + 1000 * bi + k)
-            acc[b][0] = acc[b][0] + ph * n
-            acc[b][1] += whole * n
-            acc[b][2] += n
-    return [BlockDistance(b, "sam", acc[b][0] / acc[b][2], acc[b][1] / acc[b][2]) for b in blocks]
+            per_head_sum[b] = per_head_sum[b] + ph * n
+            distance_sum[b] += whole * n
+            pairs[b] += n
+    return [BlockDistance(b, "sam", per_head_sum[b] / pairs[b], distance_sum[b] / pairs[b]) for b in blocks]
 
 
 def smt_attention_distances(model: nn.Module, images, *, batch_size: int = 8, normalize: bool = False,
@@ -364,6 +353,5 @@ def smt_distance_profile(model: nn.Module, images, *, queries: Union[None, int] 
     sam = smt_modulation_distances(model, images, queries=queries, seed=seed, batch_size=batch_size,
                                    progress=progress)
     msa = smt_attention_distances(model, images, batch_size=batch_size, progress=progress)
-    order = {n: i for i, n in enumerate(
-        f"stages.{i}.blocks.{j}" for i, ts in enumerate(model.stage_block_types) for j in range(len(ts)))}
+    order = {n: i for i, n in enumerate(block_names(model))}
     return sorted(sam + msa, key=lambda r: order[r.name])

@@ -26,7 +26,8 @@ from typing import Callable, Optional, Union
 import torch
 import torch.nn as nn
 
-from .features import require_eval
+from ..capture import capture
+from .common import require_eval, sam_module
 
 FeatureFn = Callable[[nn.Module, torch.Tensor], torch.Tensor]
 
@@ -167,10 +168,6 @@ def high_contribution_area_ratio(
     return out
 
 
-class _Stop(Exception):
-    pass
-
-
 def head_erf(model: nn.Module, images: torch.Tensor, block: str, *, reduce: str = "abs") -> torch.Tensor:
     """Receptive field of each MHMC head of one SAM block, with respect to that block's input.
 
@@ -179,6 +176,9 @@ def head_erf(model: nn.Module, images: torch.Tensor, block: str, *, reduce: str 
     input tokens, reduced over channels (`abs`: sum of |grad|; `relu`: sum of ReLU(grad)), summed
     over images. Inside the block only the head's own depthwise conv mixes positions, so the map's
     support is that head's k x k kernel: the 3/5/7/9 structure of MHMC.
+
+    The model runs once without gradients to record the block's input; then only the block's
+    token mixer runs again, with gradients, from that input.
 
     Args:
         model: An SMT model in eval mode.
@@ -192,42 +192,19 @@ def head_erf(model: nn.Module, images: torch.Tensor, block: str, *, reduce: str 
     require_eval(model, "The per-head ERF")
     if reduce not in ("abs", "relu"):
         raise ValueError(f"reduce={reduce!r}: use 'abs' or 'relu'")
-    blk = dict(model.named_modules()).get(block)
-    attn = getattr(blk, "attn", None)
-    if blk is None or not hasattr(attn, "mhmc"):
-        sam = [n for n, m in model.named_modules() if hasattr(getattr(m, "attn", None), "mhmc")]
-        raise ValueError(f"{block!r} is not a SAM block of this model; SAM blocks: {sam[:6]}"
-                         f"{' ...' if len(sam) > 6 else ''}")
-    state: dict = {"outs": []}
-
-    def pre_hook(module, args):
-        x, H, W = args
-        x = x.detach().requires_grad_(True)
-        state.update(x=x, hw=(H, W))
-        return (x, H, W)
-
-    def head_hook(module, inputs, output):
-        state["outs"].append(output)
-
-    def stop_hook(module, inputs, output):
-        raise _Stop
-
-    handles = [blk.register_forward_pre_hook(pre_hook), attn.modulator.register_forward_hook(stop_hook)]
-    handles += [tap.register_forward_hook(head_hook) for tap in attn.mhmc.heads]
-    try:
-        with torch.enable_grad():
-            try:
-                model(images)
-            except _Stop:
-                pass
-            x, (H, W), outs = state["x"], state["hw"], state["outs"]
-            maps = []
-            for out in outs:
-                central = torch.relu(out[:, :, out.shape[-2] // 2, out.shape[-1] // 2]).sum()
-                (g,) = torch.autograd.grad(central, x, retain_graph=True)  # (B, N, C)
-                g = g.abs() if reduce == "abs" else torch.relu(g)
-                maps.append(g.sum(dim=(0, 2)).reshape(H, W).double())
-    finally:
-        for h in handles:
-            h.remove()
+    attn = sam_module(model, block)
+    blk = model.get_submodule(block)
+    with torch.no_grad(), capture(model, block, inputs=True) as cap:
+        model(images)
+    x, H, W = cap[block]
+    x = x.requires_grad_(True)  # (B, N, C), a detached copy
+    with torch.enable_grad(), capture(attn, "mhmc.heads.*", to=None, keep_graph=True) as heads:
+        attn(blk.norm1(x), H, W)
+    maps = []
+    for name in heads:
+        out = heads[name]
+        central = torch.relu(out[:, :, out.shape[-2] // 2, out.shape[-1] // 2]).sum()
+        (g,) = torch.autograd.grad(central, x, retain_graph=True)  # (B, N, C)
+        g = g.abs() if reduce == "abs" else torch.relu(g)
+        maps.append(g.sum(dim=(0, 2)).reshape(H, W).double())
     return torch.stack(maps)

@@ -21,43 +21,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..capture import capture
+from .common import block_index, block_names, require_eval, sam_block_names, sam_module
 
-__all__ = [
-    "SAMFeatures", "sam_block_names", "msa_block_names", "sam_features", "regroup_heads", "head_activation_maps",
-    "group_channel_maps", "modulator_map", "authors_modulator_maps", "mask_heads", "require_eval",
-    "LowFrequencyShare", "saa_low_frequency_shares",
-]
-
-
-def require_eval(model: nn.Module, what: str) -> None:
-    """Raise if any module of `model` is in training mode (BatchNorm would use and update batch statistics,
-    dropout would be active). The mode is never changed for the caller."""
-    training = [n or type(model).__name__ for n, m in model.named_modules() if m.training]
-    if training:
-        more = f" and {len(training) - 1} more modules are" if len(training) > 1 else " is"
-        raise RuntimeError(f"{what} needs the model in eval mode, but {training[0]!r}{more} in training mode "
-                           f"(in training mode BatchNorm, e.g. in SMT's SAA, uses batch statistics and updates its "
-                           f"running averages, and dropout is active); call model.eval() first. "
-                           f"The mode is not changed for you")
-
-
-def _block_names(model: nn.Module, kind: str) -> list[str]:
-    types = getattr(model, "stage_block_types", None)
-    if types is None:
-        raise TypeError(f"{type(model).__name__} is not an SMT model (no stage_block_types); "
-                        f"build one with timm.create_model('smt_tiny') after `import smt`")
-    return [f"stages.{i}.blocks.{j}" for i, ts in enumerate(types) for j, t in enumerate(ts) if t == kind]
-
-
-def sam_block_names(model: nn.Module, stages: Optional[Sequence[int]] = None) -> list[str]:
-    """Names `stages.{i}.blocks.{j}` of the SAM blocks, in depth order (optionally of some stages only)."""
-    names = _block_names(model, "sam")
-    return names if stages is None else [n for n in names if int(n.split(".")[1]) in stages]
-
-
-def msa_block_names(model: nn.Module) -> list[str]:
-    """Names `stages.{i}.blocks.{j}` of the MSA blocks, in depth order."""
-    return _block_names(model, "msa")
+__all__ = ["SAMFeatures", "SMTForward", "smt_forward", "sam_features", "regroup_heads", "head_activation_maps",
+           "group_channel_maps", "modulator_map", "last_sam_blocks", "authors_modulator_maps", "mask_heads"]
 
 
 @dataclass(frozen=True)
@@ -82,14 +49,67 @@ class SAMFeatures:
         return len(self.heads)
 
 
-def _sam(model: nn.Module, block: str) -> nn.Module:
-    try:
-        attn = model.get_submodule(block + ".attn")
-    except AttributeError:
-        raise ValueError(f"{block!r} is not a block of this model; SAM blocks: {sam_block_names(model)}") from None
-    if not hasattr(attn, "mhmc"):
-        raise ValueError(f"{block!r} is not a SAM block (it has no MHMC); SAM blocks: {sam_block_names(model)}")
-    return attn
+@dataclass(frozen=True)
+class SMTForward:
+    """One captured forward pass of an SMT model (raw tensors at layer resolution).
+
+    Attributes:
+        logits: (B, classes) model output.
+        block_outputs: Block name -> output tokens (B, H*W, C), in depth order (empty when not asked for).
+        block_kinds: Block name -> "sam" or "msa", for every block of the model.
+        stage_outputs: Each stage's output map (B, C, H, W).
+        sam: SAM block name -> its `SAMFeatures` (heads, SAA input, modulator).
+    """
+    logits: torch.Tensor
+    block_outputs: dict[str, torch.Tensor]
+    block_kinds: dict[str, str]
+    stage_outputs: tuple[torch.Tensor, ...]
+    sam: dict[str, SAMFeatures]
+
+    def grid(self, block: str) -> tuple[int, int]:
+        """The token grid (H, W) of a block: its stage's output grid."""
+        h, w = self.stage_outputs[block_index(block)[0]].shape[-2:]
+        return int(h), int(w)
+
+
+def smt_forward(
+        model: nn.Module,
+        images: torch.Tensor,
+        sam_blocks: Optional[Sequence[str]] = None,
+        *,
+        block_outputs: bool = True,
+        mask: Optional[Mapping[str, Sequence[int]]] = None,
+        to: Optional[str] = "cpu",
+) -> SMTForward:
+    """Run `images` once through an SMT model and record what every analysis of a block needs.
+
+    One forward pass feeds the modulator maps, the SAM features, the Fourier profile and the
+    low-frequency shares, so a figure set captures once per image set.
+
+    Args:
+        model: An SMT model in eval mode.
+        images: (B, 3, H, W), normalised as the model expects.
+        sam_blocks: SAM blocks whose taps are recorded; default every SAM block, `[]` for none.
+        block_outputs: Also record every block's output tokens.
+        mask: Heads to zero while running, `{block: [head, ...]}` (see `mask_heads`).
+        to: Device for the recorded tensors.
+    """
+    require_eval(model, "smt_forward")
+    blocks = list(sam_blocks) if sam_blocks is not None else sam_block_names(model)
+    heads = {b: sam_module(model, b).mhmc.num_heads for b in blocks}
+    kinds = {n: t for n, t in zip(block_names(model), (t for ts in model.stage_block_types for t in ts))}
+    patterns = [f"{b}.attn.{t}" for b in blocks for t in ("mhmc.heads.*", "saa_input", "modulator")]
+    patterns += [f"stages.{i}" for i in range(len(model.stages))]
+    patterns += list(kinds) if block_outputs else []
+    with mask_heads(model, mask) if mask else nullcontext(), torch.no_grad(), capture(model, patterns, to=to) as cap:
+        logits = model(images)
+    sam = {b: SAMFeatures(
+        block=b, kernel_sizes=tuple(sam_module(model, b).mhmc.kernel_sizes),
+        heads=tuple(cap[f"{b}.attn.mhmc.heads.{h}"] for h in range(heads[b])),
+        saa_input=cap[f"{b}.attn.saa_input"], modulator=cap[f"{b}.attn.modulator"]) for b in blocks}
+    return SMTForward(logits=logits.to(to) if to is not None else logits,
+                      block_outputs={n: cap[n] for n in kinds} if block_outputs else {}, block_kinds=kinds,
+                      stage_outputs=tuple(cap[f"stages.{i}"] for i in range(len(model.stages))), sam=sam)
 
 
 def sam_features(
@@ -109,16 +129,7 @@ def sam_features(
         mask: Heads to zero while running, `{block: [head, ...]}` (see `mask_heads`).
         to: Device for the recorded tensors.
     """
-    require_eval(model, "sam_features")
-    blocks = list(blocks) if blocks is not None else sam_block_names(model)
-    heads = {b: _sam(model, b).mhmc.num_heads for b in blocks}
-    patterns = [f"{b}.attn.{t}" for b in blocks for t in ("mhmc.heads.*", "saa_input", "modulator")]
-    with mask_heads(model, mask) if mask else nullcontext(), torch.no_grad(), capture(model, patterns, to=to) as cap:
-        model(images)
-    return {b: SAMFeatures(
-        block=b, kernel_sizes=tuple(_sam(model, b).mhmc.kernel_sizes),
-        heads=tuple(cap[f"{b}.attn.mhmc.heads.{h}"] for h in range(heads[b])),
-        saa_input=cap[f"{b}.attn.saa_input"], modulator=cap[f"{b}.attn.modulator"]) for b in blocks}
+    return smt_forward(model, images, blocks, block_outputs=False, mask=mask, to=to).sam
 
 
 def regroup_heads(heads: Sequence[torch.Tensor]) -> torch.Tensor:
@@ -159,17 +170,22 @@ def modulator_map(modulator: torch.Tensor, scale_factor: Optional[float] = None)
     return m[:, 0]
 
 
+def last_sam_blocks(model: nn.Module, stages: Sequence[int] = (0, 1, 2)) -> dict[int, str]:
+    """The last SAM block of each stage in `stages` (the blocks of the authors' modulator figure): {stage: name}."""
+    last = {}
+    for name in sam_block_names(model, stages):
+        last[block_index(name)[0]] = name
+    missing = [s for s in stages if s not in last]
+    if missing:
+        raise ValueError(f"stages {missing} have no SAM block; stages with SAM blocks: {sorted(last)}")
+    return {s: last[s] for s in stages}
+
+
 def authors_modulator_maps(model: nn.Module, images: torch.Tensor, stages: Sequence[int] = (0, 1, 2),
                            scale_factor: float = 4.0) -> dict[str, torch.Tensor]:
     """The authors' modulator figure: for the last SAM block of each stage in `stages` (stages 1-3 of the
     paper are indices 0-2), mean_c |modulator| upsampled x`scale_factor` bilinearly; {block: (B, 4H, 4W)}."""
-    last = {}
-    for name in sam_block_names(model, stages):
-        last[int(name.split(".")[1])] = name
-    missing = [s for s in stages if s not in last]
-    if missing:
-        raise ValueError(f"stages {missing} have no SAM block; stages with SAM blocks: {sorted(last)}")
-    feats = sam_features(model, images, [last[s] for s in stages])
+    feats = sam_features(model, images, list(last_sam_blocks(model, stages).values()))
     return {b: modulator_map(f.modulator, scale_factor) for b, f in feats.items()}
 
 
@@ -187,7 +203,7 @@ def mask_heads(model: nn.Module, heads: Mapping[str, Union[int, Sequence[int]]])
     saved: list[tuple[torch.Tensor, torch.Tensor]] = []
     targets = []
     for block, hs in heads.items():
-        mhmc = _sam(model, block).mhmc
+        mhmc = sam_module(model, block).mhmc
         for h in ([hs] if isinstance(hs, int) else list(hs)):
             if not isinstance(h, int) or not 0 <= h < mhmc.num_heads:
                 raise ValueError(f"{block}: head {h!r} does not exist; this block has heads 0..{mhmc.num_heads - 1}")
@@ -202,31 +218,3 @@ def mask_heads(model: nn.Module, heads: Mapping[str, Union[int, Sequence[int]]])
         with torch.no_grad():
             for p, orig in saved:
                 p.copy_(orig)
-
-
-@dataclass(frozen=True)
-class LowFrequencyShare:
-    """Low-frequency share (see `viz.analysis.spectrum.low_frequency_share`) before and after SAA of one block."""
-    block: str
-    radius: float
-    saa_input: float
-    modulator: float
-
-
-def saa_low_frequency_shares(model: nn.Module, images: torch.Tensor, radius: float = 0.5,
-                             blocks: Optional[Sequence[str]] = None) -> list[LowFrequencyShare]:
-    """Low-frequency share of the SAA input vs the SAA output (modulator) for each SAM block.
-
-    The quantitative form of SMT's claim that SAA strengthens low-frequency signal: share > input share.
-
-    Args:
-        model: SMT in eval mode.
-        images: (B, 3, H, W).
-        radius: Cut-off in units of pi.
-        blocks: SAM block names; default all.
-    """
-    from .spectrum import low_frequency_share
-
-    feats = sam_features(model, images, blocks)
-    return [LowFrequencyShare(b, radius, float(low_frequency_share(f.saa_input, radius)),
-                              float(low_frequency_share(f.modulator, radius))) for b, f in feats.items()]

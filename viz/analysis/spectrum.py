@@ -13,15 +13,19 @@ Frequencies are in units of pi radians per sample (1.0 = Nyquist), computed from
 """
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Optional
 
 import torch
 
+from .common import tokens_to_map
+from .features import SAMFeatures, SMTForward, sam_features, smt_forward
+
 __all__ = [
     "FourierCurve", "PowerSpectrum2D", "RadialSpectrum", "relative_log_amplitude", "power_spectrum_2d",
     "radial_power_spectrum", "low_frequency_share", "tokens_to_map", "frequency_grid", "BlockFourier",
-    "smt_fourier_profile",
+    "fourier_profile", "smt_fourier_profile", "LowFrequencyShare", "low_frequency_shares", "saa_low_frequency_shares",
 ]
 
 
@@ -72,26 +76,6 @@ def frequency_grid(h: int, w: int, *, shifted: bool = True, device=None, dtype=t
     if shifted:
         fy, fx = torch.fft.fftshift(fy), torch.fft.fftshift(fx)
     return fy, fx
-
-
-def tokens_to_map(x: torch.Tensor, grid_hw: tuple[int, int], num_prefix_tokens: int = 0) -> torch.Tensor:
-    """Token sequence (B, N, C) to a map (B, C, H, W) on an explicit grid; never guessed from sqrt(N).
-
-    Args:
-        x: Tokens (B, N, C), row-major over the grid after `num_prefix_tokens` (e.g. a ViT class token).
-        grid_hw: The token grid (H, W); H * W must equal N - num_prefix_tokens.
-        num_prefix_tokens: Leading non-spatial tokens to drop.
-    """
-    if x.ndim != 3:
-        raise ValueError(f"tokens must be (B, N, C), got shape {tuple(x.shape)}")
-    h, w = (int(v) for v in grid_hw)
-    n = x.shape[1] - num_prefix_tokens
-    if h * w != n:
-        raise ValueError(f"grid_hw={(h, w)} holds {h * w} tokens but x has {n} spatial tokens "
-                         f"({x.shape[1]} minus {num_prefix_tokens} prefix tokens); pass the model's real token grid "
-                         f"(e.g. patch_embed.grid_size) and num_prefix_tokens")
-    x = x[:, num_prefix_tokens:]
-    return x.transpose(1, 2).reshape(x.shape[0], x.shape[2], h, w)
 
 
 def relative_log_amplitude(x: torch.Tensor, eps: float = 1e-6) -> FourierCurve:
@@ -208,28 +192,61 @@ class BlockFourier:
     curve: FourierCurve
 
 
+def fourier_profile(forward: SMTForward) -> list[BlockFourier]:
+    """Relative log amplitude of every block's output in a captured forward pass (`smt_forward`), in depth order.
+
+    Block outputs are token sequences; each becomes a map on its stage's grid (read from the stage output).
+    """
+    if not forward.block_outputs:
+        raise ValueError("this forward pass recorded no block outputs; capture with smt_forward(..., block_outputs=True)")
+    names = list(forward.block_outputs)
+    return [BlockFourier(name, forward.block_kinds[name], (k + 1) / len(names),
+                         relative_log_amplitude(tokens_to_map(forward.block_outputs[name], forward.grid(name))))
+            for k, name in enumerate(names)]
+
+
 def smt_fourier_profile(model: torch.nn.Module, images: torch.Tensor) -> list[BlockFourier]:
     """Relative log amplitude (Park and Kim, ICLR 2022) of every SMT block's output, in depth order.
 
     Plot `curve.highest` against `depth`, marking `kind` ("sam"/"msa"), for the paper-style figure.
-    Block outputs are token sequences; they become maps on their stage's grid (read from the stage output).
 
     Args:
         model: SMT in eval mode.
         images: (B, 3, H, W) with H == W (the diagonal needs square maps).
     """
-    from ..capture import capture
-    from .features import require_eval
+    return fourier_profile(smt_forward(model, images, sam_blocks=[]))
 
-    require_eval(model, "smt_fourier_profile")
-    types = model.stage_block_types
-    blocks = [(f"stages.{i}.blocks.{j}", t) for i, ts in enumerate(types) for j, t in enumerate(ts)]
-    stages = [f"stages.{i}" for i in range(len(types))]
-    with torch.no_grad(), capture(model, [b for b, _ in blocks] + stages) as cap:
-        model(images)
-    out = []
-    for k, (name, kind) in enumerate(blocks):
-        grid = tuple(cap[name.rsplit(".blocks.", 1)[0]].shape[-2:])
-        out.append(BlockFourier(name, kind, (k + 1) / len(blocks),
-                                relative_log_amplitude(tokens_to_map(cap[name], grid))))
-    return out
+
+@dataclass(frozen=True)
+class LowFrequencyShare:
+    """Low-frequency share (see `low_frequency_share`) before and after SAA of one block."""
+    block: str
+    radius: float
+    saa_input: float
+    modulator: float
+
+    @property
+    def change(self) -> float:
+        """Output share minus input share: positive where SAA strengthens low frequencies."""
+        return self.modulator - self.saa_input
+
+
+def low_frequency_shares(features: Mapping[str, SAMFeatures], radius: float = 0.5) -> list[LowFrequencyShare]:
+    """Low-frequency share of the SAA input vs the SAA output (modulator) of each SAM block's features."""
+    return [LowFrequencyShare(b, radius, float(low_frequency_share(f.saa_input, radius)),
+                              float(low_frequency_share(f.modulator, radius))) for b, f in features.items()]
+
+
+def saa_low_frequency_shares(model: torch.nn.Module, images: torch.Tensor, radius: float = 0.5,
+                             blocks: Optional[Sequence[str]] = None) -> list[LowFrequencyShare]:
+    """Low-frequency share of the SAA input vs the SAA output (modulator) for each SAM block.
+
+    The quantitative form of SMT's claim that SAA strengthens low-frequency signal: share > input share.
+
+    Args:
+        model: SMT in eval mode.
+        images: (B, 3, H, W).
+        radius: Cut-off in units of pi.
+        blocks: SAM block names; default all.
+    """
+    return low_frequency_shares(sam_features(model, images, blocks), radius)
