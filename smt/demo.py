@@ -8,6 +8,9 @@ canvas, so that multi-scale modulation has something to do and localisation can 
 - `demo_model("heads1" | "heads2" | "heads4" | "heads8")`: the head-count ablation (N = 1, 2, 4, 8;
   `heads4` is the main architecture trained like the other ablation models, their control).
 - `demo_model("nosaa")`: N = 4 with scale-aware aggregation turned off.
+- `demo_model("vit" | "swin" | "convnext")`: timm's ViT, Swin and ConvNeXt at SMT-nano's size
+  (`smt.presets.BACKBONES`), trained with the main model's recipe for 30 minutes, so SMT's analyses
+  can be compared on trained weights (shipped when present: `available_backbones()`).
 - `demo_images()`: 512 fixed test canvases with labels and item boxes (`data/demo/eval_subset.npz`).
 
 Weights load through the same path as a user's own checkpoint
@@ -28,14 +31,16 @@ import timm
 
 from . import model as _model  # noqa: F401  (registers the variants)
 from .data import CLASS_NAMES
+from .presets import BACKBONES
 
 __all__ = ["DEMO_DIR", "DEMO_MODELS", "CLASS_NAMES", "DemoImages", "demo_model", "demo_images",
-           "demo_weights_path", "subset_accuracy", "encode_images", "decode_images", "export_run"]
+           "demo_weights_path", "available_backbones", "subset_accuracy", "encode_images", "decode_images",
+           "export_run"]
 
 #: Folder of the shipped weights, model cards and evaluation subset.
 DEMO_DIR = Path(__file__).resolve().parent.parent / "data" / "demo"
 
-#: Shipped demo models: name -> (timm variant, architecture overrides).
+#: Shipped demo models: name -> (timm model name, architecture overrides).
 DEMO_MODELS: dict[str, tuple[str, dict[str, Any]]] = {
     "main": ("smt_nano", {}),
     "heads1": ("smt_nano", {"sam_heads": 1}),
@@ -43,21 +48,32 @@ DEMO_MODELS: dict[str, tuple[str, dict[str, Any]]] = {
     "heads4": ("smt_nano", {"sam_heads": 4}),
     "heads8": ("smt_nano", {"sam_heads": 8}),
     "nosaa": ("smt_nano", {"saa": False}),
+    **BACKBONES,
 }
 
 
-def demo_weights_path(name: str = "main") -> Path:
+def _file_stem(name: str) -> str:
+    return f"{name}_sfmnist" if name in BACKBONES else f"smt_nano_sfmnist_{name}"
+
+
+def demo_weights_path(name: str = "main", folder: Optional[Path] = None) -> Path:
     """The .safetensors file of a shipped demo model (its model card is the same path with `.md`)."""
     if name not in DEMO_MODELS:
         raise ValueError(f"unknown demo model {name!r}; choose one of {sorted(DEMO_MODELS)}")
-    return DEMO_DIR / f"smt_nano_sfmnist_{name}.safetensors"
+    return (folder if folder is not None else DEMO_DIR) / f"{_file_stem(name)}.safetensors"
+
+
+def available_backbones() -> list[str]:
+    """The comparison backbones (vit, swin, convnext) whose weights are in `data/demo`."""
+    return [n for n in BACKBONES if demo_weights_path(n).is_file()]
 
 
 def demo_model(name: str = "main", *, checkpoint: Optional[Union[str, os.PathLike]] = None) -> nn.Module:
     """A trained demo model in eval mode, built and loaded the way a user's checkpoint is.
 
     Args:
-        name: "main", "heads1", "heads2", "heads4", "heads8" or "nosaa" (see `DEMO_MODELS`).
+        name: "main", "heads1", "heads2", "heads4", "heads8", "nosaa", or a backbone "vit", "swin",
+            "convnext" (see `DEMO_MODELS`).
         checkpoint: load this file instead of the shipped one (same architecture as `name`).
 
     Returns:
@@ -66,12 +82,13 @@ def demo_model(name: str = "main", *, checkpoint: Optional[Union[str, os.PathLik
     """
     path = Path(checkpoint) if checkpoint is not None else demo_weights_path(name)
     variant, arch = DEMO_MODELS[name]
+    overlay = {"file": str(path), "num_classes": len(CLASS_NAMES), "input_size": (3, 112, 112)}
+    if name not in BACKBONES:
+        overlay["pool_size"] = (4, 4)
     if not path.is_file():
         raise FileNotFoundError(f"{path} does not exist; the demo weights ship in data/demo/ of the "
                                 "source tree (or pass checkpoint= with your own file)")
-    model = timm.create_model(variant, pretrained=True, num_classes=len(CLASS_NAMES),
-                              pretrained_cfg_overlay=dict(file=str(path), num_classes=len(CLASS_NAMES),
-                                                          input_size=(3, 112, 112), pool_size=(4, 4)),
+    model = timm.create_model(variant, pretrained=True, num_classes=len(CLASS_NAMES), pretrained_cfg_overlay=overlay,
                               **arch)
     return model.eval()
 
@@ -192,9 +209,9 @@ def export_run(run_dir: Union[str, os.PathLike], name: str, *, test_size: int = 
     args = result["args"]
     state = load_file(str(run_dir / "model.safetensors"))
     cast = getattr(torch, dtype)
-    target = out_dir / f"smt_nano_sfmnist_{name}.safetensors"
+    target = demo_weights_path(name, out_dir)
     save_file({k: v.to(cast) if v.is_floating_point() else v for k, v in state.items()}, str(target),
-              metadata={"format": "pt", "model": "smt_nano", "arch": json.dumps(DEMO_MODELS[name][1]),
+              metadata={"format": "pt", "model": DEMO_MODELS[name][0], "arch": json.dumps(DEMO_MODELS[name][1]),
                         "dataset": "Scaled Fashion-MNIST 112", "git_revision": result["git_revision"]})
     model = demo_model(name, checkpoint=target)
     test_images, test_labels = load_fashion_mnist("test", data_dir or args.get("data_dir"))
@@ -215,10 +232,18 @@ def export_run(run_dir: Union[str, os.PathLike], name: str, *, test_size: int = 
     return info
 
 
+_BACKBONE_TITLES = {"vit": "ViT", "swin": "Swin", "convnext": "ConvNeXt"}
+
+
 def _model_card(name: str, result: dict[str, Any], info: dict[str, Any], n_params: int, budget_note: str) -> str:
     args = result["args"]
     variant, arch = DEMO_MODELS[name]
+    backbone = name in BACKBONES
     arch_txt = ", ".join(f"{k}={v!r}" for k, v in arch.items()) or "defaults (sam_heads=4, saa=True)"
+    stem = _file_stem(name)
+    title = _BACKBONE_TITLES[name] if backbone else "SMT-nano"
+    what = (f"{title} (timm's `{variant}` with {arch_txt}; `smt.presets.BACKBONES`)" if backbone
+            else f"SMT-nano (`{variant}`; {arch_txt})")
     hist = result["history"]
     world = int(result.get("world_size", 1))
     batch = (f"{args['batch_size']} per process x {world} processes (DistributedDataParallel, gloo)"
@@ -234,14 +259,14 @@ def _model_card(name: str, result: dict[str, Any], info: dict[str, Any], n_param
                           f"{h['val_top1']:.1f} | {h['train_seconds'] / 60:.1f} |" for h in hist)
     load = (f'smt.demo_model("{name}")  # or, the same path a user\'s file takes:\n'
             f'timm.create_model("{variant}", pretrained=True, num_classes=10,'
-            f' pretrained_cfg_overlay=dict(file="data/demo/smt_nano_sfmnist_{name}.safetensors")'
+            f' pretrained_cfg_overlay=dict(file="data/demo/{stem}.safetensors")'
             + "".join(f", {k}={v!r}" for k, v in arch.items()) + ")")
     fp32 = (f"{info['fp32_top1']:.2f}% (float32 weights, {info['fp32_n']} canvases)"
             if info.get("fp32_top1") is not None else "not evaluated")
-    return f"""# SMT-nano on Scaled Fashion-MNIST: `{name}`
+    return f"""# {title} on Scaled Fashion-MNIST: `{name}`
 
-`smt_nano_sfmnist_{name}.safetensors` ({info['dtype']}, {info['file_mb']:.1f} MB, {n_params / 1e6:.2f}M parameters):
-SMT-nano (`{variant}`; {arch_txt}) trained from scratch by this project, a demo model for the analyses,
+`{stem}.safetensors` ({info['dtype']}, {info['file_mb']:.1f} MB, {n_params / 1e6:.2f}M parameters):
+{what} trained from scratch by this project, a demo model for the analyses,
 not a benchmark result.
 
 ```python

@@ -1,4 +1,5 @@
-"""Command line of the analyses: `python -m viz run ...` and `python -m viz demo` (the main job)."""
+"""Command line of the analyses: `python -m viz run ...`, `python -m viz figures ...` and `python -m viz demo`
+(the main job)."""
 from __future__ import annotations
 
 import argparse
@@ -11,11 +12,21 @@ def main(argv: list[str] | None = None) -> int:
         from .demo import main as demo
 
         return demo(argv[1:])
+    if argv[:1] == ["figures"]:
+        from .figures import main as figures
+
+        try:
+            return figures(argv[1:])
+        except (FileNotFoundError, ValueError) as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
     from . import run
 
     parser = argparse.ArgumentParser(prog="python -m viz", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     run.add_parser(sub)
+    sub.add_parser("figures", help="render the paper figures (python -m viz figures --help)")
+    sub.add_parser("demo", help="the main job: report and figures on the demo model (python -m viz demo --help)")
     args = parser.parse_args(argv)
     try:
         args.func(args)

@@ -8,109 +8,148 @@
 3. What Scale-Aware Modulation does in it: the ERF's high-contribution area ratios, the per-head
    receptive fields of the first SAM block, and the low-frequency share of SAA input vs output per
    SAM block.
+4. The figure set (`python -m viz figures`) into `figures/` with `index.html`, drawn from the same
+   analyses as the report (one `viz.figures.FigureSet`), then the list of written files and each
+   figure's wall time.
 
 A user's own checkpoint (an official release file, say) is one flag or variable away:
-`--checkpoint PATH` or `SMT_CHECKPOINT=PATH` (the architecture is read from the file); steps 2-3
-then run on it, at its own input size, without the accuracy (other classes).
+`--checkpoint PATH` or `SMT_CHECKPOINT=PATH` (the architecture is read from the file); steps 2-4
+then run on it, at its own input size, on the photographs in `data/images`, without the accuracy and
+the pointing game (other classes, no boxes).
 """
 from __future__ import annotations
 
 import argparse
 import os
 import sys
+import time
+from pathlib import Path
 from typing import Optional
 
 import torch
-import torch.nn.functional as F
 
 
 def _pct(x: float) -> str:
     return f"{x:5.1f}%"
 
 
-def report(model: torch.nn.Module, images: torch.Tensor, labels: Optional[torch.Tensor],
-           boxes: Optional[torch.Tensor], class_names: Optional[tuple], *, num_erf: int = 32) -> None:
-    """Print the demo's analyses of `model` (eval mode) on normalised `images` (B, 3, H, W)."""
-    from .analysis.cam import class_activation_maps, default_target_layers, pointing_game
-    from .analysis.erf import effective_receptive_field, erf_display, head_erf, high_contribution_area_ratio
-    from .analysis import saa_low_frequency_shares, sam_block_names
+def report(fs) -> None:
+    """Print the demo's analyses of a `viz.figures.FigureSet`'s source (the figures reuse what it computes)."""
+    from .analysis import sam_block_names
+    from .analysis.erf import high_contribution_area_ratio
 
-    H, W = images.shape[-2:]
-    if labels is not None:
-        with torch.no_grad():
-            pred = torch.cat([model(images[i:i + 128]).argmax(1) for i in range(0, len(images), 128)])
-        correct = pred == labels
-        print(f"\ntop-1 on the {len(labels)} shipped test canvases: {_pct(100 * correct.float().mean().item())}")
-        for c, name in enumerate(class_names):
-            sel = labels == c
+    src = fs.source
+    model = src.model
+    if src.labels is not None:
+        correct = fs.predictions == src.labels
+        print(f"\ntop-1 on the {len(src.labels)} shipped test canvases: {_pct(100 * correct.float().mean().item())}")
+        for c, name in enumerate(src.class_names):
+            sel = src.labels == c
             print(f"  {name:<12} {_pct(100 * correct[sel].float().mean().item())}  ({int(sel.sum())} images)")
-        b = boxes.float()
-        chance = ((b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1]) / (H * W)).mean().item()
-        print(f"Grad-CAM (true class) pointing game vs item boxes (a uniformly random point: "
-              f"{_pct(100 * chance)}):")
-        stages = range(1, len(model.stages))  # stage 0 (stride 4) is below Grad-CAM's usual depth
-        layers = [default_target_layers(model, s)[0] for s in stages]
-        batches = [class_activation_maps(model, images[i:i + 64], labels[i:i + 64].tolist(), target_layers=layers,
-                                         per_layer=True) for i in range(0, len(images), 64)]  # one pass per batch
-        for k, s in enumerate(stages):
-            cams = torch.cat([maps[k] for maps in batches])
-            hits = pointing_game(cams, boxes, (H, W))
-            print(f"  stage {s} output ({cams.shape[-2]}x{cams.shape[-1]}) {_pct(100 * hits)}")
+    if src.boxes is not None:
+        n = len(fs.images())
+        b = src.boxes[:n].float()
+        chance = ((b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1]) / fs.input_size ** 2).mean().item()
+        print(f"Grad-CAM (true class) pointing game vs item boxes (a uniformly random point: {_pct(100 * chance)}), "
+              f"{n} canvases:")
+        for s, hits in fs.pointing.items():
+            cams = fs.cams[s]
+            print(f"  stage {s + 1} output ({cams.shape[-2]}x{cams.shape[-1]}) {_pct(100 * hits)}")
 
-    r = effective_receptive_field(model, images[:num_erf])
-    ratios = high_contribution_area_ratio(erf_display(r.erf))
+    last = len(model.stages) - 1
+    r, display = fs.erf(last)
+    ratios = high_contribution_area_ratio(display, fs.settings.thresholds)
     text = ", ".join(f"t={t}: {'n/a' if v is None else f'{v:.4f}'}" for t, v in ratios.items())
     print(f"\nERF of the last stage ({r.num_images} images, {r.num_skipped} skipped): area ratio {text}")
 
     first = sam_block_names(model)[0]
-    maps = head_erf(model, images[:8], first)
+    maps = fs.head_erf(first)
     support = [int((m > 1e-6 * m.max()).sum()) for m in maps]
     kernels = [c.kernel_size[0] for c in model.get_submodule(first).attn.mhmc.convs]
     print(f"per-head receptive field of {first}: kernels {kernels} -> non-zero positions {support}")
 
-    if isinstance(model.get_submodule(first).attn.saa, torch.nn.Identity):
+    if not fs.low_frequency:
         print("\nSAA is off in this model: no low-frequency share before/after SAA")
         return
-    print("\nlow-frequency share (radius 0.5 pi) of SAA input -> output, per SAM block:")
-    for s in saa_low_frequency_shares(model, images[:num_erf], radius=0.5):
+    print(f"\nlow-frequency share (radius {fs.settings.radius} pi) of SAA input -> output, per SAM block "
+          f"({len(fs.images())} images):")
+    for s in fs.low_frequency:
         print(f"  {s.block:<20} {s.saa_input:.3f} -> {s.modulator:.3f}")
 
 
+def _checkpoint_source(path: str, num_images: Optional[int]):
+    import smt
+
+    from .figures import DATA_IMAGES, folder_source
+
+    model = smt.create_model_from_checkpoint(path)
+    name = model.pretrained_cfg.get("architecture", "smt") if hasattr(model, "pretrained_cfg") else "smt"
+    size = model.pretrained_cfg.get("input_size", (3, 224, 224))[-1]
+    src = folder_source(name, DATA_IMAGES, checkpoint=path, num_images=num_images, input_size=size,
+                        num_classes=model.num_classes)
+    src.name = Path(path).name
+    return src
+
+
 def main(argv: Optional[list[str]] = None) -> int:
+    from .figures import FIGURES, FigureSet, Settings, load_source, print_outcomes, render
+
     p = argparse.ArgumentParser(prog="python -m viz demo", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--checkpoint", default=os.environ.get("SMT_CHECKPOINT"),
                    help="an SMT checkpoint to analyse instead of the demo model (env SMT_CHECKPOINT)")
-    p.add_argument("--demo-model", default="main", help="which shipped demo model (main, heads1, heads2, heads4, heads8, nosaa)")
+    p.add_argument("--demo-model", default="main",
+                   help="which shipped demo model (main, heads1, heads2, heads4, heads8, nosaa)")
     p.add_argument("--no-summary", action="store_true", help="skip the variant table")
-    p.add_argument("--num-images", type=int, default=512, help="shipped canvases to evaluate (at most 512)")
+    p.add_argument("--num-images", type=int, default=512, help="shipped canvases to evaluate (at most 512); "
+                                                                "the analyses use at most 128 of them")
+    p.add_argument("--figures", default="figures", help="folder for the figure set (default: figures)")
+    p.add_argument("--no-figures", action="store_true", help="print the report only")
+    p.add_argument("--only", help="comma-separated figures (" + ", ".join(FIGURES) + ")")
+    p.add_argument("--format", default="pdf,png", help="figure formats: pdf, png, svg")
+    p.add_argument("--venue", default="cvpr2024", help="style preset (cvpr2024, eccv2024, neurips2024, ...)")
     args = p.parse_args(argv)
+    if args.num_images < 1:
+        p.error(f"--num-images {args.num_images}: use at least 1")
 
-    import smt
-    from smt.demo import demo_images, demo_model
-
-    if not args.no_summary:
-        from smt.summary import main as summary
-
-        if summary() != 0:
-            return 1
-    data = demo_images()
-    n = min(args.num_images, len(data))
-    images = data.model_input(slice(0, n))
+    t0 = time.perf_counter()
     torch.manual_seed(0)
+    settings = Settings(num_images=min(args.num_images, 128), venue=args.venue)
     if args.checkpoint:
-        model = smt.create_model_from_checkpoint(args.checkpoint).eval()
-        size = model.pretrained_cfg.get("input_size", (3, 224, 224))[-1]
-        images = F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False)
-        print(f"\n== {args.checkpoint} ({sum(p.numel() for p in model.parameters()) / 1e6:.2f}M params), "
-              f"demo canvases resized to {size}px ==")
-        report(model, images, None, None, None)
+        source = _checkpoint_source(args.checkpoint, args.num_images)
+        fs = FigureSet(source, settings)
+        print(f"\n== {args.checkpoint} ({sum(p.numel() for p in fs.model.parameters()) / 1e6:.2f}M params), "
+              f"{len(source.images)} images of data/images at {fs.input_size}px ==")
     else:
-        model = demo_model(args.demo_model)
+        fs = FigureSet(load_source(args.demo_model, num_images=args.num_images), settings)
+    if not args.no_summary:
+        from smt.reference import reference_path
+        from smt.summary import format_table
+
+        rows = fs.summary
+        print(format_table(rows))
+        print(f"\nreference facts: {reference_path()}")
+        bad = [r.name for r in rows if r.reference and not r.reference.startswith("ok")]
+        if bad:
+            print(f"reference logits NOT reproduced for: {', '.join(bad)}")
+            return 1
+    if not args.checkpoint:
         print(f"\n== demo model {args.demo_model!r}: smt_nano trained on Scaled Fashion-MNIST "
               f"(data/demo/; model card next to the weights) ==")
-        report(model, images, data.labels[:n], data.boxes[:n], data.class_names)
-    return 0
+    report(fs)
+    print(f"\nreport: {time.perf_counter() - t0:.1f} s")
+    if args.no_figures:
+        return 0
+    names = [n.strip() for n in args.only.split(",")] if args.only else list(FIGURES)
+    if args.no_summary and not args.only:
+        names.remove("summary")
+    out = Path(args.figures)
+    command = "python -m viz demo " + " ".join(argv if argv is not None else sys.argv[2:])
+    outcomes = render(fs, out, names, formats=[f.strip() for f in args.format.split(",") if f.strip()],
+                      command=command.strip())
+    print_outcomes(outcomes, out)
+    print(f"total: {time.perf_counter() - t0:.1f} s")
+    return 1 if any(o.status == "failed" for o in outcomes) else 0
 
 
 if __name__ == "__main__":

@@ -35,7 +35,7 @@ __all__ = [
     "BlockDistance", "AttentionSpec", "token_distances", "mean_attention_distance", "gradient_distance",
     "modulation_distance", "fused_attn_disabled", "attention_distances", "smt_attention_specs",
     "vit_attention_specs", "swin_attention_specs", "smt_attention_distances", "smt_modulation_distances",
-    "smt_distance_profile", "footprint_mean_distance",
+    "smt_distance_profile", "footprint_mean_distance", "timm_attention_profile",
 ]
 
 
@@ -355,3 +355,26 @@ def smt_distance_profile(model: nn.Module, images, *, queries: Union[None, int] 
     msa = smt_attention_distances(model, images, batch_size=batch_size, progress=progress)
     order = {n: i for i, n in enumerate(block_names(model))}
     return sorted(sam + msa, key=lambda r: order[r.name])
+
+
+def timm_attention_profile(model: nn.Module, images, *, batch_size: int = 8, normalize: bool = False,
+                           progress: bool = True) -> list[BlockDistance]:
+    """Mean attention distance per head of every block of a timm ViT or Swin (or SMT's MSA blocks), in depth
+    order, as `BlockDistance` results (kind "msa"), at the images' size.
+
+    ViT attends over the whole token grid; Swin within its windows, so its distances are bounded by
+    the window. Models without attention (ConvNeXt) get a ValueError.
+    """
+    if hasattr(model, "stage_block_types"):
+        return smt_attention_distances(model, images, batch_size=batch_size, normalize=normalize, progress=progress)
+    if hasattr(model, "blocks") and hasattr(model, "patch_embed"):
+        specs = vit_attention_specs(model)
+        suffix = ".attn.attn_drop"
+    elif hasattr(model, "layers"):
+        specs = swin_attention_specs(model)
+        suffix = ".attn.softmax"
+    else:
+        raise ValueError(f"{type(model).__name__} has no attention to measure (attention distance needs a ViT, "
+                         f"Swin or SMT model)")
+    res = attention_distances(model, images, specs, batch_size=batch_size, normalize=normalize, progress=progress)
+    return [BlockDistance(s.module[:-len(suffix)], "msa", res[s.module], float(res[s.module].mean())) for s in specs]

@@ -26,6 +26,7 @@ __all__ = [
     "FourierCurve", "PowerSpectrum2D", "RadialSpectrum", "relative_log_amplitude", "power_spectrum_2d",
     "radial_power_spectrum", "low_frequency_share", "tokens_to_map", "frequency_grid", "BlockFourier",
     "fourier_profile", "smt_fourier_profile", "LowFrequencyShare", "low_frequency_shares", "saa_low_frequency_shares",
+    "block_fourier_profile", "block_low_frequency_shares",
 ]
 
 
@@ -250,3 +251,67 @@ def saa_low_frequency_shares(model: torch.nn.Module, images: torch.Tensor, radiu
         blocks: SAM block names; default all.
     """
     return low_frequency_shares(sam_features(model, images, blocks), radius)
+
+
+def _timm_block_maps(model: torch.nn.Module, images: torch.Tensor) -> list[tuple[str, str, torch.Tensor]]:
+    """(name, kind, output map (B, C, H, W)) of every block of a timm ViT, Swin or ConvNeXt, in depth order."""
+    from ..capture import capture
+
+    h, w = images.shape[-2:]
+    if hasattr(model, "blocks") and hasattr(model, "patch_embed"):  # VisionTransformer
+        names, kind = [f"blocks.{i}" for i in range(len(model.blocks))], "msa"
+        pe = model.patch_embed
+        grid = tuple(pe.dynamic_feat_size((h, w))) if getattr(model, "dynamic_img_size", False) else tuple(pe.grid_size)
+        prefix = int(getattr(model, "num_prefix_tokens", 0))
+
+        def to_map(t: torch.Tensor) -> torch.Tensor:
+            return tokens_to_map(t, grid, num_prefix_tokens=prefix)
+    elif hasattr(model, "layers") and all(hasattr(s, "blocks") for s in model.layers):  # SwinTransformer: NHWC
+        names, kind = [f"layers.{i}.blocks.{j}" for i, s in enumerate(model.layers) for j in range(len(s.blocks))], "msa"
+
+        def to_map(t: torch.Tensor) -> torch.Tensor:
+            return t.permute(0, 3, 1, 2)
+    elif hasattr(model, "stages") and all(hasattr(s, "blocks") for s in model.stages):  # ConvNeXt: NCHW
+        names, kind = [f"stages.{i}.blocks.{j}" for i, s in enumerate(model.stages) for j in range(len(s.blocks))], "conv"
+
+        def to_map(t: torch.Tensor) -> torch.Tensor:
+            return t
+    else:
+        raise TypeError(f"{type(model).__name__}: expected an SMT model or a timm VisionTransformer, "
+                        f"SwinTransformer or ConvNeXt")
+    with torch.no_grad(), capture(model, names) as cap:
+        model(images)
+    return [(n, kind, to_map(cap[n])) for n in names]
+
+
+def block_fourier_profile(model: torch.nn.Module, images: torch.Tensor) -> list[BlockFourier]:
+    """Relative log amplitude of every block's output of SMT or a timm ViT, Swin or ConvNeXt, in depth order.
+
+    Token outputs become maps on their explicit grid (ViT: the patch grid of the input size, class
+    tokens dropped; Swin blocks are already (B, H, W, C); ConvNeXt blocks NCHW). `kind` is "sam"/"msa"
+    for SMT, "msa" for ViT and Swin blocks (Swin's attention is windowed), "conv" for ConvNeXt.
+
+    Args:
+        model: A model in eval mode.
+        images: (B, 3, H, W) with H == W.
+    """
+    from .common import require_eval
+
+    require_eval(model, "block_fourier_profile")
+    if hasattr(model, "stage_block_types"):
+        return smt_fourier_profile(model, images)
+    maps = _timm_block_maps(model, images)
+    return [BlockFourier(n, kind, (k + 1) / len(maps), relative_log_amplitude(m)) for k, (n, kind, m) in enumerate(maps)]
+
+
+def block_low_frequency_shares(model: torch.nn.Module, images: torch.Tensor, radius: float = 0.5
+                               ) -> list[tuple[str, float]]:
+    """(block, low-frequency share of its output) for every block of a timm ViT, Swin or ConvNeXt (or SMT)."""
+    from .common import require_eval
+
+    require_eval(model, "block_low_frequency_shares")
+    if hasattr(model, "stage_block_types"):
+        fwd = smt_forward(model, images, sam_blocks=[])
+        return [(n, float(low_frequency_share(tokens_to_map(t, fwd.grid(n)), radius)))
+                for n, t in fwd.block_outputs.items()]
+    return [(n, float(low_frequency_share(m, radius))) for n, _, m in _timm_block_maps(model, images)]

@@ -53,7 +53,8 @@ def plot_ablation(rows: Sequence[AblationRow], *, width: Optional[float] = None,
         ax.bar(x, np.nan_to_num(v), color=colors, width=0.65)
         for xi, vi in zip(x, v):
             if np.isnan(vi):
-                ax.text(xi, 0, "n/a", ha="center", va="bottom", fontsize="xx-small", color="0.4")
+                ax.text(xi, 0.5, "n/a", ha="center", va="center", fontsize="x-small", color="0.4",
+                        transform=ax.get_xaxis_transform())
         ax.set_xticks(x, labels, rotation=45, ha="right", fontsize="x-small")
         ax.set_ylabel(ylabel)
         ax.set_title(title, fontsize="small")

@@ -121,5 +121,5 @@ def mark_stages(ax, names: Sequence[str], positions: Sequence[float]) -> None:
             x = 0.5 * (positions[first - 1] + positions[first])
             ax.axvline(x, color="0.6", lw=0.4, ls=":", zorder=0)
         centre = 0.5 * (positions[first] + positions[last])
-        ax.text(centre, 1.0, f"S{s + 1}", transform=trans, ha="center", va="bottom", fontsize="x-small",
+        ax.text(centre, 0.985, f"S{s + 1}", transform=trans, ha="center", va="top", fontsize="x-small",
                 color="0.35")

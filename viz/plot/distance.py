@@ -38,7 +38,7 @@ def plot_distance_profile(profile: Sequence, *, ax=None, others: Optional[Mappin
             what = "modulation (SAM)" if kind == "sam" else "attention (MSA)"
             ax.scatter(xs, ys, s=6, marker=marker, color=COLORS[kind], alpha=0.55, lw=0,
                        label=f"{label} {what}, per head")
-    ax.plot(depth, [b.distance for b in profile], color=COLORS["black"], lw=0.9, label=f"{label} block mean",
+    ax.plot(depth, [b.distance for b in profile], color=COLORS["black"], lw=0.9, label=f"{label} per block",
             zorder=3)
     for name, prof in (others or {}).items():
         m = len(prof)
@@ -46,12 +46,13 @@ def plot_distance_profile(profile: Sequence, *, ax=None, others: Optional[Mappin
         color = COLORS.get(name.split()[0].lower(), COLORS["grey"])
         ax.scatter(np.repeat(d2, [len(to_numpy(b.per_head)) for b in prof]),
                    np.concatenate([to_numpy(b.per_head) for b in prof]), s=4, color=color, alpha=0.35, lw=0)
-        ax.plot(d2, [b.distance for b in prof], color=color, lw=0.9, label=f"{name} block mean")
+        ax.plot(d2, [b.distance for b in prof], color=color, lw=0.9, label=f"{name} per block (attention)")
     if not others:
         mark_stages(ax, [b.name for b in profile], depth)
     ax.set_xlabel("normalised depth")
     ax.set_ylabel(f"distance ({unit})")
     ax.set_xlim(0, 1.03)
     ax.set_ylim(bottom=0)
-    ax.legend(fontsize="xx-small", loc="upper left")
+    ax.legend(fontsize="xx-small", loc="lower left", bbox_to_anchor=(0, 1.0), ncol=2, borderaxespad=0.2,
+              columnspacing=1.0, handletextpad=0.3)
     return ax

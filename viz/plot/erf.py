@@ -8,7 +8,7 @@ from typing import Optional
 from ..style import MAGNITUDE_CMAP, add_colorbar
 from .base import new_axes, new_figure, show_map, to_numpy
 
-__all__ = ["plot_erf", "plot_erf_grid", "area_ratio_rows"]
+__all__ = ["plot_erf", "plot_erf_grid", "area_ratio_table"]
 
 
 def plot_erf(display: object, *, ax=None, title: Optional[str] = None, colorbar: bool = False):
@@ -22,22 +22,28 @@ def plot_erf(display: object, *, ax=None, title: Optional[str] = None, colorbar:
     return ax
 
 
-def area_ratio_rows(ratios: Mapping[str, Mapping[float, Optional[float]]]) -> tuple[list[str], list[list[str]]]:
-    """Table cells of area ratios: {row label: {t: ratio}} -> (column labels, rows of text)."""
+def area_ratio_table(ratios: Mapping[str, Mapping[float, Optional[float]]], *, latex: bool = False) -> str:
+    """Area ratios {row label: {t: ratio}} as a Markdown table, or a LaTeX (booktabs) tabular."""
     ts = sorted({t for r in ratios.values() for t in r})
-    cols = [f"t = {t:g}" for t in ts]
-    rows = [[("n/a" if r.get(t) is None else f"{r[t]:.3f}") for t in ts] for r in ratios.values()]
-    return cols, rows
+    cells = [[("n/a" if r.get(t) is None else f"{r[t]:.3f}") for t in ts] for r in ratios.values()]
+    if latex:
+        head = " & ".join(["ERF"] + [f"$t={t:g}$" for t in ts]) + r" \\"
+        body = "".join(" & ".join([label.replace("_", r"\_")] + row) + r" \\" + "\n"
+                       for label, row in zip(ratios, cells))
+        return ("\\begin{tabular}{l" + "r" * len(ts) + "}\n\\toprule\n" + head + "\n\\midrule\n" + body
+                + "\\bottomrule\n\\end{tabular}\n")
+    head = "| ERF | " + " | ".join(f"t = {t:g}" for t in ts) + " |\n|---|" + "---|" * len(ts) + "\n"
+    return head + "".join("| " + " | ".join([label] + row) + " |\n" for label, row in zip(ratios, cells))
 
 
-def plot_erf_grid(maps: Mapping[str, Sequence], ratios: Mapping[str, Mapping[float, Optional[float]]], *,
+def plot_erf_grid(maps: Mapping[str, Sequence], ratios: Optional[Mapping[str, Sequence[Mapping]]] = None, *,
                   columns: Sequence[str], width: Optional[float] = None, pixels: Optional[int] = None):
     """ERF maps in a grid (rows: models, e.g. trained / random init; columns: stages) on one shared [0, 1]
-    scale, with the area ratios of every map as a table underneath.
+    scale; each panel's high-contribution area ratios are printed under it.
 
     Args:
         maps: {row label: [display map per column]}.
-        ratios: {table row label: {t: ratio}} (e.g. "trained, stage 4").
+        ratios: {row label: [{t: ratio} per column]}, optional (the same keys as `maps`).
         columns: Column titles.
         width: Figure width in inches.
         pixels: Image side in pixels (for the axis note).
@@ -47,30 +53,27 @@ def plot_erf_grid(maps: Mapping[str, Sequence], ratios: Mapping[str, Mapping[flo
     """
     rows = list(maps)
     ncol = len(columns)
-    table_h = 0.11 * (len(ratios) + 1)
-    fig = new_figure(width, aspect=len(rows) / ncol + 0.12 + table_h)
-    sub = fig.subfigures(2, 1, height_ratios=[len(rows) / ncol + 0.12, table_h])
-    axes = sub[0].subplots(len(rows), ncol, squeeze=False)
+    fig = new_figure(width, aspect=len(rows) * 1.12 / ncol + 0.1)
+    axes = fig.subplots(len(rows), ncol, squeeze=False)
     im = None
+    ts = None
     for r, label in enumerate(rows):
         for c in range(ncol):
-            title = columns[c] if r == 0 else None
-            plot_erf(maps[label][c], ax=axes[r, c], title=title)
+            plot_erf(maps[label][c], ax=axes[r, c], title=columns[c] if r == 0 else None)
             im = axes[r, c].images[0]
+            if ratios is not None:
+                cell = ratios[label][c]
+                ts = sorted(cell)
+                axes[r, c].set_xlabel(" / ".join("n/a" if cell[t] is None else f"{cell[t]:.3f}" for t in ts),
+                                      fontsize="x-small", labelpad=1.5)
         axes[r, 0].set_ylabel(label, fontsize="small")
+    cb = add_colorbar(im, axes, label=r"$\log_{10}(g + 1)$ / max")
+    note = []
+    if ts:
+        note.append("under each map: area ratio at t = " + " / ".join(f"{t:g}" for t in ts))
     if pixels:
-        axes[-1, 0].set_xlabel(f"{pixels}$\\times${pixels} px input", fontsize="x-small")
-    add_colorbar(im, axes, label=r"$\log_{10}(g + 1)$ / max")
-    tab_ax = sub[1].add_subplot()
-    tab_ax.axis("off")
-    cols, cells = area_ratio_rows(ratios)
-    table = tab_ax.table(cellText=cells, rowLabels=list(ratios), colLabels=cols, loc="center", cellLoc="center",
-                         edges="horizontal")
-    table.auto_set_font_size(False)
-    import matplotlib
-
-    table.set_fontsize(matplotlib.rcParams["xtick.labelsize"])
-    table.scale(1, 0.9)
-    tab_ax.set_title("high-contribution area ratio (smallest centred square holding a fraction t of the ERF)",
-                     fontsize="x-small")
+        note.append(f"input {pixels}$\\times${pixels} px")
+    if note:
+        fig.supxlabel("; ".join(note), fontsize="x-small")
+    del cb
     return fig

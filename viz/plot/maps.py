@@ -192,7 +192,7 @@ def plot_sam_block(image: Any, head_maps: Any, head_fields: Any, group: Any, mod
         The Figure (3 rows x (N + 1) columns).
     """
     n = len(kernel_sizes)
-    fig = new_figure(width, aspect=3.0 / (n + 1) + 0.3)
+    fig = new_figure(width, aspect=3.0 / (n + 1) * 0.93 + 0.08)
     grid = fig.subplots(3, n + 1, squeeze=False)
     show_image(grid[0, 0], image, title="image")
     plot_head_maps(head_maps, kernel_sizes, axes=list(grid[0, 1:]), colorbar=r"mean $|$head out$|$")
