@@ -97,6 +97,34 @@ def test_two_processes_equal_one(folder, tmp_path, analysis):
         assert torch.allclose(ra["highest"], rb["highest"], atol=1e-9)
 
 
+def test_more_processes_than_batches_equal_one_process(folder, tmp_path):
+    """Two processes and one batch: the idle rank adds nothing, and the result is the single process's."""
+    common = ["run", "erf", "--model", "test_smt", "--images", str(folder), "--num-images", "3", "--batch-size", "4",
+              "--input-size", "64"]
+    one, two = tmp_path / "one.pt", tmp_path / "two.pt"
+    subprocess.run([sys.executable, "-m", "viz", *common, "--out", str(one)], check=True, env=_env(),
+                   capture_output=True, timeout=300)
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+    proc = subprocess.run([*torchrun, "-m", "viz", *common, "--out", str(two)], env=_env(), capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    a, b = load_result(one), load_result(two)
+    # the first 3 files by name: broken.jpg (unreadable), gray.png, rgb0.png
+    assert b["world_size"] == 2 and a["result"]["num_counted"] == b["result"]["num_counted"] == 2
+    assert torch.equal(a["result"]["erf_total"], b["result"]["erf_total"])
+
+
+def test_shard_batches_gives_every_batch_to_one_rank():
+    from viz.run import shard_batches
+
+    for world in (1, 2, 3, 5):
+        shards = [shard_batches(7, 3, r, world) for r in range(world)]
+        flat = sorted(i for sh in shards for b in sh for i in b)
+        assert flat == list(range(7))
+        assert all(len(b) == 3 for sh in shards for b in sh if b[0] != 6)
+    assert shard_batches(2, 4, 1, 2) == []  # a rank may get nothing
+
+
 def test_run_distance(folder, tmp_path):
     out = tmp_path / "d.pt"
     assert main(["run", "distance", "--model", "test_smt", "--images", str(folder), "--num-images", "2",
@@ -135,6 +163,6 @@ def test_results_are_in_depth_order_beyond_ten_blocks():
     expected = [f"stages.{i}.blocks.{j}" for i, d in enumerate((1, 1, 11, 1)) for j in range(d)]
     for cls in (SpectrumAnalysis, DistanceAnalysis):
         a = cls(model, args)
-        a.update(model, torch.randn(1, 3, 32, 32))
-        res = a.finalize({k: a.sums[k] for k in sorted(a.sums)}, [])
+        a.update(model, torch.randn(1, 3, 32, 32), ["x.png"])
+        res = a.finalize({k: a.sums[k] for k in sorted(a.sums)}, a.rows, a.meta)
         assert res["blocks"] == expected, cls.__name__

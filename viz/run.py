@@ -26,22 +26,36 @@ import torch.nn as nn
 
 from .images import ImageFiles, collate_skip_unreadable, list_images
 
-__all__ = ["main", "load_result", "ANALYSES"]
+__all__ = ["run", "load_result", "build_model", "shard_batches", "Analysis", "ANALYSES"]
 
 
-# ---- analyses: each accumulates sums over batches --------------------------------------------------
+# ---- analyses: one interface ------------------------------------------------------------------------
 
-class _Sums:
-    """Accumulates named float64 sums (all-reduced across ranks); per-image rows are gathered."""
+class Analysis:
+    """An analysis over image batches, summed so that any number of processes gives the same result.
 
-    sums: dict[str, torch.Tensor]
+    `update(model, images, paths)` adds one batch to `sums` (named float64 tensors, all-reduced across
+    ranks) and to `rows` (per-image records, gathered); `meta` holds what `finalize` needs besides the
+    sums (block names in depth order, say), merged across ranks. `finalize(sums, rows, meta)` turns the
+    reduced sums into the saved result. A rank that saw no batch contributes nothing.
+    """
+
+    name = ""
+
+    def __init__(self, model: nn.Module, args: argparse.Namespace):
+        self.sums: dict[str, torch.Tensor] = {}
+        self.rows: list = []
+        self.meta: dict[str, Any] = {}
 
     def _add(self, key: str, value: torch.Tensor) -> None:
         value = value.detach().double().cpu()
         self.sums[key] = self.sums[key] + value if key in self.sums else value.clone()
 
-    def per_image(self) -> list:
-        return []
+    def update(self, model: nn.Module, images: torch.Tensor, paths: list[str]) -> None:
+        raise NotImplementedError
+
+    def finalize(self, sums: dict[str, torch.Tensor], rows: list, meta: dict[str, Any]) -> dict[str, Any]:
+        raise NotImplementedError
 
 
 def _require_smt_eval(model: nn.Module, args: argparse.Namespace, what: str) -> None:
@@ -53,20 +67,20 @@ def _require_smt_eval(model: nn.Module, args: argparse.Namespace, what: str) -> 
                          f"{args.model} is not one (for a timm ViT or Swin use viz.analysis.attention_distances)")
 
 
-class ERFAnalysis(_Sums):
+class ERFAnalysis(Analysis):
     """RepLKNet ERF of a stage's output (default the last)."""
 
     name = "erf"
 
     def __init__(self, model: nn.Module, args: argparse.Namespace):
-        from .analysis.erf import final_feature_map, stage_feature_map
         from .analysis.common import require_eval
+        from .analysis.erf import final_feature_map, stage_feature_map
 
+        super().__init__(model, args)
         require_eval(model, "The ERF")
         self.feature_fn = stage_feature_map(args.stage) if args.stage is not None else final_feature_map
-        self.sums: dict[str, torch.Tensor] = {}
 
-    def update(self, model: nn.Module, images: torch.Tensor) -> None:
+    def update(self, model: nn.Module, images: torch.Tensor, paths: list[str]) -> None:
         from .analysis.erf import effective_receptive_field
 
         r = effective_receptive_field(model, images, self.feature_fn, batch_size=images.shape[0])
@@ -74,84 +88,83 @@ class ERFAnalysis(_Sums):
         self._add("num_counted", torch.tensor(float(r.num_images), dtype=torch.float64))
         self._add("num_skipped_nan", torch.tensor(float(r.num_skipped), dtype=torch.float64))
 
-    def finalize(self, sums: dict[str, torch.Tensor], gathered: list) -> dict[str, Any]:
+    def finalize(self, sums: dict[str, torch.Tensor], rows: list, meta: dict[str, Any]) -> dict[str, Any]:
         n = int(sums["num_counted"])
         return {"erf": sums["erf_total"] / max(n, 1), "erf_total": sums["erf_total"], "num_counted": n,
                 "num_skipped_nan": int(sums["num_skipped_nan"])}
 
 
-class SpectrumAnalysis(_Sums):
+class SpectrumAnalysis(Analysis):
     """Relative log amplitude (Park and Kim) of every SMT block's output: batch-weighted means over images."""
 
     name = "spectrum"
 
     def __init__(self, model: nn.Module, args: argparse.Namespace):
+        super().__init__(model, args)
         _require_smt_eval(model, args, "The Fourier analysis")
-        self.sums, self.meta = {}, []
 
-    def update(self, model: nn.Module, images: torch.Tensor) -> None:
+    def update(self, model: nn.Module, images: torch.Tensor, paths: list[str]) -> None:
         from .analysis.spectrum import smt_fourier_profile
 
         profile = smt_fourier_profile(model, images)
-        self.meta = [(b.name, b.kind, b.depth) for b in profile]
+        self.meta["blocks"] = [(b.name, b.kind, b.depth) for b in profile]
         n = images.shape[0]
         for b in profile:
             self._add(f"value/{b.name}", b.curve.value * n)
             self._add(f"freq/{b.name}", b.curve.freq * n)
         self._add("num_images", torch.tensor(float(n)))
 
-    def finalize(self, sums: dict[str, torch.Tensor], gathered: list) -> dict[str, Any]:
+    def finalize(self, sums: dict[str, torch.Tensor], rows: list, meta: dict[str, Any]) -> dict[str, Any]:
         n = sums["num_images"]
-        names = [name for name, _, _ in self.meta]  # depth order (the sums' keys are sorted by name)
-        return {"blocks": names, "kinds": [kind for _, kind, _ in self.meta],
-                "depth": torch.tensor([d for _, _, d in self.meta]),
+        names = [name for name, _, _ in meta["blocks"]]  # depth order (the sums' keys are sorted by name)
+        return {"blocks": names, "kinds": [kind for _, kind, _ in meta["blocks"]],
+                "depth": torch.tensor([d for _, _, d in meta["blocks"]]),
                 "freq": {b: sums[f"freq/{b}"] / n for b in names},
                 "relative_log_amplitude": {b: sums[f"value/{b}"] / n for b in names},
                 "highest": torch.stack([sums[f"value/{b}"][-1] / n for b in names]), "num_images": int(n)}
 
 
-class DistanceAnalysis(_Sums):
+class DistanceAnalysis(Analysis):
     """Per-head distance of every SMT block: modulation distance (SAM) and mean attention distance (MSA)."""
 
     name = "distance"
 
     def __init__(self, model: nn.Module, args: argparse.Namespace):
+        super().__init__(model, args)
         _require_smt_eval(model, args, "The distance analysis")
         self.queries, self.seed = args.queries, args.seed
-        self.sums, self.kinds = {}, {}
 
-    def update(self, model: nn.Module, images: torch.Tensor) -> None:
+    def update(self, model: nn.Module, images: torch.Tensor, paths: list[str]) -> None:
         from .analysis.distance import smt_distance_profile
 
         # the same query tokens for every batch (seed fixed), so sharding does not change the result
         profile = smt_distance_profile(model, images, queries=self.queries, seed=self.seed,
                                        batch_size=images.shape[0], progress=False)
+        self.meta["blocks"] = [(b.name, b.kind) for b in profile]
         n = images.shape[0]
         for b in profile:
-            self.kinds[b.name] = b.kind
             self._add(f"per_head/{b.name}", b.per_head * n)
             self._add(f"block/{b.name}", torch.tensor(b.distance) * n)
         self._add("num_images", torch.tensor(float(n)))
 
-    def finalize(self, sums: dict[str, torch.Tensor], gathered: list) -> dict[str, Any]:
+    def finalize(self, sums: dict[str, torch.Tensor], rows: list, meta: dict[str, Any]) -> dict[str, Any]:
         n = sums["num_images"]
-        names = list(self.kinds)  # depth order (the sums' keys are sorted by name)
-        return {"blocks": names, "kinds": [self.kinds[b] for b in names],
+        names = [name for name, _ in meta["blocks"]]  # depth order (the sums' keys are sorted by name)
+        return {"blocks": names, "kinds": [kind for _, kind in meta["blocks"]],
                 "per_head": {b: sums[f"per_head/{b}"] / n for b in names},
                 "block": torch.stack([sums[f"block/{b}"] / n for b in names]), "num_images": int(n),
                 "queries": self.queries, "unit": "input pixels"}
 
 
-class CAMAnalysis(_Sums):
+class CAMAnalysis(Analysis):
     """Raw CAMs of the predicted class, one per image (at the target layer's resolution)."""
 
     name = "cam"
 
     def __init__(self, model: nn.Module, args: argparse.Namespace):
+        super().__init__(model, args)
         self.method = args.cam_method
         self.stage = args.stage if args.stage is not None else -1
-        self.rows: list = []
-        self.sums = {}
 
     def update(self, model: nn.Module, images: torch.Tensor, paths: list[str]) -> None:
         from .analysis.cam import class_activation_maps, default_target_layers
@@ -162,13 +175,10 @@ class CAMAnalysis(_Sums):
                                      target_layers=default_target_layers(model, self.stage))
         self.rows += [(p, int(c), m) for p, c, m in zip(paths, pred, cams)]
 
-    def per_image(self) -> list:
-        return self.rows
-
-    def finalize(self, sums: dict[str, torch.Tensor], gathered: list) -> dict[str, Any]:
-        gathered = sorted(gathered, key=lambda r: r[0])
-        return {"paths": [r[0] for r in gathered], "predicted": torch.tensor([r[1] for r in gathered]),
-                "cams": torch.stack([r[2] for r in gathered]) if gathered else torch.empty(0),
+    def finalize(self, sums: dict[str, torch.Tensor], rows: list, meta: dict[str, Any]) -> dict[str, Any]:
+        rows = sorted(rows, key=lambda r: r[0])
+        return {"paths": [r[0] for r in rows], "predicted": torch.tensor([r[1] for r in rows]),
+                "cams": torch.stack([r[2] for r in rows]) if rows else torch.empty(0),
                 "method": self.method, "stage": self.stage}
 
 
@@ -209,6 +219,50 @@ def build_model(name: str, checkpoint: Optional[str], num_classes: Optional[int]
     return timm.create_model(name, pretrained=True, pretrained_cfg_overlay=dict(file=str(checkpoint)), **kwargs)
 
 
+def shard_batches(num_files: int, batch_size: int, rank: int, world: int) -> list[list[int]]:
+    """This rank's batches of file indices: batch b (whole, `batch_size` files) goes to rank b % world.
+
+    Every batch holds the same images whatever the number of processes, so per-batch results are
+    bit-identical and only the float64 sums' order differs. A rank may get no batch at all.
+    """
+    batches = [list(range(i, min(i + batch_size, num_files))) for i in range(0, num_files, batch_size)]
+    return batches[rank::world]
+
+
+def _reduce(analysis: Analysis, unreadable: list[str], world: int, device: torch.device
+            ) -> tuple[dict[str, torch.Tensor], list, dict[str, Any], list[str]]:
+    """All-reduce the sums (ranks that saw nothing add zeros), gather rows, merge meta and unreadable files."""
+    sums = {k: analysis.sums[k].to(device) for k in sorted(analysis.sums)}
+    if world == 1:
+        return {k: v.cpu() for k, v in sums.items()}, analysis.rows, analysis.meta, sorted(unreadable)
+    gathered: list = [None] * world
+    dist.all_gather_object(gathered, (analysis.rows, unreadable, analysis.meta,
+                                      {k: (tuple(v.shape), str(v.dtype)) for k, v in sums.items()}))
+    shapes: dict[str, tuple] = {}
+    meta: dict[str, Any] = {}
+    for _, _, m, sh in gathered:
+        shapes.update(sh)
+        for k, v in m.items():
+            meta.setdefault(k, v)
+    for k in sorted(shapes):  # every rank reduces the same keys in the same order
+        if k not in sums:
+            shape, dtype = shapes[k]
+            sums[k] = torch.zeros(shape, dtype=getattr(torch, dtype.split(".")[-1]), device=device)
+    sums = {k: sums[k] for k in sorted(sums)}
+    for v in sums.values():
+        dist.all_reduce(v)
+    rows = [r for g in gathered for r in g[0]]
+    bad = sorted(p for g in gathered for p in g[1])
+    return {k: v.cpu() for k, v in sums.items()}, rows, meta, bad
+
+
+def _write(record: dict, out: Path) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    torch.save(record, tmp)
+    os.replace(tmp, out)  # never leave a half-written file behind
+
+
 def run(args: argparse.Namespace) -> Optional[dict]:
     """Run one analysis; returns the saved record on rank 0 (None on other ranks)."""
     from timm.data import create_transform, resolve_data_config
@@ -222,16 +276,9 @@ def run(args: argparse.Namespace) -> Optional[dict]:
         model = build_model(args.model, args.checkpoint, args.num_classes).to(device).eval()
         config = resolve_data_config({} if args.input_size is None else
                                      {"input_size": (3, args.input_size, args.input_size)}, model=model)
-        transform = create_transform(**config)
         files = list_images(args.images, args.num_images)
-        # Shard whole batches (batch b goes to rank b % world): every batch holds the same images whatever
-        # the number of processes, so per-batch results are bit-identical and only the float64 sums'
-        # order differs.
-        batches = [list(range(i, min(i + args.batch_size, len(files)))) for i in range(0, len(files), args.batch_size)]
-        if len(batches) < world:
-            raise ValueError(f"{len(files)} images make {len(batches)} batches of {args.batch_size}, fewer than the "
-                             f"{world} processes; use fewer processes or a smaller --batch-size")
-        loader = torch.utils.data.DataLoader(ImageFiles(files, transform), batch_sampler=batches[rank::world],
+        loader = torch.utils.data.DataLoader(ImageFiles(files, create_transform(**config)),
+                                             batch_sampler=shard_batches(len(files), args.batch_size, rank, world),
                                              num_workers=args.workers, collate_fn=collate_skip_unreadable)
         analysis = ANALYSES[args.analysis](model, args)
         unreadable: list[str] = []
@@ -239,29 +286,15 @@ def run(args: argparse.Namespace) -> Optional[dict]:
         for images, paths, bad in loader:
             unreadable += bad
             if images is not None:
-                images = images.to(device)
-                if isinstance(analysis, CAMAnalysis):
-                    analysis.update(model, images, paths)
-                else:
-                    analysis.update(model, images)
+                analysis.update(model, images.to(device), paths)
             bar.update(min((len(paths) + len(bad)) * world, bar.total - bar.n))  # rank 0 speaks for all
         bar.close()
-
-        sums = {k: analysis.sums[k].to(device) for k in sorted(analysis.sums)}
-        rows, bad_all = analysis.per_image(), unreadable
-        if world > 1:
-            gathered: list = [None] * world
-            dist.all_gather_object(gathered, (rows, unreadable, list(sums)))
-            if any(g[2] != list(sums) for g in gathered):
-                raise RuntimeError(f"the {world} processes accumulated different results (a shard without a "
-                                   f"readable image?); run with fewer processes or more images")
-            for v in sums.values():
-                dist.all_reduce(v)
-            rows = [r for g in gathered for r in g[0]]
-            bad_all = sorted(p for g in gathered for p in g[1])
+        sums, rows, meta, bad_all = _reduce(analysis, unreadable, world, device)
         if rank != 0:
             return None
-        result = analysis.finalize({k: v.cpu() for k, v in sums.items()}, rows)
+        if not sums and not rows:
+            raise ValueError(f"none of the {len(files)} images under {args.images} could be read")
+        result = analysis.finalize(sums, rows, meta)
         if bad_all:
             print(f"skipped {len(bad_all)} unreadable file(s) of {len(files)}", file=sys.stderr)
         record = {
@@ -279,12 +312,8 @@ def run(args: argparse.Namespace) -> Optional[dict]:
             "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
             "result": result,
         }
-        out = Path(args.out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_name(out.name + ".tmp")
-        torch.save(record, tmp)
-        os.replace(tmp, out)  # never leave a half-written file behind
-        print(f"wrote {out}")
+        _write(record, Path(args.out))
+        print(f"wrote {args.out}")
         return record
     finally:
         if dist.is_initialized():
