@@ -144,7 +144,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     if args.no_summary and not args.only:
         names.remove("summary")
     out = Path(args.figures)
-    command = "python -m viz demo " + " ".join(argv if argv is not None else sys.argv[2:])
+    command = "python -m viz demo " + " ".join(argv if argv is not None else sys.argv[1:])
     outcomes = render(fs, out, names, formats=[f.strip() for f in args.format.split(",") if f.strip()],
                       command=command.strip())
     print_outcomes(outcomes, out)

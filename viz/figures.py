@@ -65,6 +65,7 @@ class Settings:
         cam_method: pytorch_grad_cam method.
         seed: Seed of the random-initialisation model and of the query choice.
         venue: Venue preset of `viz.style.paper`.
+        variants: The variants of the `summary` table; empty for every registered one.
     """
     num_images: int = 128
     rows: int = 4
@@ -78,6 +79,7 @@ class Settings:
     cam_method: str = "GradCAM"
     seed: int = 0
     venue: str = "cvpr2024"
+    variants: tuple[str, ...] = ()
 
 
 @dataclass
@@ -407,7 +409,11 @@ class FigureSet:
         from smt.model import VARIANTS
         from smt.summary import summarize
 
-        return [summarize(n) for n in tqdm(list(VARIANTS), desc="variants", leave=False)]
+        names = list(self.settings.variants) or list(VARIANTS)
+        unknown = [n for n in names if n not in VARIANTS]
+        if unknown:
+            raise ValueError(f"unknown variant(s) {unknown}; registered: {', '.join(VARIANTS)}")
+        return [summarize(n) for n in tqdm(names, desc="variants", leave=False)]
 
     def provenance(self) -> dict[str, Any]:
         """What every figure's JSON records about the source."""
@@ -524,7 +530,7 @@ def fig_fourier(fs: FigureSet) -> Rendered:
     if profile is None:
         fs.require_smt("fourier")
         profile = fs.fourier
-    others = {k.upper() if k == "vit" else k.capitalize(): v for k, v in _backbone_profiles(fs, "fourier").items()}
+    others = {} if from_results else {_title(k): v for k, v in _backbone_profiles(fs, "fourier").items()}
     fig = plot_fourier(profile, others=others or None)
     high = {b.name: round(b.curve.highest, 4) for b in profile}
     msa = [b.curve.highest for b in profile if b.kind == "msa"]
@@ -583,7 +589,7 @@ def fig_distance(fs: FigureSet) -> Rendered:
     if profile is None:
         fs.require_smt("distance")
         profile = fs.distance
-    others = {k.upper() if k == "vit" else k.capitalize(): v for k, v in _backbone_profiles(fs, "distance").items()}
+    others = {} if from_results else {_title(k): v for k, v in _backbone_profiles(fs, "distance").items()}
     ax = plot_distance_profile(profile, others=others or None)
     per_stage: dict[str, float] = {}
     for s in sorted({int(b.name.split(".")[1]) for b in profile}):
@@ -629,6 +635,7 @@ def fig_erf(fs: FigureSet) -> Rendered:
             maps["viz run"].append(erf_display(rec["result"]["erf"]))
             raw[f"viz run/{columns[-1]}"] = to_np(rec["result"]["erf"])
         counted = sorted({int(r["result"]["num_counted"]) for _, r in recs})
+        pixels = int(recs[0][1]["data_config"]["input_size"][-1])
         what = f"`viz run erf` results over {'/'.join(map(str, counted))} images"
     else:
         fs.require_smt("erf")
@@ -643,11 +650,12 @@ def fig_erf(fs: FigureSet) -> Rendered:
                 r, d = fs.erf(s, m)
                 maps[label].append(d)
                 raw[f"{label}/stage {s + 1}"] = to_np(r.erf)
+        pixels = fs.input_size
         what = (f"every stage of {fs.source.name}" + (f", trained and at random initialisation (seed "
                 f"{fs.settings.seed})" if len(models) > 1 else "") + f", {len(fs.images(fs.settings.erf_images))} images")
     ratios = {label: [high_contribution_area_ratio(d, ts) for d in row] for label, row in maps.items()}
     table = {f"{label}, {col}": r for label, row in ratios.items() for col, r in zip(columns, row)}
-    for name, src in fs.backbones.items():
+    for name, src in ({} if recs else fs.backbones).items():  # results files stand alone
         key = ("erf-backbone", name)
         if key not in fs._cache:
             r = effective_receptive_field(src.model, src.images[:fs.settings.erf_images], final_feature_map,
@@ -655,7 +663,7 @@ def fig_erf(fs: FigureSet) -> Rendered:
             fs._cache[key] = erf_display(r.erf)
         table[f"{_title(name)}, last stage"] = high_contribution_area_ratio(fs._cache[key], ts)
         raw[f"{name}/last stage"] = to_np(fs._cache[key])
-    fig = plot_erf_grid(maps, ratios, columns=columns, pixels=fs.input_size)
+    fig = plot_erf_grid(maps, ratios, columns=columns, pixels=pixels)
     first = next(iter(maps))
     last = ratios[first][-1]
     caption = ("Effective receptive fields (RepLKNet's measure: the gradient of the central output feature with "
@@ -663,7 +671,8 @@ def fig_erf(fs: FigureSet) -> Rendered:
                f"{what}. Under each map, the high-contribution area ratio (the smallest centred square holding a "
                f"fraction t of the map) at t = {' / '.join(f'{t:g}' for t in ts)}; {first}, {columns[-1]}: "
                + ", ".join(f"t={t:g}: {'n/a' if v is None else f'{v:.3f}'}" for t, v in last.items())
-               + (f". The other backbones' last stage is in the table (erf.md)" if fs.backbones else "") + ".")
+               + (". The other backbones' last stage is in the table (erf.md)" if len(table) > sum(map(len, ratios.values()))
+                  else "") + ".")
     arrays = {f"display/{label}/{col}": to_np(d) for label, row in maps.items() for col, d in zip(columns, row)}
     arrays.update({f"raw/{k}": v for k, v in raw.items()})
     numbers = {"area_ratios": {k: {str(t): (None if v is None else round(v, 4)) for t, v in r.items()}
@@ -1017,6 +1026,7 @@ def add_arguments(p) -> None:
                                                              "distance and gradcam from")
     p.add_argument("--sam-block", default=Settings.sam_block, help="block of the sam_block figure")
     p.add_argument("--rows", type=int, default=Settings.rows, help="images shown in per-image figures")
+    p.add_argument("--variants", help="comma-separated variants of the summary table (default: all registered)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-progress", action="store_true")
 
@@ -1028,8 +1038,9 @@ def settings_from_args(args) -> Settings:
         raise ValueError(f"unknown venue {args.venue!r}; presets: {', '.join(VENUES)}")
     if args.num_images < 1:
         raise ValueError(f"--num-images {args.num_images}: use at least 1")
+    variants = tuple(v.strip() for v in args.variants.split(",")) if args.variants else ()
     return Settings(num_images=args.num_images, rows=args.rows, sam_block=args.sam_block, seed=args.seed,
-                    venue=args.venue)
+                    venue=args.venue, variants=variants)
 
 
 def figure_set_from_args(args) -> FigureSet:
@@ -1037,6 +1048,10 @@ def figure_set_from_args(args) -> FigureSet:
 
     results = [(p, load_result(p)) for p in args.results]
     settings = settings_from_args(args)
+    if args.checkpoint is not None and not Path(args.checkpoint).is_file():  # fail before any figure
+        raise FileNotFoundError(f"checkpoint {args.checkpoint} does not exist")
+    if args.images is not None and not Path(args.images).is_dir():
+        raise FileNotFoundError(f"image folder {args.images} does not exist or is not a directory")
 
     def source() -> Source:
         return load_source(args.model, checkpoint=args.checkpoint, images=args.images, num_images=None,
@@ -1078,4 +1093,18 @@ def main(argv: Optional[list[str]] = None) -> int:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     add_arguments(p)
     args = p.parse_args(argv)
-    return run_command(args, "python -m viz figures " + shlex.join(argv))
+    return run_command(args, "python -m viz figures " + shlex.join(_without_out(argv)))
+
+
+def _without_out(argv: Sequence[str]) -> list[str]:
+    """The arguments minus `--out DIR`: where the files go does not change what is in them (data files
+    record the command, and the same inputs must give the same bytes in any folder)."""
+    out, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a == "--out":
+            skip = True
+        elif not a.startswith("--out="):
+            out.append(a)
+    return out
