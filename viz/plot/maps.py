@@ -13,7 +13,7 @@ import numpy as np
 from ..style import MAGNITUDE_CMAP, SIGNED_CMAP, add_colorbar, magnitude_norm, signed_norm
 from .base import block_label, new_axes, new_figure, show_image, show_map, to_numpy
 
-__all__ = ["plot_image", "plot_map", "plot_modulator_maps", "plot_head_maps", "plot_head_erf",
+__all__ = ["plot_image", "plot_map", "plot_overlay", "plot_modulator_maps", "plot_head_maps", "plot_head_erf",
            "plot_group_channels", "plot_sam_block", "centre_crop"]
 
 
@@ -42,6 +42,24 @@ def plot_map(values: Any, *, ax=None, signed: bool = False, norm=None, title: Op
     im = show_map(ax, m, cmap=SIGNED_CMAP if signed else MAGNITUDE_CMAP, norm=norm, title=title)
     if colorbar is not None:
         add_colorbar(im, ax, label=colorbar)
+    return ax
+
+
+def plot_overlay(image: Any, heat: Any, *, ax=None, title: Optional[str] = None, alpha: float = 0.55):
+    """A non-negative map (h, w) over its image ((H, W, 3)), upsampled bilinearly and scaled to [0, 1]
+    (`viz.plot.cam.overlay` blends them); returns the Axes."""
+    import torch
+    import torch.nn.functional as F
+
+    from .cam import overlay
+
+    ax = new_axes(ax, aspect=1.0)
+    img = to_numpy(image)
+    chw = torch.from_numpy(img.astype(np.float32) / (255.0 if img.dtype == np.uint8 else 1.0)).permute(2, 0, 1)
+    h = torch.as_tensor(to_numpy(heat), dtype=torch.float32)[None, None]
+    h = F.interpolate(h, size=chw.shape[-2:], mode="bilinear", align_corners=False)[0, 0]
+    h = (h - h.min()) / (h.max() - h.min()).clamp_min(1e-12)
+    show_image(ax, overlay(chw, h, alpha=alpha), title=title)
     return ax
 
 

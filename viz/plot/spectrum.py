@@ -10,7 +10,8 @@ import numpy as np
 from ..style import COLORS, MAGNITUDE_CMAP, add_colorbar
 from .base import block_label, mark_stages, new_axes, new_figure, to_numpy
 
-__all__ = ["plot_fourier_curves", "plot_fourier_highest", "plot_fourier", "plot_low_frequency_shares"]
+__all__ = ["plot_fourier_curves", "plot_fourier_highest", "plot_fourier", "plot_low_frequency_shares",
+           "plot_saa_spectrum"]
 
 _FREQ_LABEL = r"frequency ($\pi$ rad / token)"
 _AMP_LABEL = r"$\Delta$ log amplitude"
@@ -115,4 +116,19 @@ def plot_low_frequency_shares(shares: Sequence, *, ax=None):
     ax.set_ylim(0, 1)
     ax.set_xlim(-0.6, len(shares) - 0.4)
     ax.legend(fontsize="x-small", loc="lower right")
+    return ax
+
+
+def plot_saa_spectrum(before, after, *, ax=None):
+    """Relative log amplitude of SAA's input (`before`) and output (`after`), two `FourierCurve`s, on one axis:
+    a curve that falls more slowly keeps more high-frequency signal."""
+    ax = new_axes(ax)
+    ax.plot(to_numpy(before.freq), to_numpy(before.value), color=COLORS["grey"], lw=1.0, ls="--", marker="o", ms=2,
+            label="SAA input")
+    ax.plot(to_numpy(after.freq), to_numpy(after.value), color=COLORS["output"], lw=1.2, marker="o", ms=2,
+            label="SAA output")
+    ax.set_xlabel(_FREQ_LABEL)
+    ax.set_ylabel(_AMP_LABEL)
+    ax.set_xlim(0, 1)
+    ax.legend(fontsize="x-small", loc="lower left")
     return ax
