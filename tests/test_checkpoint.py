@@ -244,7 +244,7 @@ def test_placeholder_classes_cannot_be_called_through_reduce(tmp_path):
 def test_a_file_cannot_change_the_allow_list(target):
     # GLOBAL target; BUILD (None, {"dtype": torch.int8}): pickle's way to set attributes on what it just loaded
     attack = b"\x80\x02c" + target + b"(N}X\x05\x00\x00\x00dtypectorch\nint8\nst" + b"b."
-    from smt import checkpoint as ck
+    from smt import reader as ck
 
     with pytest.raises(ck._Refused):
         ck._unpickle(io.BytesIO(attack), lambda *a: None)
