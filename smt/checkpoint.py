@@ -5,29 +5,30 @@ pickles of `{"model": state_dict, "optimizer": ..., "lr_scheduler": ..., "max_ac
 "epoch": ..., "config": <yacs CfgNode>}`. `torch.load(weights_only=True)` refuses them (the yacs object), and
 `weights_only=False` would run whatever a tampered file asks for. They are read with the allow-list reader
 of `smt.reader` (which knows nothing about SMT); this module finds the state dict in what it returns,
-converts the authors' keys, reads the architecture from the weights (`infer_config`, `identify_variant`),
-loads them into a model with an error that names both variants when they do not fit, and converts files.
+converts the authors' keys (`smt.keys`), reads the architecture from the weights (`infer_config`,
+`identify_variant`), loads them into a model with an error that names both variants when they do not fit,
+and converts files.
 
 Tensor data is read only for the tensors a caller keeps: `read_checkpoint` materialises the model
 weights and never the optimizer state.
 """
 from __future__ import annotations
 
-import inspect
 import logging
 import os
 import re
 from collections.abc import Mapping
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from typing import Any, Optional
 
 import torch
 import torch.nn as nn
 
-from .model import SMT, VARIANTS, expand_block_types, is_official_state_dict, official_key_to_ours
+from .keys import is_official_state_dict, official_key_to_ours, to_official_state_dict
 from .reader import (CheckpointError, CheckpointFile, TensorRef, UnknownObject, UnsafeCheckpointError, open_checkpoint,
                      safe_load)
+from .variants import VARIANTS, resolve_stages
 
 __all__ = [
     "CheckpointError", "UnsafeCheckpointError", "CheckpointMismatchError", "UnknownObject",
@@ -130,6 +131,46 @@ def _ratio(hidden: int, dim: int) -> float:
     return hidden // dim if hidden % dim == 0 else hidden / dim
 
 
+def _pattern(types: tuple[str, ...]) -> Any:
+    if types and all(t == "sam" for t in types):
+        return "sam"
+    if types and all(t == "msa" for t in types):
+        return "msa"
+    if types == tuple("sam" if j % 2 == 0 else "msa" for j in range(len(types))):
+        return "mix"
+    return types
+
+
+def _stage_config(dim: int, types: tuple[str, ...], sam: Optional[tuple[tuple[int, ...], Optional[int]]],
+                  mlp_hidden: Optional[int]) -> dict[str, Any]:
+    """One stage's entries of `infer_config`, from what its weights show.
+
+    Args:
+        dim: Channels.
+        types: Block types.
+        sam: The SAM blocks' (MHMC kernels, SAA hidden width or None with SAA off); None without SAM blocks.
+        mlp_hidden: The MLPs' hidden width; None without blocks.
+
+    What the weights cannot show (MHMC and SAA in a stage without SAM blocks, the MLP in a stage without
+    blocks) is given SMT's defaults, for a file and for a variant alike, so that the two compare equal.
+    """
+    kernels, saa_hidden = sam if sam is not None else ((), None)
+    return dict(block_types=_pattern(types), sam_heads=len(kernels) if kernels else 4,
+                kernel_sizes=kernels if kernels else None, saa=saa_hidden is not None if sam is not None else True,
+                expand_ratio=_ratio(saa_hidden, dim) if saa_hidden is not None else 2.0,
+                mlp_ratios=_ratio(mlp_hidden, dim) if mlp_hidden is not None else 4)
+
+
+_STAGE_KEYS = ("block_types", "sam_heads", "kernel_sizes", "saa", "expand_ratio", "mlp_ratios")
+
+
+def _config(stem_kernel: int, embed_dims: tuple, depths: tuple, stages: list[dict], qkv_bias: bool,
+            layer_scale: bool) -> dict[str, Any]:
+    cfg = {k: tuple(s[k] for s in stages) for k in _STAGE_KEYS}
+    return dict(stem_kernel=stem_kernel, embed_dims=tuple(embed_dims), depths=tuple(depths), **cfg,
+                qkv_bias=bool(qkv_bias), layer_scale=1e-4 if layer_scale else None)
+
+
 def infer_config(state: Mapping[str, torch.Tensor]) -> dict[str, Any]:
     """The `SMT` arguments that the shapes and keys of a state dict (this project's layout) determine.
 
@@ -138,7 +179,7 @@ def infer_config(state: Mapping[str, torch.Tensor]) -> dict[str, Any]:
     per-head depthwise convs), `saa` and `expand_ratio`, `mlp_ratios`, `qkv_bias`, layer scale
     (`ls1.gamma` present; its initial value is not recorded, 1e-4 is used) and `num_classes` (the
     head; 0 without one). `msa_heads` is not included: attention head counts leave no trace in the
-    weights (see `create_model_from_checkpoint`).
+    weights (see `create_model_from_checkpoint`). The values may also be `smt.reader.TensorRef`s.
 
     Raises:
         ValueError: The keys do not describe an SMT that `SMT(...)` can build.
@@ -152,10 +193,7 @@ def infer_config(state: Mapping[str, torch.Tensor]) -> dict[str, Any]:
     stage_ids = sorted({int(m.group(1)) for k in state if (m := re.match(r"stages\.(\d+)\.", k))})
     if stage_ids != list(range(len(stage_ids))) or not stage_ids:
         raise ValueError(f"stages {stage_ids} are not numbered 0..n-1")
-    cfg: dict[str, Any] = dict(in_chans=stem.shape[1], stem_kernel=stem.shape[-1], embed_dims=[], depths=[],
-                               block_types=[], sam_heads=[], kernel_sizes=[], saa=[], expand_ratio=[],
-                               mlp_ratios=[], qkv_bias=any(k.endswith(("attn.v.bias", "attn.q.bias")) for k in state),
-                               layer_scale=1e-4 if any(k.endswith(".ls1.gamma") for k in state) else None)
+    dims, depths, stages = [], [], []
     for i in stage_ids:
         dim = need(f"stages.{i}.norm.weight").shape[0]
         blocks = sorted({int(m.group(1)) for k in state if (m := re.match(rf"stages\.{i}\.blocks\.(\d+)\.", k))})
@@ -164,7 +202,7 @@ def infer_config(state: Mapping[str, torch.Tensor]) -> dict[str, Any]:
         types, sam, mlp = [], set(), set()
         for j in blocks:
             p = f"stages.{i}.blocks.{j}."
-            mlp.add(_ratio(need(p + "mlp.fc1.weight").shape[0], dim))
+            mlp.add(need(p + "mlp.fc1.weight").shape[0])
             if p + "attn.q.weight" in state:
                 types.append("msa")
             elif p + "attn.v.weight" in state:
@@ -172,72 +210,39 @@ def infer_config(state: Mapping[str, torch.Tensor]) -> dict[str, Any]:
                 kernels = []
                 while p + f"attn.mhmc.convs.{len(kernels)}.weight" in state:
                     kernels.append(state[p + f"attn.mhmc.convs.{len(kernels)}.weight"].shape[-1])
-                has_saa = p + "attn.saa.expand.weight" in state
-                ratio = _ratio(state[p + "attn.saa.expand.weight"].shape[0], dim) if has_saa else 2.0
-                sam.add((tuple(kernels), has_saa, ratio))
+                expand = state.get(p + "attn.saa.expand.weight")
+                sam.add((tuple(kernels), expand.shape[0] if expand is not None else None))
             else:
                 raise ValueError(f"{p[:-1]} is neither a SAM block (attn.v) nor an MSA block (attn.q)")
         if len(sam) > 1 or len(mlp) > 1:
             raise ValueError(f"stage {i}: its blocks differ in MHMC kernels, SAA or MLP width, which SMT configures "
                              f"per stage")
-        kernels, has_saa, ratio = sam.pop() if sam else ((), True, 2.0)
-        pattern = _pattern(tuple(types))
-        cfg["embed_dims"].append(dim)
-        cfg["depths"].append(len(blocks))
-        cfg["block_types"].append(pattern)
-        cfg["sam_heads"].append(len(kernels) if kernels else 4)
-        cfg["kernel_sizes"].append(kernels if kernels else None)
-        cfg["saa"].append(has_saa)
-        cfg["expand_ratio"].append(ratio)
-        cfg["mlp_ratios"].append(mlp.pop() if mlp else 4)
-    cfg["num_classes"] = state["head.weight"].shape[0] if "head.weight" in state else 0
-    return {k: tuple(v) if isinstance(v, list) else v for k, v in cfg.items()}
+        dims.append(dim)
+        depths.append(len(blocks))
+        stages.append(_stage_config(dim, tuple(types), sam.pop() if sam else None, mlp.pop() if mlp else None))
+    cfg = _config(stem.shape[-1], dims, depths, stages,
+                  qkv_bias=any(k.endswith(("attn.v.bias", "attn.q.bias")) for k in state),
+                  layer_scale=any(k.endswith(".ls1.gamma") for k in state))
+    return dict(in_chans=stem.shape[1], **cfg, num_classes=state["head.weight"].shape[0] if "head.weight" in state
+                else 0)
 
 
 _ARCH_KEYS = ("in_chans", "stem_kernel", "embed_dims", "depths", "block_types", "sam_heads", "kernel_sizes", "saa",
               "expand_ratio", "mlp_ratios", "qkv_bias", "layer_scale")
 
 
-def _pattern(types: tuple[str, ...]) -> Any:
-    if types and all(t == "sam" for t in types):
-        return "sam"
-    if types and all(t == "msa" for t in types):
-        return "msa"
-    if types == tuple("sam" if j % 2 == 0 else "msa" for j in range(len(types))):
-        return "mix"
-    return types
-
-
-@lru_cache(maxsize=None)
+@cache
 def _variant_config(name: str) -> dict[str, Any]:
     """What `infer_config` reads from the weights of `SMT(**VARIANTS[name])`, without building it."""
-    args = {k: p.default for k, p in inspect.signature(SMT.__init__).parameters.items() if k != "self"}
-    args.update(VARIANTS[name])
-    n = len(args["embed_dims"])
-
-    def per(x: Any) -> tuple:
-        return tuple(x) if isinstance(x, (list, tuple)) else (x,) * n
-
-    cfg: dict[str, Any] = {k: [] for k in ("block_types", "sam_heads", "kernel_sizes", "saa", "expand_ratio",
-                                           "mlp_ratios")}
-    bts = per(args["block_types"]) if not isinstance(args["block_types"], str) else (args["block_types"],) * n
-    kernel_sizes = per(args["kernel_sizes"]) if args["kernel_sizes"] is not None else (None,) * n
-    for i, (dim, depth) in enumerate(zip(args["embed_dims"], args["depths"])):
-        types = expand_block_types(bts[i], depth, i)
-        sam = "sam" in types
-        heads = per(args["sam_heads"])[i]
-        kernels = tuple(kernel_sizes[i]) if kernel_sizes[i] is not None else tuple(3 + 2 * h for h in range(heads))
-        cfg["block_types"].append(_pattern(types))
-        cfg["sam_heads"].append(len(kernels) if sam else 4)
-        cfg["kernel_sizes"].append(kernels if sam else None)
-        cfg["saa"].append(per(args["saa"])[i] if sam else True)
-        ratio = per(args["expand_ratio"])[i]
-        cfg["expand_ratio"].append(_ratio(int(dim * ratio), dim) if sam and per(args["saa"])[i] else 2.0)
-        cfg["mlp_ratios"].append(_ratio(int(dim * per(args["mlp_ratios"])[i]), dim) if depth else 4)
-    cfg = {k: tuple(v) for k, v in cfg.items()}
-    return dict(cfg, in_chans=args["in_chans"], stem_kernel=args["stem_kernel"], embed_dims=tuple(args["embed_dims"]),
-                depths=tuple(args["depths"]), qkv_bias=bool(args["qkv_bias"]),
-                layer_scale=1e-4 if args["layer_scale"] is not None else None)
+    arch = VARIANTS[name]
+    stages = []
+    for s in resolve_stages(arch["embed_dims"], arch["depths"], arch["block_types"], arch["sam_heads"],
+                            arch["kernel_sizes"], arch["expand_ratio"], arch["saa"], arch["msa_heads"],
+                            arch["mlp_ratios"]):
+        sam = (s.kernel_sizes, int(s.dim * s.expand_ratio) if s.saa else None) if "sam" in s.block_types else None
+        stages.append(_stage_config(s.dim, s.block_types, sam, int(s.dim * s.mlp_ratio) if s.block_types else None))
+    return _config(arch["stem_kernel"], arch["embed_dims"], arch["depths"], stages, arch["qkv_bias"],
+                   arch["layer_scale"] is not None)
 
 
 def identify_variant(config: Mapping[str, Any]) -> Optional[str]:
@@ -345,7 +350,7 @@ def _msa_heads(config: Mapping[str, Any], variant: Optional[str]) -> tuple[int, 
     return tuple(heads)
 
 
-def create_model_from_checkpoint(path: os.PathLike, **kwargs: Any) -> SMT:
+def create_model_from_checkpoint(path: os.PathLike, **kwargs: Any) -> nn.Module:
     """Build the SMT that a checkpoint file describes and load its weights.
 
     The architecture is read from the weights (`infer_config`): embed dims, depths, block types, SAM head
@@ -360,8 +365,8 @@ def create_model_from_checkpoint(path: os.PathLike, **kwargs: Any) -> SMT:
             re-initialise the classifier, `drop_path_rate=0.1`).
 
     Returns:
-        The model (in training mode, as `timm.create_model` returns it), with `pretrained_cfg` of the
-        matching variant (of `smt_tiny` for a custom architecture).
+        The `smt.SMT` model (in training mode, as `timm.create_model` returns it), with `pretrained_cfg` of
+        the matching variant (of `smt_tiny` for a custom architecture).
     """
     import timm
 
@@ -391,8 +396,6 @@ def convert_checkpoint(src: os.PathLike, dst: os.PathLike, to_official: bool = F
     Returns:
         The state dict written.
     """
-    from .model import to_official_state_dict
-
     src, dst = Path(src), Path(dst)
     state = read_checkpoint(src)
     if to_official:

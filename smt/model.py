@@ -12,7 +12,7 @@ it reproduces the authors' logits (float64, to 1e-9; see `tests/test_model.py`).
   `attn.saa.{expand,bn,reduce}` (authors: `attn.proj0`, `attn.bn`, `attn.proj1`), the MLP's
   depthwise conv is `mlp.dwconv` (authors: `mlp.dwconv.dwconv`) and layer scale is
   `ls{1,2}.gamma` (authors: `gamma_{1,2}`). `checkpoint_filter_fn` and `to_official_state_dict`
-  convert both ways, exactly.
+  (`smt.keys`) convert both ways, exactly.
 - Named identity taps (no parameters, nothing in the state dict) expose what lives inside a block:
   `attn.mhmc.heads.{h}`, `attn.saa_input`, `attn.modulator` (SAM) and `attn.attn_weights` (MSA).
   `TAPS` documents them. The authors keep the modulator as an attribute (`self.modulator = ...`)
@@ -38,7 +38,8 @@ it reproduces the authors' logits (float64, to 1e-9; see `tests/test_model.py`).
   other submodules carry hooks, or whose submodules were swapped, runs the literal path, so every
   tap fires. `benchmarks/bench_model.py` measures both paths.
 - Configurable beyond the release: SAM head count, kernel size per head, SAA on/off (ablation),
-  the SAM/MSA pattern of each stage, `in_chans`.
+  the SAM/MSA pattern of each stage, `in_chans` (read and checked per stage by
+  `smt.variants.resolve_stages`; the variants' architectures are `smt.variants.VARIANTS`).
 """
 from __future__ import annotations
 
@@ -54,10 +55,19 @@ from timm.layers import DropPath, LayerNorm2d, LayerScale, trunc_normal_
 from timm.models import build_model_with_cfg, checkpoint, generate_default_cfgs, register_model
 from timm.models._features import feature_take_indices
 
-__all__ = ["SMT", "TAPS", "checkpoint_filter_fn", "to_official_state_dict", "BLOCK_TYPES"]
+from .checkpoint import load_weights
+from .keys import (
+    checkpoint_filter_fn,
+    is_official_state_dict,
+    official_key_to_ours,
+    our_key_to_official,
+    to_official_state_dict,
+)
+from .variants import BLOCK_TYPES, STAGE_PATTERNS, VARIANTS, default_kernel_sizes, expand_block_types, resolve_stages
 
-BLOCK_TYPES = ("sam", "msa")
-STAGE_PATTERNS = ("sam", "msa", "mix")
+# the key conversion (`smt.keys`) and the variant table (`smt.variants`) are also importable from here
+__all__ = ["SMT", "TAPS", "VARIANTS", "BLOCK_TYPES", "STAGE_PATTERNS", "expand_block_types", "checkpoint_filter_fn",
+           "to_official_state_dict", "official_key_to_ours", "our_key_to_official", "is_official_state_dict"]
 
 #: Tap points: identity modules inside every block, by the suffix of their module name.
 TAPS = {
@@ -300,7 +310,7 @@ class ScaleAwareModulation(nn.Module):
             proj_drop: Dropout after the output projection.
         """
         super().__init__()
-        kernel_sizes = tuple(kernel_sizes) if kernel_sizes is not None else tuple(3 + 2 * h for h in range(num_heads))
+        kernel_sizes = tuple(kernel_sizes) if kernel_sizes is not None else default_kernel_sizes(num_heads)
         self.num_heads = num_heads
         self.v = nn.Linear(dim, dim, bias=qkv_bias)
         self.s = nn.Linear(dim, dim, bias=qkv_bias)
@@ -623,57 +633,6 @@ class SMTStage(nn.Module):
         return x.transpose(1, 2).reshape(B, C, H, W)
 
 
-def _per_stage(name: str, value: Any, num_stages: int) -> tuple:
-    if not isinstance(value, (list, tuple)):
-        return (value,) * num_stages
-    if len(value) != num_stages:
-        raise ValueError(f"{name} has {len(value)} entries but the model has {num_stages} stages: "
-                         f"give one value per stage, e.g. {name}={tuple(value[:1]) * num_stages}")
-    return tuple(value)
-
-
-def expand_block_types(pattern: Union[str, Sequence[str]], depth: int, stage: int) -> tuple[str, ...]:
-    """Block types of one stage from "sam", "msa", "mix" (even index SAM, odd MSA) or an explicit list."""
-    if isinstance(pattern, str):
-        if pattern not in STAGE_PATTERNS:
-            raise ValueError(f"stage {stage}: block type {pattern!r} is not one of {STAGE_PATTERNS}; "
-                             f"use 'sam', 'msa', 'mix' or a list of 'sam'/'msa' per block")
-        if pattern == "mix":
-            return tuple("sam" if j % 2 == 0 else "msa" for j in range(depth))
-        return (pattern,) * depth
-    types = tuple(pattern)
-    if len(types) != depth:
-        raise ValueError(f"stage {stage}: {len(types)} block types given for {depth} blocks; give one per block")
-    for j, t in enumerate(types):
-        if t not in BLOCK_TYPES:
-            raise ValueError(f"stage {stage}, block {j}: block type {t!r} is neither 'sam' nor 'msa'; "
-                             f"use one of {BLOCK_TYPES}")
-    return types
-
-
-def _check_stage(stage: int, dim: int, types: Sequence[str], sam_heads: int, kernels: Sequence[int],
-                 msa_heads: int) -> None:
-    if "sam" in types:
-        if sam_heads < 1 or sam_heads > dim:
-            raise ValueError(f"stage {stage}: sam_heads={sam_heads} but the stage has {dim} channels; "
-                             f"use between 1 and {dim} heads")
-        if dim % sam_heads:
-            ok = [n for n in range(1, min(dim, 16) + 1) if dim % n == 0]
-            raise ValueError(f"stage {stage}: {dim} channels are not divisible by sam_heads={sam_heads}; "
-                             f"choose a head count that divides {dim}, e.g. {ok}")
-        if len(kernels) != sam_heads:
-            raise ValueError(f"stage {stage}: {len(kernels)} kernel sizes for {sam_heads} heads; "
-                             f"give one odd kernel size per head")
-        for h, k in enumerate(kernels):
-            if not isinstance(k, int) or k < 1 or k % 2 == 0:
-                raise ValueError(f"stage {stage}, head {h}: kernel size {k!r} must be a positive odd integer "
-                                 f"(padding k//2 keeps the grid), e.g. {3 + 2 * h}")
-    if "msa" in types:
-        if msa_heads < 1 or dim % msa_heads:
-            raise ValueError(f"stage {stage}: {dim} channels are not divisible by msa_heads={msa_heads}; "
-                             f"choose an attention head count that divides {dim}")
-
-
 class SMT(nn.Module):
     """Scale-Aware Modulation Transformer."""
 
@@ -724,23 +683,12 @@ class SMT(nn.Module):
             fused_attn: Use SDPA in MSA blocks while nothing listens on the attention taps.
         """
         super().__init__()
-        num_stages = len(embed_dims)
-        if len(depths) != num_stages:
-            raise ValueError(f"depths has {len(depths)} entries for {num_stages} embed_dims; give one depth per stage")
         if in_chans < 1:
             raise ValueError(f"in_chans={in_chans}: an image needs at least one channel")
         if stem_kernel < 1 or stem_kernel % 2 == 0:
             raise ValueError(f"stem_kernel={stem_kernel} must be a positive odd integer (3 or 7 in the release)")
-        block_types = _per_stage("block_types", block_types if not isinstance(block_types, str) else block_types,
-                                 num_stages)
-        sam_heads = _per_stage("sam_heads", sam_heads, num_stages)
-        if kernel_sizes is None:
-            kernel_sizes = (None,) * num_stages
-        kernel_sizes = _per_stage("kernel_sizes", kernel_sizes, num_stages)
-        expand_ratio = _per_stage("expand_ratio", expand_ratio, num_stages)
-        saa = _per_stage("saa", saa, num_stages)
-        msa_heads = _per_stage("msa_heads", msa_heads, num_stages)
-        mlp_ratios = _per_stage("mlp_ratios", mlp_ratios, num_stages)
+        stage_cfgs = resolve_stages(embed_dims, depths, block_types, sam_heads, kernel_sizes, expand_ratio, saa,
+                                    msa_heads, mlp_ratios)
 
         self.num_classes = num_classes
         self.global_pool = global_pool
@@ -753,19 +701,15 @@ class SMT(nn.Module):
         dpr = [x.tolist() for x in torch.linspace(0, drop_path_rate, sum(depths)).split(list(depths))]
         self.stem = Stem(in_chans, embed_dims[0], stem_kernel)
         stages, self.feature_info, self.stage_block_types, self.stage_kernel_sizes = [], [], [], []
-        for i, dim in enumerate(embed_dims):
-            types = expand_block_types(block_types[i], depths[i], i)
-            kernels = tuple(kernel_sizes[i]) if kernel_sizes[i] is not None else tuple(
-                3 + 2 * h for h in range(max(sam_heads[i], 0)))
-            _check_stage(i, dim, types, sam_heads[i], kernels, msa_heads[i])
-            self.stage_block_types.append(types)
-            self.stage_kernel_sizes.append(kernels if "sam" in types else ())
+        for i, cfg in enumerate(stage_cfgs):
+            self.stage_block_types.append(cfg.block_types)
+            self.stage_kernel_sizes.append(cfg.kernel_sizes if "sam" in cfg.block_types else ())
             stages.append(SMTStage(
-                nn.Identity() if i == 0 else Downsample(embed_dims[i - 1], dim), dim, types, dpr[i],
-                sam_heads=sam_heads[i], kernel_sizes=kernels, expand_ratio=expand_ratio[i], saa=saa[i],
-                msa_heads=msa_heads[i], mlp_ratio=mlp_ratios[i], qkv_bias=qkv_bias, layer_scale=layer_scale,
+                nn.Identity() if i == 0 else Downsample(embed_dims[i - 1], cfg.dim), cfg.dim, cfg.block_types, dpr[i],
+                sam_heads=cfg.sam_heads, kernel_sizes=cfg.kernel_sizes, expand_ratio=cfg.expand_ratio, saa=cfg.saa,
+                msa_heads=cfg.msa_heads, mlp_ratio=cfg.mlp_ratio, qkv_bias=qkv_bias, layer_scale=layer_scale,
                 proj_drop=proj_drop_rate, attn_drop=attn_drop_rate, fused_attn=fused_attn))
-            self.feature_info.append(dict(num_chs=dim, reduction=2 ** (i + 2), module=f"stages.{i}"))
+            self.feature_info.append(dict(num_chs=cfg.dim, reduction=2 ** (i + 2), module=f"stages.{i}"))
         self.stages = nn.Sequential(*stages)
 
         self.head_drop = nn.Dropout(drop_rate)
@@ -899,96 +843,7 @@ class SMT(nn.Module):
 
     def load_pretrained(self, path: str) -> None:
         """Load weights from a file in any supported format (timm calls this for `pretrained=True`)."""
-        from .checkpoint import load_weights
-
         load_weights(self, path)
-
-
-# ---- conversion between the authors' key layout and ours ---------------------------------------
-
-_STEM_KEYS = {"conv.0.": "conv1.", "conv.1.": "bn.", "conv.3.": "conv2.", "norm.": "norm."}
-_BLOCK_KEYS = (  # (authors, ours), applied inside a block
-    (r"attn\.local_conv_(\d+)\.", lambda m: f"attn.mhmc.convs.{int(m.group(1)) - 1}."),
-    (r"attn\.proj0\.", "attn.saa.expand."),
-    (r"attn\.bn\.", "attn.saa.bn."),
-    (r"attn\.proj1\.", "attn.saa.reduce."),
-    (r"mlp\.dwconv\.dwconv\.", "mlp.dwconv."),
-    (r"^gamma_(\d)$", lambda m: f"ls{m.group(1)}.gamma"),
-)
-_BLOCK_KEYS_BACK = (
-    (r"attn\.mhmc\.convs\.(\d+)\.", lambda m: f"attn.local_conv_{int(m.group(1)) + 1}."),
-    (r"attn\.saa\.expand\.", "attn.proj0."),
-    (r"attn\.saa\.bn\.", "attn.bn."),
-    (r"attn\.saa\.reduce\.", "attn.proj1."),
-    (r"mlp\.dwconv\.", "mlp.dwconv.dwconv."),
-    (r"^ls(\d)\.gamma$", lambda m: f"gamma_{m.group(1)}"),
-)
-
-
-def _sub_all(rules: Sequence, key: str) -> str:
-    import re
-
-    for pattern, repl in rules:
-        key = re.sub(pattern, repl, key)
-    return key
-
-
-def official_key_to_ours(key: str) -> str:
-    """Map one key of the authors' state dict to this project's name (raises KeyError if foreign)."""
-    import re
-
-    if m := re.fullmatch(r"patch_embed1\.(.+)", key):
-        for a, b in _STEM_KEYS.items():
-            if m.group(1).startswith(a):
-                return "stem." + b + m.group(1)[len(a):]
-    elif m := re.fullmatch(r"patch_embed(\d+)\.(proj|norm)\.(.+)", key):
-        return f"stages.{int(m.group(1)) - 1}.downsample.{m.group(2)}.{m.group(3)}"
-    elif m := re.fullmatch(r"block(\d+)\.(\d+)\.(.+)", key):
-        return f"stages.{int(m.group(1)) - 1}.blocks.{m.group(2)}." + _sub_all(_BLOCK_KEYS, m.group(3))
-    elif m := re.fullmatch(r"norm(\d+)\.(.+)", key):
-        return f"stages.{int(m.group(1)) - 1}.norm.{m.group(2)}"
-    elif key.startswith("head."):
-        return key
-    raise KeyError(key)
-
-
-def our_key_to_official(key: str) -> str:
-    """Inverse of `official_key_to_ours` (raises KeyError for a key the authors' model has no place for)."""
-    import re
-
-    if m := re.fullmatch(r"stem\.(.+)", key):
-        for a, b in _STEM_KEYS.items():
-            if m.group(1).startswith(b):
-                return "patch_embed1." + a + m.group(1)[len(b):]
-    elif m := re.fullmatch(r"stages\.(\d+)\.downsample\.(.+)", key):
-        return f"patch_embed{int(m.group(1)) + 1}.{m.group(2)}"
-    elif m := re.fullmatch(r"stages\.(\d+)\.blocks\.(\d+)\.(.+)", key):
-        return f"block{int(m.group(1)) + 1}.{m.group(2)}." + _sub_all(_BLOCK_KEYS_BACK, m.group(3))
-    elif m := re.fullmatch(r"stages\.(\d+)\.norm\.(.+)", key):
-        return f"norm{int(m.group(1)) + 1}.{m.group(2)}"
-    elif key.startswith("head."):
-        return key
-    raise KeyError(key)
-
-
-def is_official_state_dict(state_dict: dict) -> bool:
-    """True when the keys are in the authors' layout (`patch_embed1...`, `block1.0...`)."""
-    return any(k.startswith(("patch_embed1.", "block1.")) for k in state_dict)
-
-
-def checkpoint_filter_fn(state_dict: dict, model: Optional[nn.Module] = None) -> dict[str, torch.Tensor]:
-    """Convert the authors' checkpoint (or `{"model": ...}` / `{"state_dict": ...}`) to this layout."""
-    for wrapper in ("model", "state_dict"):
-        if isinstance(state_dict.get(wrapper), dict):
-            state_dict = state_dict[wrapper]
-    if not is_official_state_dict(state_dict):
-        return dict(state_dict)
-    return {official_key_to_ours(k): v for k, v in state_dict.items()}
-
-
-def to_official_state_dict(state_dict: dict) -> dict[str, torch.Tensor]:
-    """Convert a state dict of this layout back to the authors' keys (for their detection/segmentation code)."""
-    return {our_key_to_official(k): v for k, v in state_dict.items()}
 
 
 # ---- registry ------------------------------------------------------------------------------------
@@ -1030,22 +885,6 @@ default_cfgs = generate_default_cfgs({
     "smt_nano.untrained": _cfg(),
     "test_smt.untrained": _cfg(input_size=(3, 64, 64), pool_size=(2, 2)),
 })
-
-#: Architecture of each registered variant (the arguments `SMT` gets before user overrides).
-VARIANTS: dict[str, dict[str, Any]] = {
-    "smt_tiny": dict(embed_dims=(64, 128, 256, 512), depths=(2, 2, 8, 1), mlp_ratios=(4, 4, 4, 2),
-                     msa_heads=(2, 4, 8, 16), stem_kernel=3),
-    "smt_small": dict(embed_dims=(64, 128, 256, 512), depths=(3, 4, 18, 2), mlp_ratios=(4, 4, 4, 2),
-                      msa_heads=(2, 4, 8, 16), stem_kernel=3),
-    "smt_base": dict(embed_dims=(64, 128, 256, 512), depths=(4, 6, 28, 2), mlp_ratios=(8, 6, 4, 2),
-                     msa_heads=(2, 4, 8, 16), stem_kernel=7),
-    "smt_large": dict(embed_dims=(96, 192, 384, 768), depths=(4, 6, 28, 4), mlp_ratios=(8, 6, 4, 2),
-                      msa_heads=(2, 4, 8, 16), stem_kernel=7, layer_scale=1e-4),
-    "smt_nano": dict(embed_dims=(32, 64, 128, 256), depths=(2, 2, 4, 1), mlp_ratios=(4, 4, 4, 2),
-                     msa_heads=(1, 2, 4, 8), stem_kernel=3),
-    "test_smt": dict(embed_dims=(16, 32, 64, 128), depths=(1, 1, 2, 1), mlp_ratios=(2, 2, 2, 2),
-                     msa_heads=(1, 2, 2, 4), stem_kernel=3),
-}
 
 
 @register_model
