@@ -18,6 +18,7 @@ import logging
 import os
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import Any, Optional
@@ -26,14 +27,13 @@ import torch
 import torch.nn as nn
 
 from .keys import is_official_state_dict, official_key_to_ours, to_official_state_dict
-from .reader import (CheckpointError, CheckpointFile, TensorRef, UnknownObject, UnsafeCheckpointError, open_checkpoint,
-                     safe_load)
+from .reader import CheckpointError, TensorRef, UnknownObject, UnsafeCheckpointError, open_checkpoint, safe_load
 from .variants import VARIANTS, resolve_stages
 
 __all__ = [
-    "CheckpointError", "UnsafeCheckpointError", "CheckpointMismatchError", "UnknownObject",
-    "safe_load", "read_checkpoint", "load_weights", "infer_config", "identify_variant",
-    "create_model_from_checkpoint", "convert_checkpoint",
+    "CheckpointError", "UnsafeCheckpointError", "CheckpointMismatchError", "UnknownObject", "WeightsInFile",
+    "safe_load", "read_checkpoint", "locate_weights", "load_weights", "infer_config", "identify_variant",
+    "variant_differences", "group_keys", "summarise_keys", "create_model_from_checkpoint", "convert_checkpoint",
 ]
 
 _logger = logging.getLogger(__name__)
@@ -50,7 +50,12 @@ def _type_name(obj: Any) -> str:
     return ("an " if name[:1].lower() in "aeiou" else "a ") + name
 
 
-def _find_state_dict(path: Path, obj: Any) -> Mapping:
+def _is_tensor(obj: Any) -> bool:
+    return isinstance(obj, (TensorRef, torch.Tensor))
+
+
+def _find_state_dict(path: Path, obj: Any) -> tuple[Optional[str], Mapping]:
+    """The state dict in `obj` and the top-level entry that holds it (None: `obj` is the state dict)."""
     if isinstance(obj, UnknownObject) and not len(obj):
         raise CheckpointError(f"{path}: holds a pickled {obj.pickled_class} object, not a state dict; "
                               f"save model.state_dict() instead of the model")
@@ -58,20 +63,80 @@ def _find_state_dict(path: Path, obj: Any) -> Mapping:
         raise CheckpointError(f"{path}: holds {_type_name(obj)}, not a state dict (a dict of tensors)")
     for wrapper in ("model", "state_dict", "model_state_dict", "module"):
         inner = obj.get(wrapper)
-        if isinstance(inner, Mapping) and any(isinstance(v, (TensorRef, torch.Tensor)) for v in inner.values()):
-            return inner
+        if isinstance(inner, Mapping) and any(_is_tensor(v) for v in inner.values()):
+            return wrapper, inner
     if isinstance(obj.get("model"), UnknownObject):
         raise CheckpointError(f"{path}: its 'model' entry is a pickled {obj['model'].pickled_class} object, not a "
                               f"state dict; save model.state_dict() instead of the model")
-    if not any(isinstance(v, (TensorRef, torch.Tensor)) for v in obj.values()):
+    if not any(_is_tensor(v) for v in obj.values()):
         keys = ", ".join(repr(k) for k in list(obj)[:8])
         raise CheckpointError(f"{path}: holds no weights: its top-level entries ({keys}) contain no "
                               f"'model'/'state_dict' dict of tensors")
-    return obj
+    return None, obj
 
 
 def _looks_like_smt(keys: list[str]) -> bool:
     return any(k.startswith(("stem.conv1.", "stages.0.blocks.")) for k in keys)
+
+
+@dataclass(frozen=True)
+class WeightsInFile:
+    """Where the SMT weights of a checkpoint are and how they were stored (see `locate_weights`).
+
+    Attributes:
+        entry: The top-level entry that holds the state dict ("model", "state_dict", ...), or None when
+            the file is the state dict itself.
+        layout: "official" (the authors' keys, `patch_embed1...`, `block1.0...`) or "timm" (this project's).
+        module_prefix: The keys carried DistributedDataParallel's `module.` prefix (removed in `state`).
+        state: The weights under this project's keys, as tensors or (not read yet) `TensorRef`s.
+    """
+
+    entry: Optional[str]
+    layout: str
+    module_prefix: bool
+    state: dict[str, Any]
+
+
+def locate_weights(path: os.PathLike, obj: Any) -> WeightsInFile:
+    """Find the SMT state dict in `obj`, what a checkpoint file holds (`smt.reader.open_checkpoint(path).obj`).
+
+    Args:
+        path: The file's path, for the messages.
+        obj: What the file holds: tensors or `TensorRef`s in containers.
+
+    Raises:
+        CheckpointError: A pickled model object, no weights, entries that are not tensors, or weights of
+            another architecture (also an SMT backbone inside another model, in the authors' layout).
+    """
+    entry, state = _find_state_dict(Path(path), obj)
+    for k, v in state.items():
+        if not isinstance(k, str) or not _is_tensor(v):
+            what = f"key {k!r} holds {_type_name(v)}" if isinstance(k, str) else f"key {k!r} is not a string"
+            raise CheckpointError(f"{path}: is not a state dict: {what}, not a tensor")
+    prefixed = bool(state) and all(k.startswith("module.") for k in state)
+    if prefixed:
+        state = {k[len("module."):]: v for k, v in state.items()}
+    keys = list(state)
+    official = is_official_state_dict(state)
+    if official:
+        foreign = []
+        renamed = {}
+        for k in keys:
+            try:
+                renamed[official_key_to_ours(k)] = k
+            except KeyError:
+                foreign.append(k)
+        if foreign:
+            raise CheckpointError(f"{path}: has SMT keys in the authors' layout but also {len(foreign)} key(s) SMT "
+                                  f"has no place for ({', '.join(foreign[:4])}); is it a model built on SMT "
+                                  f"(detection, segmentation)? Keep only the backbone's keys")
+        state = {new: state[old] for new, old in renamed.items()}
+    elif not _looks_like_smt(keys):
+        shown = ", ".join(keys[:4]) + (", ..." if len(keys) > 4 else "")
+        raise CheckpointError(f"{path}: holds weights of another architecture, not SMT: none of its {len(keys)} "
+                              f"keys ({shown}) is an SMT key (stem.*, stages.*, or the authors' patch_embed1.*, "
+                              f"block1.*)")
+    return WeightsInFile(entry, "official" if official else "timm", prefixed, dict(state))
 
 
 def read_checkpoint(path: os.PathLike) -> dict[str, torch.Tensor]:
@@ -91,38 +156,7 @@ def read_checkpoint(path: os.PathLike) -> dict[str, torch.Tensor]:
     """
     path = Path(path)
     with open_checkpoint(path) as file:
-        return _weights(path, file)
-
-
-def _weights(path: Path, file: CheckpointFile) -> dict[str, torch.Tensor]:
-    obj = file.obj
-    state = _find_state_dict(path, obj)
-    for k, v in state.items():
-        if not isinstance(k, str) or not isinstance(v, (TensorRef, torch.Tensor)):
-            what = f"key {k!r} holds {_type_name(v)}" if isinstance(k, str) else f"key {k!r} is not a string"
-            raise CheckpointError(f"{path}: is not a state dict: {what}, not a tensor")
-    if state and all(k.startswith("module.") for k in state):
-        state = {k[len("module."):]: v for k, v in state.items()}
-    keys = list(state)
-    if is_official_state_dict(state):
-        foreign = []
-        renamed = {}
-        for k in keys:
-            try:
-                renamed[official_key_to_ours(k)] = k
-            except KeyError:
-                foreign.append(k)
-        if foreign:
-            raise CheckpointError(f"{path}: has SMT keys in the authors' layout but also {len(foreign)} key(s) SMT "
-                                  f"has no place for ({', '.join(foreign[:4])}); is it a model built on SMT "
-                                  f"(detection, segmentation)? Keep only the backbone's keys")
-        state = {new: state[old] for new, old in renamed.items()}
-    elif not _looks_like_smt(keys):
-        shown = ", ".join(keys[:4]) + (", ..." if len(keys) > 4 else "")
-        raise CheckpointError(f"{path}: holds weights of another architecture, not SMT: none of its {len(keys)} "
-                              f"keys ({shown}) is an SMT key (stem.*, stages.*, or the authors' patch_embed1.*, "
-                              f"block1.*)")
-    return file.materialise(dict(state))
+        return file.materialise(locate_weights(path, file.obj).state)
 
 
 # ---- reading the architecture from the weights ---------------------------------------------------
@@ -245,13 +279,24 @@ def _variant_config(name: str) -> dict[str, Any]:
                    arch["layer_scale"] is not None)
 
 
-def identify_variant(config: Mapping[str, Any]) -> Optional[str]:
-    """The registered variant whose architecture is `config` (from `infer_config`), or None."""
+def variant_differences(config: Mapping[str, Any]) -> dict[str, dict[str, tuple[Any, Any]]]:
+    """For each registered variant, the architecture entries in which `config` (from `infer_config`) differs.
+
+    Returns:
+        `{variant: {entry: (value in config, value of the variant)}}`, in `VARIANTS` order; an empty dict
+        for a variant means `config` is that variant. `in_chans` is not compared (a variant may be built
+        for any number of input channels).
+    """
+    out = {}
     for name in VARIANTS:
         ref = _variant_config(name)
-        if all(config.get(k) == ref[k] for k in _ARCH_KEYS if k != "in_chans"):
-            return name
-    return None
+        out[name] = {k: (config.get(k), ref[k]) for k in _ARCH_KEYS if k != "in_chans" and config.get(k) != ref[k]}
+    return out
+
+
+def identify_variant(config: Mapping[str, Any]) -> Optional[str]:
+    """The registered variant whose architecture is `config` (from `infer_config`), or None."""
+    return next((name for name, diff in variant_differences(config).items() if not diff), None)
 
 
 def _describe(config: Mapping[str, Any]) -> str:
@@ -262,25 +307,27 @@ def _describe(config: Mapping[str, Any]) -> str:
     return f"{name} ({arch})" if name else f"a custom SMT ({arch})"
 
 
-def _group(keys: list[str], limit: int = 3) -> str:
-    """'stages.2: 40 (blocks.8.*, blocks.9.*, ...); head: 2 (weight, bias)'."""
+def group_keys(keys: list[str]) -> dict[str, list[str]]:
+    """Keys by the part of the model they belong to: "stem", "stages.{i}", "head" or "other", in order."""
     groups: dict[str, list[str]] = {}
     for k in keys:
-        m = re.match(r"(stages\.\d+)\.(blocks\.\d+)\.", k) or re.match(r"(stages\.\d+|stem|head)\.()", k)
-        if m:
-            group, sub = m.group(1), (m.group(2) + ".*") if m.group(2) else k[len(m.group(1)) + 1:]
-        else:
-            group, sub = "other", k
-        subs = groups.setdefault(group, [])
-        if sub not in subs:
-            subs.append(sub)
-        groups[group + "#n"] = groups.get(group + "#n", []) + [k]
+        m = re.match(r"(stages\.\d+|stem|head)\.", k)
+        groups.setdefault(m.group(1) if m else "other", []).append(k)
+    return groups
+
+
+def summarise_keys(keys: list[str], limit: int = 3) -> str:
+    """'stages.2: 40 (blocks.8.*, blocks.9.*, ...); head: 2 (weight, bias)': a count and a few names per group."""
     parts = []
-    for g, subs in groups.items():
-        if g.endswith("#n"):
-            continue
+    for group, members in group_keys(keys).items():
+        subs: list[str] = []
+        for k in members:
+            m = re.match(r"stages\.\d+\.(blocks\.\d+)\.", k)
+            sub = m.group(1) + ".*" if m else k[len(group) + 1:] if group != "other" else k
+            if sub not in subs:
+                subs.append(sub)
         shown = ", ".join(subs[:limit]) + (", ..." if len(subs) > limit else "")
-        parts.append(f"{g}: {len(groups[g + '#n'])} ({shown})")
+        parts.append(f"{group}: {len(members)} ({shown})")
     return "; ".join(parts)
 
 
@@ -313,9 +360,10 @@ def _load_state(model: nn.Module, state: dict[str, torch.Tensor], path: Path) ->
         lines = [f"{path}: holds {file_arch} weights but the model is {model_arch}. Build the matching model "
                  f"(smt.create_model_from_checkpoint(path) reads the architecture from the file)."]
         if unexpected:
-            lines.append(f"  unexpected keys (in the file, not in the model), {len(unexpected)}: {_group(unexpected)}")
+            lines.append(f"  unexpected keys (in the file, not in the model), {len(unexpected)}: "
+                         f"{summarise_keys(unexpected)}")
         if missing:
-            lines.append(f"  missing keys (in the model, not in the file), {len(missing)}: {_group(missing)}")
+            lines.append(f"  missing keys (in the model, not in the file), {len(missing)}: {summarise_keys(missing)}")
         if wrong:
             shown = ", ".join(f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}" for k in wrong[:3])
             more = ", ..." if len(wrong) > 3 else ""

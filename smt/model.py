@@ -591,7 +591,8 @@ class SMT(nn.Module):
         self.drop_rate = drop_rate
         self.grad_checkpointing = False
 
-        dpr = [x.tolist() for x in torch.linspace(0, drop_path_rate, sum(depths)).split(list(depths))]
+        # the rates are plain floats: computed on the CPU, also when the model is built on another device
+        dpr = [x.tolist() for x in torch.linspace(0, drop_path_rate, sum(depths), device="cpu").split(list(depths))]
         self.stem = Stem(in_chans, embed_dims[0], stem_kernel)
         stages, self.feature_info, self.stage_block_types, self.stage_kernel_sizes = [], [], [], []
         for i, cfg in enumerate(stage_cfgs):
