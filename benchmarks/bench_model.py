@@ -70,7 +70,7 @@ def run_config(model: torch.nn.Module, x: torch.Tensor, passes: str, paths: dict
     step = make_step(model, x, passes)
     times: dict[str, list[float]] = {k: [] for k in paths}
     try:
-        for name, sw in paths.items():  # warm-up
+        for sw in paths.values():  # warm-up
             select(sw)
             step()
         order = list(paths.items())
