@@ -1,5 +1,5 @@
 # make setup: .venv with the project (editable) and its test extras; quick when nothing changed.
-# make demo:  the main job on the bundled defaults.   make test: the test suite.
+# make demo:  the main job on the bundled defaults.   make test: the lint step (ruff), then the test suite.
 # make data:  the Fashion-MNIST idx files (Debian package dataset-fashion-mnist) for training.
 PYTHON ?= python3
 VENV := .venv
@@ -20,6 +20,7 @@ demo: setup
 	$(PY) -m viz demo $(DEMO_ARGS)
 
 test: setup
+	$(PY) -m ruff check .
 	$(PY) -m pytest -n 2 --durations=15 $(PYTEST_ARGS)
 
 FMNIST_DIR ?= /usr/share/datasets/fashion-mnist

@@ -12,7 +12,7 @@ are timed alternately (the order rotating), `--repeats` times each after a warm-
 a shared machine hits both alike; the table shows median images per second and the median of the per-repeat ratios.
 
 `--ablate` adds one column per optimisation of the fused path, switched off on its own
-(`smt.model._FUSE`): time without it over time with all on, so above 1 is what it contributes.
+(`smt.fused.FUSE`): time without it over time with all on, so above 1 is what it contributes.
 `--clock cpu` times this process's CPU time instead of elapsed time: on a machine shared with other
 jobs that is steadier (with one thread, `--threads 1`, it equals the elapsed time of an idle machine).
 """
@@ -27,7 +27,7 @@ import timm
 import torch
 
 import smt  # noqa: F401
-from smt import model as smt_model
+from smt import fused as smt_fused
 
 # name -> switches changed from the default fused path (None: the literal path)
 ABLATIONS: dict[str, dict | None] = {
@@ -60,17 +60,17 @@ def make_step(model: torch.nn.Module, x: torch.Tensor, passes: str) -> Callable[
 def run_config(model: torch.nn.Module, x: torch.Tensor, passes: str, paths: dict[str, dict | None],
                repeats: int, clock: Callable[[], float] = time.perf_counter) -> dict[str, list[float]]:
     """Seconds per call for each path, the paths timed alternately."""
-    default = dict(smt_model._FUSE)
+    default = dict(smt_fused.FUSE)
 
     def select(switches: dict | None) -> None:
-        smt_model._FUSE.clear()
-        smt_model._FUSE.update(default, **(switches or {}))
+        smt_fused.FUSE.clear()
+        smt_fused.FUSE.update(default, **(switches or {}))
         model.set_fused(switches is not None)
 
     step = make_step(model, x, passes)
     times: dict[str, list[float]] = {k: [] for k in paths}
     try:
-        for name, sw in paths.items():  # warm-up
+        for sw in paths.values():  # warm-up
             select(sw)
             step()
         order = list(paths.items())
@@ -81,8 +81,8 @@ def run_config(model: torch.nn.Module, x: torch.Tensor, passes: str, paths: dict
                 step()
                 times[name].append(clock() - t0)
     finally:
-        smt_model._FUSE.clear()
-        smt_model._FUSE.update(default)
+        smt_fused.FUSE.clear()
+        smt_fused.FUSE.update(default)
         model.set_fused(True)
     return times
 

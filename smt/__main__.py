@@ -1,7 +1,8 @@
-"""Command line: `python -m smt summary | convert | validate`."""
+"""Command line: `python -m smt summary | convert | inspect | validate`."""
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 
 
@@ -16,6 +17,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("dst", help="output: .safetensors, or any other suffix for torch.save")
     p.add_argument("--to-official", action="store_true",
                    help="write the authors' key layout (patch_embed1..., block1.0...) for their own code")
+    p = sub.add_parser("inspect", help="what a checkpoint holds (format, entries, tensors, variant, config), "
+                                       "read without running anything from it",
+                       description="Describe a checkpoint file without running anything from it: its format, "
+                                   "top-level entries, tensors, parameters and bytes per dtype, key layout, the SMT "
+                                   "variant it matches (or the nearest and how it differs) and a pickled config.")
+    p.add_argument("file", help="a .pth/.pt file (zip or legacy torch.save format) or a .safetensors file")
+    p.add_argument("--json", action="store_true", help="print one JSON document instead of text")
     p = sub.add_parser("validate", help="top-1/top-5 on an ImageFolder dataset (also under torchrun)")
     from .validate import add_arguments
 
@@ -31,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "convert":
             from .checkpoint import convert_checkpoint, identify_variant, infer_config
-            from .model import checkpoint_filter_fn
+            from .keys import checkpoint_filter_fn
 
             state = convert_checkpoint(args.src, args.dst, to_official=args.to_official)
             try:
@@ -41,6 +49,12 @@ def main(argv: list[str] | None = None) -> int:
                 variant = "SMT"
             layout = "the authors' key layout" if args.to_official else "timm layout"
             print(f"wrote {args.dst}: {len(state)} tensors of {variant}, {layout}")
+            return 0
+        if args.command == "inspect":
+            from .inspection import format_inspection, inspect_checkpoint
+
+            report = inspect_checkpoint(args.file)
+            print(json.dumps(report, indent=2) if args.json else format_inspection(report))
             return 0
         if args.command == "validate":
             from .validate import main as validate_main

@@ -25,9 +25,9 @@ from pathlib import Path
 from typing import Any, Optional, Sequence, Union
 
 import numpy as np
+import timm
 import torch
 import torch.nn as nn
-import timm
 
 from . import model as _model  # noqa: F401  (registers the variants)
 from .data import CLASS_NAMES
@@ -224,7 +224,8 @@ def export_run(run_dir: Union[str, os.PathLike], name: str, *, test_size: int = 
     n_params = sum(v.numel() for v in state.values() if not v.dtype == torch.int64)
     fp32 = result.get("test", {})
     info = {"name": name, "fp32_top1": fp32.get("top1"), "fp32_n": fp32.get("n"), "shipped_top1": shipped["top1"],
-            "shipped_n": shipped["n"], "per_class": shipped["per_class"], "subset_top1": subset_top1, "subset_fp32_top1": subset_fp32,
+            "shipped_n": shipped["n"], "per_class": shipped["per_class"], "subset_top1": subset_top1,
+            "subset_fp32_top1": subset_fp32,
             "subset_n": len(subset), "train_seconds": result["train_seconds"], "steps": result["steps_done"],
             "dtype": dtype, "file_mb": target.stat().st_size / 1e6}
     card = _model_card(name, result, info, n_params, budget_note)
@@ -254,6 +255,15 @@ def _model_card(name: str, result: dict[str, Any], info: dict[str, Any], n_param
             else "the same canvases, downsampled")
     low = (f"the first {args['low_res_frac']:.0%} of the schedule at {args['low_res']} px ({view}), "
            f"the rest at {args['canvas_size']} px") if args.get("low_res") else f"{args['canvas_size']} px"
+    shipped_row = (f"| Scaled Fashion-MNIST test, {info['shipped_n']} canvases (seed {args['test_seed']}), shipped "
+                   f"{info['dtype']} weights | **{info['shipped_top1']:.2f}** |")
+    subset_row = (f"| shipped evaluation subset `eval_subset.npz` ({info['subset_n']} canvases), shipped weights | "
+                  f"**{info['subset_top1']:.2f}** |")
+    schedule = (f"over wall-clock time: a budget of {args['time_budget']} minutes in {args['epochs']} equal epochs; "
+                f"the cosine follows elapsed time, so the step count depends on the machine load"
+                if args["schedule"] == "time" else f"{result['total_steps']} steps")
+    made = (f"Made {result['steps_done']} steps ({result['steps_done'] * args['batch_size'] * world} canvases) in "
+            f"{result['train_seconds'] / 60:.1f} minutes of training")
     per_class = "\n".join(f"| {c} | {a:.1f} |" for c, a in info["per_class"].items())
     hist_rows = "\n".join(f"| {h['epoch']} | {h['steps']} | {h['train_loss']:.3f} | {h['train_acc']:.1f} | "
                           f"{h['val_top1']:.1f} | {h['train_seconds'] / 60:.1f} |" for h in hist)
@@ -277,9 +287,9 @@ not a benchmark result.
 
 | evaluation set | top-1 |
 |---|---|
-| Scaled Fashion-MNIST test, {info['shipped_n']} canvases (seed {args['test_seed']}), shipped {info['dtype']} weights | **{info['shipped_top1']:.2f}** |
+{shipped_row}
 | the same, before the cast | {fp32} |
-| shipped evaluation subset `eval_subset.npz` ({info['subset_n']} canvases), shipped weights | **{info['subset_top1']:.2f}** |
+{subset_row}
 | the same, before the cast | {info['subset_fp32_top1']:.2f} |
 
 Per class on the scaled test set (shipped weights):
@@ -306,8 +316,8 @@ the 10000 test items, seed {args['test_seed']}, epoch 0. Raw data: the Debian pa
 - AdamW (lr {args['lr']}, weight decay {args['weight_decay']}), batch {batch}, {args['warmup_steps']} warm-up
   steps, cosine to {args['min_lr']}, label smoothing {args['label_smoothing']}, no stochastic depth.
 - Resolution: {low}.
-- Schedule: {'over wall-clock time: a budget of ' + str(args['time_budget']) + ' minutes in ' + str(args['epochs']) + ' equal epochs; the cosine follows elapsed time, so the step count depends on the machine load' if args['schedule'] == 'time' else str(result['total_steps']) + ' steps'}{budget_note}.
-- Made {result['steps_done']} steps ({result['steps_done'] * args['batch_size'] * world} canvases) in {result['train_seconds'] / 60:.1f} minutes of training
+- Schedule: {schedule}{budget_note}.
+- {made}
   on a 2-core CPU, {procs}, torch {result['torch']}, timm {result['timm']}.
 - Source revision: `{result['git_revision']}`.
 

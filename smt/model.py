@@ -12,7 +12,7 @@ it reproduces the authors' logits (float64, to 1e-9; see `tests/test_model.py`).
   `attn.saa.{expand,bn,reduce}` (authors: `attn.proj0`, `attn.bn`, `attn.proj1`), the MLP's
   depthwise conv is `mlp.dwconv` (authors: `mlp.dwconv.dwconv`) and layer scale is
   `ls{1,2}.gamma` (authors: `gamma_{1,2}`). `checkpoint_filter_fn` and `to_official_state_dict`
-  convert both ways, exactly.
+  (`smt.keys`) convert both ways, exactly.
 - Named identity taps (no parameters, nothing in the state dict) expose what lives inside a block:
   `attn.mhmc.heads.{h}`, `attn.saa_input`, `attn.modulator` (SAM) and `attn.attn_weights` (MSA).
   `TAPS` documents them. The authors keep the modulator as an attribute (`self.modulator = ...`)
@@ -26,19 +26,22 @@ it reproduces the authors' logits (float64, to 1e-9; see `tests/test_model.py`).
   the fused default. The fused SAM permutes the s projection's output channels into the regrouped
   order and, at inference, runs MHMC as one depthwise conv whose per-head kernels are zero-padded to
   the largest, so the concatenation and the regrouping copy disappear (with autograd on each head
-  keeps its own conv: the padded conv's backward costs the largest kernel on every channel); SAA's grouped 1x1 conv runs as a
-  block-diagonal matmul on tokens up to 128 channels; BatchNorm (SAA, stem) is folded into the conv
-  before it in eval mode; the MLP's `h + dwconv(h)` is one depthwise conv with 1 added to each
-  kernel's centre tap; the stem runs channels-last so stage tokens are contiguous; at inference the
-  residual adds and the MLP's GELU are in place, and on a CPU in float32 every linear layer is one
-  oneDNN call with its bias (and SAA's GELU after a folded BatchNorm) applied inside the matmul,
-  which saves the separate pass that `addmm` makes to broadcast the bias. Fused weights are derived from the parameters on
-  every call: nothing is cached or saved, gradients flow to input and parameters alike, and the path
-  is the same in training (BatchNorm then uses batch statistics, unfolded). A module whose taps or
-  other submodules carry hooks, or whose submodules were swapped, runs the literal path, so every
-  tap fires. `benchmarks/bench_model.py` measures both paths.
+  keeps its own conv: the padded conv's backward costs the largest kernel on every channel); SAA's
+  grouped 1x1 conv runs as a block-diagonal matmul on tokens up to 128 channels; BatchNorm (SAA,
+  stem) is folded into the conv before it in eval mode; the MLP's `h + dwconv(h)` is one depthwise
+  conv with 1 added to each kernel's centre tap; the stem runs channels-last so stage tokens are
+  contiguous; at inference the residual adds and the MLP's GELU are in place, and on a CPU in
+  float32 every linear layer is one oneDNN call with its bias (and SAA's GELU after a folded
+  BatchNorm) applied inside the matmul, which saves the separate pass that `addmm` makes to
+  broadcast the bias. Fused weights are derived from the parameters on every call: nothing is
+  cached or saved, gradients flow to input and parameters alike, and the path is the same in
+  training (BatchNorm then uses batch statistics, unfolded). A module whose taps or other
+  submodules carry hooks, or whose submodules were swapped, runs the literal path, so every tap
+  fires. The helpers and switches of the fused path are in `smt.fused`; `benchmarks/bench_model.py`
+  measures both paths.
 - Configurable beyond the release: SAM head count, kernel size per head, SAA on/off (ablation),
-  the SAM/MSA pattern of each stage, `in_chans`.
+  the SAM/MSA pattern of each stage, `in_chans` (read and checked per stage by
+  `smt.variants.resolve_stages`; the variants' architectures are `smt.variants.VARIANTS`).
 """
 from __future__ import annotations
 
@@ -54,10 +57,33 @@ from timm.layers import DropPath, LayerNorm2d, LayerScale, trunc_normal_
 from timm.models import build_model_with_cfg, checkpoint, generate_default_cfgs, register_model
 from timm.models._features import feature_take_indices
 
-__all__ = ["SMT", "TAPS", "checkpoint_filter_fn", "to_official_state_dict", "BLOCK_TYPES"]
+from .checkpoint import load_weights
+from .fused import (
+    DENSE_EXPAND_MAX_CHANNELS,
+    FUSE,
+    apply_act,
+    dwconv_gelu,
+    fold_bn,
+    fusable,
+    is_exact_gelu,
+    linear,
+    map_to_tokens,
+    regroup_rows,
+    structure,
+    tokens_to_map,
+)
+from .keys import (
+    checkpoint_filter_fn,
+    is_official_state_dict,
+    official_key_to_ours,
+    our_key_to_official,
+    to_official_state_dict,
+)
+from .variants import BLOCK_TYPES, STAGE_PATTERNS, VARIANTS, default_kernel_sizes, expand_block_types, resolve_stages
 
-BLOCK_TYPES = ("sam", "msa")
-STAGE_PATTERNS = ("sam", "msa", "mix")
+# the key conversion (`smt.keys`) and the variant table (`smt.variants`) are also importable from here
+__all__ = ["SMT", "TAPS", "VARIANTS", "BLOCK_TYPES", "STAGE_PATTERNS", "expand_block_types", "checkpoint_filter_fn",
+           "to_official_state_dict", "official_key_to_ours", "our_key_to_official", "is_official_state_dict"]
 
 #: Tap points: identity modules inside every block, by the suffix of their module name.
 TAPS = {
@@ -67,125 +93,6 @@ TAPS = {
     "attn.modulator": "SAM: output of SAA, the modulator that multiplies v, (B, C, H, W)",
     "attn.attn_weights": "MSA: softmax attention weights, (B, heads, N, N), N = H*W tokens in row-major order",
 }
-
-
-#: Switches of the fused path, for measuring what each optimisation contributes
-#: (`benchmarks/bench_model.py --ablate`). Every combination computes the same numbers.
-_FUSE = {
-    "one_dwconv": True,    # inference: MHMC as one depthwise conv, kernels zero-padded, in regrouped order
-    "fold_bn": True,       # eval: SAA's BN folded into its grouped 1x1 conv (and the stem's BN into its conv)
-    "expand": "auto",      # SAA grouped 1x1 conv: "dense" (block-diagonal matmul on tokens), "conv", "auto"
-    "tokens": True,        # stage tokens made contiguous once (else the residual stream stays transposed)
-    "channels_last": True,  # the stem's convs on a channels-last image
-    "dw_residual": True,   # MLP: h + dwconv(h) as one depthwise conv (centre tap + 1)
-    "inplace": True,       # inference: residual adds, SAM's product and the MLP's GELU in place
-    "onednn_linear": True,  # CPU float32 inference: linears as one oneDNN call, bias (and SAA's GELU) fused
-    "onednn_gelu": True,   # CPU float32 inference: the MLP's GELU inside its depthwise conv (one oneDNN call)
-    "sdpa": True,          # MSA: F.scaled_dot_product_attention instead of explicit softmax weights
-}
-
-def _onednn_op(name: str) -> Optional[Callable]:
-    """oneDNN's fused CPU kernel `torch.ops.mkldnn.<name>`, when this PyTorch build has it."""
-    if not torch.backends.mkldnn.is_available():
-        return None
-    return getattr(getattr(torch.ops, "mkldnn", None), name, None)
-
-
-_ONEDNN_LINEAR = _onednn_op("_linear_pointwise")
-_ONEDNN_CONV = _onednn_op("_convolution_pointwise")
-
-
-def _onednn_inference(x: torch.Tensor, weight: torch.Tensor, switch: str) -> bool:
-    """True where a oneDNN kernel may stand in: CPU float32 inference (no autograd, no autocast, not
-    being compiled) with the switch on."""
-    return (_FUSE[switch] and not torch.is_grad_enabled() and x.dtype == torch.float32
-            and weight.dtype == torch.float32 and x.device.type == "cpu"
-            and not torch.is_autocast_enabled("cpu") and not torch.compiler.is_compiling())
-
-
-def _linear(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor] = None,
-            gelu: bool = False) -> torch.Tensor:
-    """`F.linear(x, weight, bias)`, followed by exact GELU when `gelu`.
-
-    At CPU float32 inference this is one oneDNN call with the bias and the GELU applied inside the
-    matmul; the numbers are those of `F.linear` and `F.gelu` (tested). Elsewhere, and when gradients
-    are needed, the plain ops run.
-    """
-    if _ONEDNN_LINEAR is not None and _onednn_inference(x, weight, "onednn_linear"):
-        return _ONEDNN_LINEAR(x, weight, bias, "gelu" if gelu else "none", [None], "none" if gelu else "")
-    x = F.linear(x, weight, bias)
-    return F.gelu(x) if gelu else x
-
-
-def _dwconv_gelu(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor], act: nn.Module) -> torch.Tensor:
-    """`act(depthwise_conv(x))` with stride 1 and 'same' padding; one oneDNN call at CPU float32
-    inference when `act` is exact GELU (same numbers to float32 rounding, tested)."""
-    k, C = weight.shape[-1], weight.shape[0]
-    if _ONEDNN_CONV is not None and _is_exact_gelu(act) and _onednn_inference(x, weight, "onednn_gelu"):
-        return _ONEDNN_CONV(x, weight, bias, [k // 2] * 2, [1, 1], [1, 1], C, "gelu", [None], "none")
-    return _act(act, F.conv2d(x, weight, bias, padding=k // 2, groups=C))
-
-
-def _structure(module: nn.Module) -> tuple:
-    """Types of `module`'s submodules in order: recorded at construction, compared before fusing."""
-    return tuple(type(m) for m in module.modules())
-
-
-def _fusable(module: nn.Module) -> bool:
-    """True when a fused forward may stand in for `module`'s literal one.
-
-    That is: no hook (forward or backward, global or on a submodule) would miss its call, and the
-    submodules are still of the types `module` was built with (model surgery, such as swapping a
-    conv for another module, falls back to the literal path). Hooks on `module` itself are fine.
-    """
-    mod = nn.modules.module
-    if (mod._global_forward_hooks or mod._global_forward_pre_hooks or mod._global_backward_hooks
-            or mod._global_backward_pre_hooks):
-        return False
-    built = module._built_structure
-    i = -1
-    for i, m in enumerate(module.modules()):
-        if i >= len(built) or type(m) is not built[i]:
-            return False
-        if i and (m._forward_hooks or m._forward_pre_hooks or m._backward_hooks or m._backward_pre_hooks):
-            return False
-    return i + 1 == len(built)
-
-
-def _regroup_rows(t: Optional[torch.Tensor], num_heads: int) -> Optional[torch.Tensor]:
-    """`HeadRegroup` applied to the first dim: row h*C/N + g moves to g*N + h."""
-    if t is None:
-        return None
-    return t.reshape(num_heads, t.shape[0] // num_heads, *t.shape[1:]).transpose(0, 1).reshape(t.shape)
-
-
-def _fold_bn(w: torch.Tensor, b: Optional[torch.Tensor], bn: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
-    """Conv weight and bias with an eval-mode BatchNorm after the conv folded in."""
-    scale = bn.weight * torch.rsqrt(bn.running_var + bn.eps)
-    b = -bn.running_mean if b is None else b - bn.running_mean
-    return w * scale.reshape(-1, *([1] * (w.ndim - 1))), b * scale + bn.bias
-
-
-def _is_exact_gelu(act: nn.Module) -> bool:
-    return type(act) is nn.GELU and act.approximate == "none"
-
-
-def _act(act: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """`act(x)`; GELU in place at inference (x is a fresh intermediate)."""
-    if _FUSE["inplace"] and not torch.is_grad_enabled() and type(act) is nn.GELU:
-        return torch.ops.aten.gelu_(x, approximate=act.approximate)
-    return act(x)
-
-
-def _tokens_to_map(x: torch.Tensor, H: int, W: int) -> torch.Tensor:
-    """(B, N, C) tokens -> (B, C, H, W) in channels-last memory (a view when the tokens are contiguous)."""
-    B, N, C = x.shape
-    return x.transpose(1, 2).reshape(B, C, H, W).contiguous(memory_format=torch.channels_last)
-
-
-def _map_to_tokens(x: torch.Tensor) -> torch.Tensor:
-    """(B, C, H, W) -> (B, H*W, C) tokens (a view when the map is channels-last)."""
-    return x.flatten(2).transpose(1, 2)
 
 
 class MultiHeadMixedConv(nn.Module):
@@ -251,29 +158,29 @@ class ScaleAwareAggregation(nn.Module):
         """`forward` returning tokens; in eval the BN is folded into the grouped conv."""
         B, C, H, W = x.shape
         e, bn = self.expand, self.bn
-        fold = _FUSE["fold_bn"] and not bn.training and bn.track_running_stats
-        w, b = _fold_bn(e.weight, e.bias, bn) if fold else (e.weight, e.bias)
-        mode = _FUSE["expand"]
+        fold = FUSE["fold_bn"] and not bn.training and bn.track_running_stats
+        w, b = fold_bn(e.weight, e.bias, bn) if fold else (e.weight, e.bias)
+        mode = FUSE["expand"]
         if mode == "auto":
-            mode = "dense" if C <= _DENSE_EXPAND_MAX_CHANNELS else "conv"
+            mode = "dense" if C <= DENSE_EXPAND_MAX_CHANNELS else "conv"
         if mode == "dense":
             # block-diagonal (hidden, C) matrix: row (g, m) reads the N channels of group g only
             G = e.groups
             wg = w.reshape(G, w.shape[0] // G, 1, w.shape[1])  # (G, hidden/G, 1, N)
             eye = torch.eye(G, dtype=w.dtype, device=w.device).reshape(G, 1, G, 1)
-            gelu = fold and _is_exact_gelu(self.act)  # with a folded BN the GELU follows the matmul
-            h = _linear(_map_to_tokens(x), (wg * eye).reshape(w.shape[0], C), b, gelu=gelu)  # (B, HW, hidden)
+            gelu = fold and is_exact_gelu(self.act)  # with a folded BN the GELU follows the matmul
+            h = linear(map_to_tokens(x), (wg * eye).reshape(w.shape[0], C), b, gelu=gelu)  # (B, HW, hidden)
             if not fold:
-                h = _map_to_tokens(bn(_tokens_to_map(h, H, W)))
+                h = map_to_tokens(bn(tokens_to_map(h, H, W)))
             if not gelu:
-                h = _act(self.act, h)
+                h = apply_act(self.act, h)
         else:
             h = F.conv2d(x.contiguous(), w, b, groups=e.groups)  # (B, hidden, H, W)
             if not fold:
                 h = bn(h)
-            h = _map_to_tokens(h.contiguous(memory_format=torch.channels_last))
-            h = _act(self.act, h)
-        return _linear(h, self.reduce.weight.flatten(1), self.reduce.bias)
+            h = map_to_tokens(h.contiguous(memory_format=torch.channels_last))
+            h = apply_act(self.act, h)
+        return linear(h, self.reduce.weight.flatten(1), self.reduce.bias)
 
 
 class ScaleAwareModulation(nn.Module):
@@ -300,7 +207,7 @@ class ScaleAwareModulation(nn.Module):
             proj_drop: Dropout after the output projection.
         """
         super().__init__()
-        kernel_sizes = tuple(kernel_sizes) if kernel_sizes is not None else tuple(3 + 2 * h for h in range(num_heads))
+        kernel_sizes = tuple(kernel_sizes) if kernel_sizes is not None else default_kernel_sizes(num_heads)
         self.num_heads = num_heads
         self.v = nn.Linear(dim, dim, bias=qkv_bias)
         self.s = nn.Linear(dim, dim, bias=qkv_bias)
@@ -312,10 +219,10 @@ class ScaleAwareModulation(nn.Module):
         self.proj = nn.Linear(dim, dim)
         self.proj_drop = nn.Dropout(proj_drop)
         self.fused = True
-        self._built_structure = _structure(self)
+        self._built_structure = structure(self)
 
     def forward(self, x: torch.Tensor, H: int, W: int) -> torch.Tensor:  # (B, N, C)
-        if self.fused and _fusable(self):
+        if self.fused and fusable(self):
             return self.forward_fused(x, H, W)
         return self.forward_literal(x, H, W)
 
@@ -345,15 +252,15 @@ class ScaleAwareModulation(nn.Module):
         regroup = isinstance(self.saa, ScaleAwareAggregation)
         mhmc = self.mhmc
         ws, bs = self.s.weight, self.s.bias
-        one_dwconv = _FUSE["one_dwconv"] and not torch.is_grad_enabled()
+        one_dwconv = FUSE["one_dwconv"] and not torch.is_grad_enabled()
         if one_dwconv:
             K = max(c.weight.shape[-1] for c in mhmc.convs)
             kw = torch.cat([F.pad(c.weight, [(K - c.weight.shape[-1]) // 2] * 4) for c in mhmc.convs])  # (C, 1, K, K)
             kb = torch.cat([c.bias if c.bias is not None else c.weight.new_zeros(c.out_channels) for c in mhmc.convs])
             if regroup:
-                ws, bs, kw, kb = (_regroup_rows(t, self.num_heads) for t in (ws, bs, kw, kb))
-        v, s = _linear(x, self.v.weight, self.v.bias), _linear(x, ws, bs)  # s rows in regrouped order
-        s = _tokens_to_map(s, H, W)  # (B, C, H, W) channels-last
+                ws, bs, kw, kb = (regroup_rows(t, self.num_heads) for t in (ws, bs, kw, kb))
+        v, s = linear(x, self.v.weight, self.v.bias), linear(x, ws, bs)  # s rows in regrouped order
+        s = tokens_to_map(s, H, W)  # (B, C, H, W) channels-last
         if one_dwconv:
             s = F.conv2d(s, kw, kb, padding=K // 2, groups=C)  # regrouped order when SAA is on
         else:
@@ -361,9 +268,9 @@ class ScaleAwareModulation(nn.Module):
         if regroup:
             m = self.saa.forward_fused(s)  # (B, N, C) tokens
         else:
-            m = _map_to_tokens(s)
-        m = m.mul_(v) if _FUSE["inplace"] and not torch.is_grad_enabled() else m * v
-        return self.proj_drop(_linear(m, self.proj.weight, self.proj.bias))
+            m = map_to_tokens(s)
+        m = m.mul_(v) if FUSE["inplace"] and not torch.is_grad_enabled() else m * v
+        return self.proj_drop(linear(m, self.proj.weight, self.proj.bias))
 
 
 class Attention(nn.Module):
@@ -402,16 +309,16 @@ class Attention(nn.Module):
         self.local_conv = nn.Conv2d(dim, dim, 3, padding=1, groups=dim)
         self.proj = nn.Linear(dim, dim)
         self.proj_drop = nn.Dropout(proj_drop)
-        self._built_structure = _structure(self)
+        self._built_structure = structure(self)
 
     def forward(self, x: torch.Tensor, H: int, W: int) -> torch.Tensor:  # (B, N, C)
         B, N, C = x.shape
-        fused = self.fused and _fusable(self)  # no hooks inside: the linears may bypass their modules
-        q = _linear(x, self.q.weight, self.q.bias) if fused else self.q(x)
-        kv = _linear(x, self.kv.weight, self.kv.bias) if fused else self.kv(x)
+        fused = self.fused and fusable(self)  # no hooks inside: the linears may bypass their modules
+        q = linear(x, self.q.weight, self.q.bias) if fused else self.q(x)
+        kv = linear(x, self.kv.weight, self.kv.bias) if fused else self.kv(x)
         q = q.reshape(B, N, self.num_heads, self.head_dim).transpose(1, 2)
         k, v = kv.reshape(B, N, 2, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
-        if fused and self.fused_attn and _FUSE["sdpa"]:
+        if fused and self.fused_attn and FUSE["sdpa"]:
             out = F.scaled_dot_product_attention(q, k, v, dropout_p=self.attn_drop.p if self.training else 0.0)
         else:
             attn = ((q @ k.transpose(-2, -1)) * self.scale).softmax(dim=-1)
@@ -419,7 +326,7 @@ class Attention(nn.Module):
         out = out.transpose(1, 2).reshape(B, N, C)
         v = v.transpose(1, 2).reshape(B, N, C).transpose(1, 2).reshape(B, C, H, W)
         out = out + self.local_conv(v).flatten(2).transpose(1, 2)
-        out = _linear(out, self.proj.weight, self.proj.bias) if fused else self.proj(out)
+        out = linear(out, self.proj.weight, self.proj.bias) if fused else self.proj(out)
         return self.proj_drop(out)
 
 
@@ -442,23 +349,23 @@ class DWConvMlp(nn.Module):
         self.fc2 = nn.Linear(hidden_dim, dim)
         self.drop2 = nn.Dropout(drop)
         self.fused = True
-        self._built_structure = _structure(self)
+        self._built_structure = structure(self)
 
     def forward(self, x: torch.Tensor, H: int, W: int) -> torch.Tensor:  # (B, N, C)
-        if self.fused and _FUSE["dw_residual"] and _fusable(self):
+        if self.fused and FUSE["dw_residual"] and fusable(self):
             return self.forward_fused(x, H, W)
         return self.forward_literal(x, H, W)
 
     def forward_fused(self, x: torch.Tensor, H: int, W: int) -> torch.Tensor:  # (B, N, C)
         """`forward_literal` with `h + dwconv(h)` as one depthwise conv: +1 on each kernel's centre tap."""
-        x = _linear(x, self.fc1.weight, self.fc1.bias)
+        x = linear(x, self.fc1.weight, self.fc1.bias)
         B, N, C = x.shape
         w = self.dwconv.weight  # (C, 1, k, k), k odd, padding k // 2
         k = w.shape[-1]
         centre = F.pad(w.new_ones(1, 1, 1, 1), [k // 2] * 4)  # (1, 1, k, k)
-        x = _dwconv_gelu(x.transpose(1, 2).reshape(B, C, H, W), w + centre, self.dwconv.bias, self.act)
+        x = dwconv_gelu(x.transpose(1, 2).reshape(B, C, H, W), w + centre, self.dwconv.bias, self.act)
         x = self.drop1(x.flatten(2).transpose(1, 2))  # channels-last: a view
-        return self.drop2(_linear(x, self.fc2.weight, self.fc2.bias))
+        return self.drop2(linear(x, self.fc2.weight, self.fc2.bias))
 
     def forward_literal(self, x: torch.Tensor, H: int, W: int) -> torch.Tensor:  # (B, N, C)
         """fc1, depthwise conv, residual add, GELU, fc2 as separate ops."""
@@ -521,10 +428,10 @@ class SMTBlock(nn.Module):
         self.mlp = DWConvMlp(dim, int(dim * mlp_ratio), drop=proj_drop)
         self.ls2 = LayerScale(dim, layer_scale) if layer_scale is not None else nn.Identity()
         self.drop_path2 = DropPath(drop_path) if drop_path > 0.0 else nn.Identity()
-        self._built_structure = _structure(self)
+        self._built_structure = structure(self)
 
     def forward(self, x: torch.Tensor, H: int, W: int) -> torch.Tensor:  # (B, N, C)
-        if self.fused and _FUSE["inplace"] and not torch.is_grad_enabled() and _fusable(self):
+        if self.fused and FUSE["inplace"] and not torch.is_grad_enabled() and fusable(self):
             # inference: add the residual into the branch's fresh output instead of allocating another
             x = self.drop_path1(self.ls1(self.attn(self.norm1(x), H, W))).add_(x)
             return self.drop_path2(self.ls2(self.mlp(self.norm2(x), H, W))).add_(x)
@@ -550,16 +457,16 @@ class Stem(nn.Module):
         self.conv2 = nn.Conv2d(dim, dim, 2, stride=2)
         self.norm = LayerNorm2d(dim, eps=1e-5)
         self.fused = True
-        self._built_structure = _structure(self)
+        self._built_structure = structure(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, in_chans, H, W) -> (B, C, H/4, W/4)
-        if not (self.fused and _fusable(self)):
+        if not (self.fused and fusable(self)):
             return self.norm(self.conv2(self.act(self.bn(self.conv1(x)))))
-        if _FUSE["channels_last"]:  # faster convs, and the stage's tokens are then a view
+        if FUSE["channels_last"]:  # faster convs, and the stage's tokens are then a view
             x = x.contiguous(memory_format=torch.channels_last)
         c, bn = self.conv1, self.bn
-        if _FUSE["fold_bn"] and not bn.training and bn.track_running_stats:
-            w, b = _fold_bn(c.weight, c.bias, bn)
+        if FUSE["fold_bn"] and not bn.training and bn.track_running_stats:
+            w, b = fold_bn(c.weight, c.bias, bn)
             x = self.act(F.conv2d(x, w, b, c.stride, c.padding))
         else:
             x = self.act(bn(c(x)))
@@ -581,10 +488,6 @@ class Downsample(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C_in, H, W) -> (B, C, H/2, W/2)
         return self.norm(self.proj(x))
-
-
-#: Up to this many channels SAA's grouped 1x1 conv runs as a block-diagonal matmul (measured faster).
-_DENSE_EXPAND_MAX_CHANNELS = 128
 
 
 class SMTStage(nn.Module):
@@ -612,7 +515,7 @@ class SMTStage(nn.Module):
         x = self.downsample(x)  # (B, C, H, W)
         B, C, H, W = x.shape
         x = x.flatten(2).transpose(1, 2)  # (B, N, C)
-        if self.fused and _FUSE["tokens"]:
+        if self.fused and FUSE["tokens"]:
             x = x.contiguous()  # else every residual add and LayerNorm works on the transposed layout
         for blk in self.blocks:
             if self.grad_checkpointing and not torch.jit.is_scripting():
@@ -621,57 +524,6 @@ class SMTStage(nn.Module):
                 x = blk(x, H, W)
         x = self.norm(x)
         return x.transpose(1, 2).reshape(B, C, H, W)
-
-
-def _per_stage(name: str, value: Any, num_stages: int) -> tuple:
-    if not isinstance(value, (list, tuple)):
-        return (value,) * num_stages
-    if len(value) != num_stages:
-        raise ValueError(f"{name} has {len(value)} entries but the model has {num_stages} stages: "
-                         f"give one value per stage, e.g. {name}={tuple(value[:1]) * num_stages}")
-    return tuple(value)
-
-
-def expand_block_types(pattern: Union[str, Sequence[str]], depth: int, stage: int) -> tuple[str, ...]:
-    """Block types of one stage from "sam", "msa", "mix" (even index SAM, odd MSA) or an explicit list."""
-    if isinstance(pattern, str):
-        if pattern not in STAGE_PATTERNS:
-            raise ValueError(f"stage {stage}: block type {pattern!r} is not one of {STAGE_PATTERNS}; "
-                             f"use 'sam', 'msa', 'mix' or a list of 'sam'/'msa' per block")
-        if pattern == "mix":
-            return tuple("sam" if j % 2 == 0 else "msa" for j in range(depth))
-        return (pattern,) * depth
-    types = tuple(pattern)
-    if len(types) != depth:
-        raise ValueError(f"stage {stage}: {len(types)} block types given for {depth} blocks; give one per block")
-    for j, t in enumerate(types):
-        if t not in BLOCK_TYPES:
-            raise ValueError(f"stage {stage}, block {j}: block type {t!r} is neither 'sam' nor 'msa'; "
-                             f"use one of {BLOCK_TYPES}")
-    return types
-
-
-def _check_stage(stage: int, dim: int, types: Sequence[str], sam_heads: int, kernels: Sequence[int],
-                 msa_heads: int) -> None:
-    if "sam" in types:
-        if sam_heads < 1 or sam_heads > dim:
-            raise ValueError(f"stage {stage}: sam_heads={sam_heads} but the stage has {dim} channels; "
-                             f"use between 1 and {dim} heads")
-        if dim % sam_heads:
-            ok = [n for n in range(1, min(dim, 16) + 1) if dim % n == 0]
-            raise ValueError(f"stage {stage}: {dim} channels are not divisible by sam_heads={sam_heads}; "
-                             f"choose a head count that divides {dim}, e.g. {ok}")
-        if len(kernels) != sam_heads:
-            raise ValueError(f"stage {stage}: {len(kernels)} kernel sizes for {sam_heads} heads; "
-                             f"give one odd kernel size per head")
-        for h, k in enumerate(kernels):
-            if not isinstance(k, int) or k < 1 or k % 2 == 0:
-                raise ValueError(f"stage {stage}, head {h}: kernel size {k!r} must be a positive odd integer "
-                                 f"(padding k//2 keeps the grid), e.g. {3 + 2 * h}")
-    if "msa" in types:
-        if msa_heads < 1 or dim % msa_heads:
-            raise ValueError(f"stage {stage}: {dim} channels are not divisible by msa_heads={msa_heads}; "
-                             f"choose an attention head count that divides {dim}")
 
 
 class SMT(nn.Module):
@@ -724,23 +576,12 @@ class SMT(nn.Module):
             fused_attn: Use SDPA in MSA blocks while nothing listens on the attention taps.
         """
         super().__init__()
-        num_stages = len(embed_dims)
-        if len(depths) != num_stages:
-            raise ValueError(f"depths has {len(depths)} entries for {num_stages} embed_dims; give one depth per stage")
         if in_chans < 1:
             raise ValueError(f"in_chans={in_chans}: an image needs at least one channel")
         if stem_kernel < 1 or stem_kernel % 2 == 0:
             raise ValueError(f"stem_kernel={stem_kernel} must be a positive odd integer (3 or 7 in the release)")
-        block_types = _per_stage("block_types", block_types if not isinstance(block_types, str) else block_types,
-                                 num_stages)
-        sam_heads = _per_stage("sam_heads", sam_heads, num_stages)
-        if kernel_sizes is None:
-            kernel_sizes = (None,) * num_stages
-        kernel_sizes = _per_stage("kernel_sizes", kernel_sizes, num_stages)
-        expand_ratio = _per_stage("expand_ratio", expand_ratio, num_stages)
-        saa = _per_stage("saa", saa, num_stages)
-        msa_heads = _per_stage("msa_heads", msa_heads, num_stages)
-        mlp_ratios = _per_stage("mlp_ratios", mlp_ratios, num_stages)
+        stage_cfgs = resolve_stages(embed_dims, depths, block_types, sam_heads, kernel_sizes, expand_ratio, saa,
+                                    msa_heads, mlp_ratios)
 
         self.num_classes = num_classes
         self.global_pool = global_pool
@@ -750,22 +591,19 @@ class SMT(nn.Module):
         self.drop_rate = drop_rate
         self.grad_checkpointing = False
 
-        dpr = [x.tolist() for x in torch.linspace(0, drop_path_rate, sum(depths)).split(list(depths))]
+        # the rates are plain floats: computed on the CPU, also when the model is built on another device
+        dpr = [x.tolist() for x in torch.linspace(0, drop_path_rate, sum(depths), device="cpu").split(list(depths))]
         self.stem = Stem(in_chans, embed_dims[0], stem_kernel)
         stages, self.feature_info, self.stage_block_types, self.stage_kernel_sizes = [], [], [], []
-        for i, dim in enumerate(embed_dims):
-            types = expand_block_types(block_types[i], depths[i], i)
-            kernels = tuple(kernel_sizes[i]) if kernel_sizes[i] is not None else tuple(
-                3 + 2 * h for h in range(max(sam_heads[i], 0)))
-            _check_stage(i, dim, types, sam_heads[i], kernels, msa_heads[i])
-            self.stage_block_types.append(types)
-            self.stage_kernel_sizes.append(kernels if "sam" in types else ())
+        for i, cfg in enumerate(stage_cfgs):
+            self.stage_block_types.append(cfg.block_types)
+            self.stage_kernel_sizes.append(cfg.kernel_sizes if "sam" in cfg.block_types else ())
             stages.append(SMTStage(
-                nn.Identity() if i == 0 else Downsample(embed_dims[i - 1], dim), dim, types, dpr[i],
-                sam_heads=sam_heads[i], kernel_sizes=kernels, expand_ratio=expand_ratio[i], saa=saa[i],
-                msa_heads=msa_heads[i], mlp_ratio=mlp_ratios[i], qkv_bias=qkv_bias, layer_scale=layer_scale,
+                nn.Identity() if i == 0 else Downsample(embed_dims[i - 1], cfg.dim), cfg.dim, cfg.block_types, dpr[i],
+                sam_heads=cfg.sam_heads, kernel_sizes=cfg.kernel_sizes, expand_ratio=cfg.expand_ratio, saa=cfg.saa,
+                msa_heads=cfg.msa_heads, mlp_ratio=cfg.mlp_ratio, qkv_bias=qkv_bias, layer_scale=layer_scale,
                 proj_drop=proj_drop_rate, attn_drop=attn_drop_rate, fused_attn=fused_attn))
-            self.feature_info.append(dict(num_chs=dim, reduction=2 ** (i + 2), module=f"stages.{i}"))
+            self.feature_info.append(dict(num_chs=cfg.dim, reduction=2 ** (i + 2), module=f"stages.{i}"))
         self.stages = nn.Sequential(*stages)
 
         self.head_drop = nn.Dropout(drop_rate)
@@ -899,113 +737,10 @@ class SMT(nn.Module):
 
     def load_pretrained(self, path: str) -> None:
         """Load weights from a file in any supported format (timm calls this for `pretrained=True`)."""
-        from .checkpoint import load_weights
-
         load_weights(self, path)
 
 
-# ---- conversion between the authors' key layout and ours ---------------------------------------
-
-_STEM_KEYS = {"conv.0.": "conv1.", "conv.1.": "bn.", "conv.3.": "conv2.", "norm.": "norm."}
-_BLOCK_KEYS = (  # (authors, ours), applied inside a block
-    (r"attn\.local_conv_(\d+)\.", lambda m: f"attn.mhmc.convs.{int(m.group(1)) - 1}."),
-    (r"attn\.proj0\.", "attn.saa.expand."),
-    (r"attn\.bn\.", "attn.saa.bn."),
-    (r"attn\.proj1\.", "attn.saa.reduce."),
-    (r"mlp\.dwconv\.dwconv\.", "mlp.dwconv."),
-    (r"^gamma_(\d)$", lambda m: f"ls{m.group(1)}.gamma"),
-)
-_BLOCK_KEYS_BACK = (
-    (r"attn\.mhmc\.convs\.(\d+)\.", lambda m: f"attn.local_conv_{int(m.group(1)) + 1}."),
-    (r"attn\.saa\.expand\.", "attn.proj0."),
-    (r"attn\.saa\.bn\.", "attn.bn."),
-    (r"attn\.saa\.reduce\.", "attn.proj1."),
-    (r"mlp\.dwconv\.", "mlp.dwconv.dwconv."),
-    (r"^ls(\d)\.gamma$", lambda m: f"gamma_{m.group(1)}"),
-)
-
-
-def _sub_all(rules: Sequence, key: str) -> str:
-    import re
-
-    for pattern, repl in rules:
-        key = re.sub(pattern, repl, key)
-    return key
-
-
-def official_key_to_ours(key: str) -> str:
-    """Map one key of the authors' state dict to this project's name (raises KeyError if foreign)."""
-    import re
-
-    if m := re.fullmatch(r"patch_embed1\.(.+)", key):
-        for a, b in _STEM_KEYS.items():
-            if m.group(1).startswith(a):
-                return "stem." + b + m.group(1)[len(a):]
-    elif m := re.fullmatch(r"patch_embed(\d+)\.(proj|norm)\.(.+)", key):
-        return f"stages.{int(m.group(1)) - 1}.downsample.{m.group(2)}.{m.group(3)}"
-    elif m := re.fullmatch(r"block(\d+)\.(\d+)\.(.+)", key):
-        return f"stages.{int(m.group(1)) - 1}.blocks.{m.group(2)}." + _sub_all(_BLOCK_KEYS, m.group(3))
-    elif m := re.fullmatch(r"norm(\d+)\.(.+)", key):
-        return f"stages.{int(m.group(1)) - 1}.norm.{m.group(2)}"
-    elif key.startswith("head."):
-        return key
-    raise KeyError(key)
-
-
-def our_key_to_official(key: str) -> str:
-    """Inverse of `official_key_to_ours` (raises KeyError for a key the authors' model has no place for)."""
-    import re
-
-    if m := re.fullmatch(r"stem\.(.+)", key):
-        for a, b in _STEM_KEYS.items():
-            if m.group(1).startswith(b):
-                return "patch_embed1." + a + m.group(1)[len(b):]
-    elif m := re.fullmatch(r"stages\.(\d+)\.downsample\.(.+)", key):
-        return f"patch_embed{int(m.group(1)) + 1}.{m.group(2)}"
-    elif m := re.fullmatch(r"stages\.(\d+)\.blocks\.(\d+)\.(.+)", key):
-        return f"block{int(m.group(1)) + 1}.{m.group(2)}." + _sub_all(_BLOCK_KEYS_BACK, m.group(3))
-    elif m := re.fullmatch(r"stages\.(\d+)\.norm\.(.+)", key):
-        return f"norm{int(m.group(1)) + 1}.{m.group(2)}"
-    elif key.startswith("head."):
-        return key
-    raise KeyError(key)
-
-
-def is_official_state_dict(state_dict: dict) -> bool:
-    """True when the keys are in the authors' layout (`patch_embed1...`, `block1.0...`)."""
-    return any(k.startswith(("patch_embed1.", "block1.")) for k in state_dict)
-
-
-def checkpoint_filter_fn(state_dict: dict, model: Optional[nn.Module] = None) -> dict[str, torch.Tensor]:
-    """Convert the authors' checkpoint (or `{"model": ...}` / `{"state_dict": ...}`) to this layout."""
-    for wrapper in ("model", "state_dict"):
-        if isinstance(state_dict.get(wrapper), dict):
-            state_dict = state_dict[wrapper]
-    if not is_official_state_dict(state_dict):
-        return dict(state_dict)
-    return {official_key_to_ours(k): v for k, v in state_dict.items()}
-
-
-def to_official_state_dict(state_dict: dict) -> dict[str, torch.Tensor]:
-    """Convert a state dict of this layout back to the authors' keys (for their detection/segmentation code)."""
-    return {our_key_to_official(k): v for k, v in state_dict.items()}
-
-
-# ---- registry ------------------------------------------------------------------------------------
-
-def _create_smt(variant: str, pretrained: bool = False, **kwargs: Any) -> SMT:
-    out_indices = kwargs.pop("out_indices", (0, 1, 2, 3))
-    # Weight files go through this project's safe reader (`SMT.load_pretrained`), also a user's own file.
-    overlay = dict(kwargs.pop("pretrained_cfg_overlay", None) or {})
-    overlay.setdefault("custom_load", True)
-    return build_model_with_cfg(
-        SMT, variant, pretrained,
-        pretrained_cfg_overlay=overlay,
-        pretrained_filter_fn=checkpoint_filter_fn,
-        feature_cfg=dict(out_indices=out_indices, feature_cls="getter"),
-        **kwargs,
-    )
-
+# ---- pretrained configs, creation, registry ------------------------------------------------------
 
 _RELEASE = "https://github.com/AFeng-x/SMT/releases/download/v1.0.0/"
 
@@ -1031,21 +766,19 @@ default_cfgs = generate_default_cfgs({
     "test_smt.untrained": _cfg(input_size=(3, 64, 64), pool_size=(2, 2)),
 })
 
-#: Architecture of each registered variant (the arguments `SMT` gets before user overrides).
-VARIANTS: dict[str, dict[str, Any]] = {
-    "smt_tiny": dict(embed_dims=(64, 128, 256, 512), depths=(2, 2, 8, 1), mlp_ratios=(4, 4, 4, 2),
-                     msa_heads=(2, 4, 8, 16), stem_kernel=3),
-    "smt_small": dict(embed_dims=(64, 128, 256, 512), depths=(3, 4, 18, 2), mlp_ratios=(4, 4, 4, 2),
-                      msa_heads=(2, 4, 8, 16), stem_kernel=3),
-    "smt_base": dict(embed_dims=(64, 128, 256, 512), depths=(4, 6, 28, 2), mlp_ratios=(8, 6, 4, 2),
-                     msa_heads=(2, 4, 8, 16), stem_kernel=7),
-    "smt_large": dict(embed_dims=(96, 192, 384, 768), depths=(4, 6, 28, 4), mlp_ratios=(8, 6, 4, 2),
-                      msa_heads=(2, 4, 8, 16), stem_kernel=7, layer_scale=1e-4),
-    "smt_nano": dict(embed_dims=(32, 64, 128, 256), depths=(2, 2, 4, 1), mlp_ratios=(4, 4, 4, 2),
-                     msa_heads=(1, 2, 4, 8), stem_kernel=3),
-    "test_smt": dict(embed_dims=(16, 32, 64, 128), depths=(1, 1, 2, 1), mlp_ratios=(2, 2, 2, 2),
-                     msa_heads=(1, 2, 2, 4), stem_kernel=3),
-}
+
+def _create_smt(variant: str, pretrained: bool = False, **kwargs: Any) -> SMT:
+    out_indices = kwargs.pop("out_indices", (0, 1, 2, 3))
+    # Weight files go through this project's safe reader (`SMT.load_pretrained`), also a user's own file.
+    overlay = dict(kwargs.pop("pretrained_cfg_overlay", None) or {})
+    overlay.setdefault("custom_load", True)
+    return build_model_with_cfg(
+        SMT, variant, pretrained,
+        pretrained_cfg_overlay=overlay,
+        pretrained_filter_fn=checkpoint_filter_fn,
+        feature_cfg=dict(out_indices=out_indices, feature_cls="getter"),
+        **kwargs,
+    )
 
 
 @register_model

@@ -53,7 +53,8 @@ def summarize(name: str, check_reference: bool = True) -> VariantSummary:
 
 
 def format_table(rows: list[VariantSummary]) -> str:
-    head = f"{'variant':<10} {'params':>8} {'res':>4} {'GMACs':>6}  {'features per stage (C x H x W)':<52} reference logits"
+    head = (f"{'variant':<10} {'params':>8} {'res':>4} {'GMACs':>6}  {'features per stage (C x H x W)':<52} "
+            f"reference logits")
     lines = [head, "-" * len(head)]
     for r in rows:
         feats = ", ".join("x".join(str(d) for d in s) for s in r.feature_shapes)

@@ -32,15 +32,15 @@ from pathlib import Path
 from typing import Any, Optional, Sequence
 
 import numpy as np
+import timm
 import torch
 import torch.distributed as dist
 import torch.nn as nn
-import timm
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from timm.optim import create_optimizer_v2
 from tqdm.auto import tqdm
 
-from . import model as _model  # noqa: F401  (registers the variants)
+from . import model as _model  # registers the variants
 from .data import CLASS_NAMES, ScaledFashionMNIST, load_fashion_mnist
 from .distributed import init_distributed
 

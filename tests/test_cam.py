@@ -4,8 +4,14 @@ import pytest
 import timm
 import torch
 
-from viz.analysis.cam import (cam_to_image, class_activation_maps, default_target_layers, pointing_game,
-                              stage_grid, token_reshape)
+from viz.analysis.cam import (
+    cam_to_image,
+    class_activation_maps,
+    default_target_layers,
+    pointing_game,
+    stage_grid,
+    token_reshape,
+)
 
 
 @pytest.fixture(scope="module")

@@ -1,12 +1,8 @@
 """Reading checkpoint files safely: release-format files, variant inference, conversion, clear errors."""
-import functools
 import io
-import os
 import pickle
 import re
-import subprocess
 import sys
-import types
 import warnings
 import zipfile
 
@@ -15,61 +11,24 @@ import timm
 import torch
 
 import smt
-from smt.checkpoint import (CheckpointError, CheckpointMismatchError, UnknownObject, UnsafeCheckpointError,
-                            convert_checkpoint, create_model_from_checkpoint, identify_variant, infer_config,
-                            read_checkpoint, safe_load)
+from checkpoint_files import REFERENCE, Marker, filled_state, official_file
+from smt.checkpoint import (
+    CheckpointError,
+    CheckpointMismatchError,
+    UnknownObject,
+    UnsafeCheckpointError,
+    create_model_from_checkpoint,
+    identify_variant,
+    infer_config,
+    read_checkpoint,
+    safe_load,
+)
 from smt.model import VARIANTS, checkpoint_filter_fn, to_official_state_dict
-from smt.reference import fill_official_state_dict, load_reference, reference_input
-
-REFERENCE = load_reference()
-
-
-def _fake_yacs():
-    """A throw-away `yacs.config` module whose CfgNode pickles like the real one (a dict with __dict__ state)."""
-    mod, pkg = types.ModuleType("yacs.config"), types.ModuleType("yacs")
-
-    class CfgNode(dict):
-        def __init__(self, init=None):
-            super().__init__(init or {})
-            self.__dict__["__immutable__"] = True
-            self.__dict__["__deprecated_keys__"] = set()
-            self.__dict__["__renamed_keys__"] = {"OLD": ("NEW", "renamed")}
-
-    CfgNode.__module__, CfgNode.__qualname__ = "yacs.config", "CfgNode"
-    mod.CfgNode, pkg.config = CfgNode, mod
-    return pkg, mod
-
-
-@functools.lru_cache(maxsize=None)
-def _filled(variant):
-    if variant == "test_smt":  # not released: its official-layout keys come from our converter
-        return to_official_state_dict(timm.create_model("test_smt").state_dict())
-    return fill_official_state_dict(REFERENCE[variant]["state_dict"], torch.float32)
+from smt.reference import reference_input
 
 
 def _zeros(variant):
     return {k: torch.zeros(shape) for k, shape in REFERENCE[variant]["state_dict"].items()}
-
-
-def _official_file(path, variant="test_smt", legacy=False, extra=None, state=None):
-    """A file shaped like the authors' release: model, optimizer, scheduler, scaler, epoch, yacs config."""
-    pkg, mod = _fake_yacs()
-    sys.modules["yacs"], sys.modules["yacs.config"] = pkg, mod
-    try:
-        state = dict(state if state is not None else _filled(variant))
-        param = torch.nn.Parameter(torch.ones(4))
-        opt = torch.optim.AdamW([param], lr=1e-3)
-        param.grad = torch.ones(4)
-        opt.step()
-        config = mod.CfgNode({"MODEL": mod.CfgNode({"TYPE": "smt", "NAME": variant}), "DATA": mod.CfgNode(
-            {"IMG_SIZE": 224, "INTERPOLATION": "bicubic"})})
-        obj = {"model": state, "optimizer": opt.state_dict(), "lr_scheduler": {"last_epoch": 300, "t_initial": 300},
-               "max_accuracy": 82.2, "scaler": {"scale": 65536.0, "_growth_tracker": 10}, "epoch": 299,
-               "config": config, **(extra or {})}
-        torch.save(obj, path, _use_new_zipfile_serialization=not legacy)
-    finally:
-        del sys.modules["yacs"], sys.modules["yacs.config"]
-    return state
 
 
 def _expected(state):
@@ -97,9 +56,9 @@ def _reference_logits_ok(model, variant):
 @pytest.mark.parametrize("legacy", [False, True], ids=["zip", "legacy"])
 def test_official_file_reads_without_yacs(tmp_path, legacy):
     path = tmp_path / "smt_tiny.pth"
-    state = _official_file(path, legacy=legacy)
+    state = official_file(path, legacy=legacy)
     assert "yacs" not in sys.modules
-    with pytest.raises(Exception):  # torch's own safe mode refuses the release files
+    with pytest.raises(pickle.UnpicklingError):  # torch's own safe mode refuses the release files
         torch.load(path, weights_only=True)
     _assert_same(read_checkpoint(path), _expected(state))
     full = safe_load(path)
@@ -114,7 +73,7 @@ def test_official_file_reads_without_yacs(tmp_path, legacy):
 
 def test_official_file_through_all_three_entry_points_gives_reference_logits(tmp_path):
     path = tmp_path / "smt_tiny.pth"
-    _official_file(path, variant="smt_tiny")
+    official_file(path, variant="smt_tiny")
     via_timm = timm.create_model("smt_tiny", pretrained=True, pretrained_cfg_overlay=dict(file=str(path)))
     inferred = create_model_from_checkpoint(path)
     assert inferred.pretrained_cfg["architecture"] == "smt_tiny"
@@ -128,7 +87,7 @@ def test_official_file_through_all_three_entry_points_gives_reference_logits(tmp
 
 @pytest.mark.parametrize("wrap", ["bare", "state_dict", "module_prefix"])
 def test_other_wrappings(tmp_path, wrap):
-    state = _filled("test_smt")
+    state = filled_state("test_smt")
     obj = {"bare": state, "state_dict": {"state_dict": state, "epoch": 3},
            "module_prefix": {"model": {"module." + k: v for k, v in state.items()}}}[wrap]
     torch.save(obj, tmp_path / "w.pth")
@@ -193,24 +152,12 @@ def test_create_model_from_checkpoint_kwargs_override(tmp_path):
 
 # ---- tampered files run nothing -------------------------------------------------------------------
 
-class _Marker:
-    def __init__(self, path, how):
-        self.path, self.how = str(path), how
-
-    def __reduce__(self):
-        if self.how == "os.system":
-            return os.system, (f"touch {self.path}",)
-        if self.how == "eval":
-            return eval, (f"__import__('pathlib').Path({self.path!r}).touch()",)
-        return subprocess.call, (["touch", self.path],)
-
-
 @pytest.mark.parametrize("how", ["os.system", "eval", "subprocess"])
 @pytest.mark.parametrize("legacy", [False, True], ids=["zip", "legacy"])
 def test_tampered_file_runs_nothing(tmp_path, how, legacy):
     marker = tmp_path / "marker"
     path = tmp_path / "tampered.pth"
-    _official_file(path, legacy=legacy, extra={"notes": _Marker(marker, how)})
+    official_file(path, legacy=legacy, extra={"notes": Marker(marker, how)})
     for reader in (read_checkpoint, safe_load, create_model_from_checkpoint):
         with pytest.raises(UnsafeCheckpointError, match=r"not a plain checkpoint: unpickling it would call "
                                                         r"(posix\.system|builtins\.eval|subprocess\.call).*"
@@ -220,7 +167,7 @@ def test_tampered_file_runs_nothing(tmp_path, how, legacy):
         timm.create_model("test_smt", pretrained=True, pretrained_cfg_overlay=dict(file=str(path)))
     assert not marker.exists()
     # the same pickle would run its payload if unpickled normally: the test's file really is dangerous
-    pickle.loads(pickle.dumps(_Marker(marker, how)))
+    pickle.loads(pickle.dumps(Marker(marker, how)))
     assert marker.exists()
 
 
@@ -244,7 +191,7 @@ def test_placeholder_classes_cannot_be_called_through_reduce(tmp_path):
 def test_a_file_cannot_change_the_allow_list(target):
     # GLOBAL target; BUILD (None, {"dtype": torch.int8}): pickle's way to set attributes on what it just loaded
     attack = b"\x80\x02c" + target + b"(N}X\x05\x00\x00\x00dtypectorch\nint8\nst" + b"b."
-    from smt import checkpoint as ck
+    from smt import reader as ck
 
     with pytest.raises(ck._Refused):
         ck._unpickle(io.BytesIO(attack), lambda *a: None)
@@ -256,7 +203,7 @@ def test_a_file_cannot_change_the_allow_list(target):
 
 def test_small_file_into_tiny_names_both(tmp_path):
     path = tmp_path / "smt_small.pth"
-    _official_file(path, variant="smt_small", state=_zeros("smt_small"))
+    official_file(path, variant="smt_small", state=_zeros("smt_small"))
     with pytest.raises(CheckpointMismatchError) as err:
         timm.create_model("smt_tiny", pretrained=True, pretrained_cfg_overlay=dict(file=str(path)))
     msg = str(err.value)
@@ -268,7 +215,7 @@ def test_small_file_into_tiny_names_both(tmp_path):
     assert "stages.2: 255 (blocks.8.*, blocks.9.*, blocks.10.*, ...)" in msg
     assert len(msg) < 1200
     small_file = tmp_path / "test_smt.pth"
-    _official_file(small_file, variant="test_smt")
+    official_file(small_file, variant="test_smt")
     with pytest.raises(CheckpointMismatchError, match=r"(?s)holds test_smt .* the model is smt_nano.*missing keys"
                                                       r".*shape mismatches \(file vs model\), \d+: stem.conv1.weight"):
         smt.SMT(**VARIANTS["smt_nano"]).load_pretrained(str(small_file))
@@ -281,7 +228,7 @@ def test_convert_round_trip_is_exact(tmp_path, suffix):
     from smt.__main__ import main
 
     src = tmp_path / "smt_tiny.pth"
-    state = _official_file(src)
+    state = official_file(src)
     ours, back = tmp_path / f"ours{suffix}", tmp_path / f"back{suffix}"
     assert main(["convert", str(src), str(ours)]) == 0
     _assert_same(read_checkpoint(ours), _expected(state))
@@ -299,7 +246,7 @@ def test_convert_round_trip_is_exact(tmp_path, suffix):
 
 def _bad_files(tmp_path):
     good = tmp_path / "good.pth"
-    _official_file(good)
+    official_file(good)
     data = good.read_bytes()
     files = {}
 
@@ -318,7 +265,7 @@ def _bad_files(tmp_path):
     put("lfs.pth", "version https://git-lfs.github.com/spec/v1\noid sha256:abc\nsize 123\n")
     put("random.bin", bytes(range(256)) * 4)
     legacy = tmp_path / "legacy.pth"
-    _official_file(legacy, legacy=True)
+    official_file(legacy, legacy=True)
     put("legacy_truncated.pth", legacy.read_bytes()[:-1000])
     put("plain.pkl", pickle.dumps({"a": 1}))
     torch.save(timm.create_model("resnet18").state_dict(), tmp_path / "resnet18.pth")

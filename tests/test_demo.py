@@ -2,14 +2,22 @@ import re
 
 import numpy as np
 import pytest
-import torch
 import timm
+import torch
 from safetensors.torch import load_file
 
 import smt
 from smt.checkpoint import load_weights
-from smt.demo import (DEMO_DIR, DEMO_MODELS, decode_images, demo_images, demo_model, demo_weights_path,
-                      encode_images, subset_accuracy)
+from smt.demo import (
+    DEMO_DIR,
+    DEMO_MODELS,
+    decode_images,
+    demo_images,
+    demo_model,
+    demo_weights_path,
+    encode_images,
+    subset_accuracy,
+)
 
 
 def test_encode_decode_roundtrip():

@@ -7,8 +7,15 @@ import timm
 import torch
 import torch.nn as nn
 
-from viz.analysis import (attention_distances, footprint_mean_distance, gradient_distance, mean_attention_distance,
-                          modulation_distance, smt_distance_profile, vit_attention_specs)
+from viz.analysis import (
+    attention_distances,
+    footprint_mean_distance,
+    gradient_distance,
+    mean_attention_distance,
+    modulation_distance,
+    smt_distance_profile,
+    vit_attention_specs,
+)
 
 
 def _numpy_uniform_mean_distance(h, w, stride):

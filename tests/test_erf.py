@@ -4,8 +4,14 @@ import timm
 import torch
 import torch.nn as nn
 
-from viz.analysis.erf import (ERFResult, effective_receptive_field, erf_display, head_erf,
-                              high_contribution_area_ratio, stage_feature_map)
+from viz.analysis.erf import (
+    ERFResult,
+    effective_receptive_field,
+    erf_display,
+    head_erf,
+    high_contribution_area_ratio,
+    stage_feature_map,
+)
 
 
 def _ones_conv(k: int) -> nn.Conv2d:

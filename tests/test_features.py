@@ -3,8 +3,16 @@ import pytest
 import timm
 import torch
 
-from viz.analysis import (authors_modulator_maps, group_channel_maps, head_activation_maps, mask_heads,
-                          modulator_map, regroup_heads, sam_block_names, sam_features)
+from viz.analysis import (
+    authors_modulator_maps,
+    group_channel_maps,
+    head_activation_maps,
+    mask_heads,
+    modulator_map,
+    regroup_heads,
+    sam_block_names,
+    sam_features,
+)
 
 
 @pytest.fixture(scope="module")

@@ -9,6 +9,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 import smt  # noqa: F401
+from smt import fused as smt_fused
 from smt import model as smt_model
 from smt.model import ScaleAwareAggregation, ScaleAwareModulation
 
@@ -38,10 +39,10 @@ def _both(model: nn.Module, fn):
 
 @pytest.fixture(autouse=True)
 def _restore_switches():
-    saved = dict(smt_model._FUSE)
+    saved = dict(smt_fused.FUSE)
     yield
-    smt_model._FUSE.clear()
-    smt_model._FUSE.update(saved)
+    smt_fused.FUSE.clear()
+    smt_fused.FUSE.update(saved)
 
 
 @pytest.fixture
@@ -94,7 +95,7 @@ def test_every_switch_combination_computes_the_same():
         combos = [dict.fromkeys(names, True)] + [dict(dict.fromkeys(names, True), **{n: False}) for n in names]
         combos.append(dict.fromkeys(names, False))
         for values, expand in itertools.product(combos, ("dense", "conv")):
-            smt_model._FUSE.update(values, expand=expand)
+            smt_fused.FUSE.update(values, expand=expand)
             assert (model(x) - ref).abs().max() < ATOL, (values, expand)
 
 
@@ -108,42 +109,42 @@ def test_set_fused_selects_the_path(no_fused_sam):
         model(x)
 
 
-@pytest.mark.skipif(smt_model._ONEDNN_LINEAR is None, reason="this PyTorch build has no oneDNN linear")
+@pytest.mark.skipif(smt_fused.ONEDNN_LINEAR is None, reason="this PyTorch build has no oneDNN linear")
 @pytest.mark.parametrize("gelu", [False, True])
 def test_onednn_linear_equals_linear(gelu, monkeypatch):
     calls = []
-    op = smt_model._ONEDNN_LINEAR
-    monkeypatch.setattr(smt_model, "_ONEDNN_LINEAR", lambda *a: calls.append(1) or op(*a))
+    op = smt_fused.ONEDNN_LINEAR
+    monkeypatch.setattr(smt_fused, "ONEDNN_LINEAR", lambda *a: calls.append(1) or op(*a))
     x = torch.randn(2, 37, 24).transpose(0, 1)[:, ::2]  # non-contiguous, odd sizes
     w, b = torch.randn(40, 24), torch.randn(40)
     want = F.linear(x, w, b)
     want = F.gelu(want) if gelu else want
     with torch.no_grad():
-        got = smt_model._linear(x, w, b, gelu=gelu)
-        nobias = smt_model._linear(x, w, None, gelu=gelu)
+        got = smt_fused.linear(x, w, b, gelu=gelu)
+        nobias = smt_fused.linear(x, w, None, gelu=gelu)
     assert got.shape == want.shape and (got - want).abs().max() < 1e-5
     assert (nobias - (F.gelu(F.linear(x, w)) if gelu else F.linear(x, w))).abs().max() < 1e-5
     assert len(calls) == 2  # both ran as oneDNN calls
     w.requires_grad_(True)  # with autograd on, the plain ops run and gradients flow
-    smt_model._linear(x, w, b, gelu=gelu).sum().backward()
+    smt_fused.linear(x, w, b, gelu=gelu).sum().backward()
     assert w.grad is not None and w.grad.abs().sum() > 0 and len(calls) == 2
 
 
-@pytest.mark.skipif(smt_model._ONEDNN_CONV is None, reason="this PyTorch build has no oneDNN conv")
+@pytest.mark.skipif(smt_fused.ONEDNN_CONV is None, reason="this PyTorch build has no oneDNN conv")
 def test_onednn_dwconv_gelu_equals_conv_then_gelu(monkeypatch):
     calls = []
-    op = smt_model._ONEDNN_CONV
-    monkeypatch.setattr(smt_model, "_ONEDNN_CONV", lambda *a: calls.append(1) or op(*a))
+    op = smt_fused.ONEDNN_CONV
+    monkeypatch.setattr(smt_fused, "ONEDNN_CONV", lambda *a: calls.append(1) or op(*a))
     x = torch.randn(2, 24, 9, 7).contiguous(memory_format=torch.channels_last)
     w, b = torch.randn(24, 1, 5, 5), torch.randn(24)
     want = F.gelu(F.conv2d(x, w, b, padding=2, groups=24))
     for inp in (x, x.contiguous()):
         with torch.no_grad():
-            got = smt_model._dwconv_gelu(inp, w, b, nn.GELU())
+            got = smt_fused.dwconv_gelu(inp, w, b, nn.GELU())
         assert got.shape == want.shape and (got - want).abs().max() < 1e-5
     assert len(calls) == 2
     with torch.no_grad():  # another activation: not fused, still applied
-        relu = smt_model._dwconv_gelu(x, w, b, nn.ReLU())
+        relu = smt_fused.dwconv_gelu(x, w, b, nn.ReLU())
     assert torch.allclose(relu, F.relu(F.conv2d(x, w, b, padding=2, groups=24))) and len(calls) == 2
 
 
@@ -284,7 +285,7 @@ def test_saa_fused_returns_tokens_of_forward():
     with torch.no_grad():
         ref = saa(x).flatten(2).transpose(1, 2)
         for expand in ("dense", "conv"):
-            smt_model._FUSE["expand"] = expand
+            smt_fused.FUSE["expand"] = expand
             assert (saa.forward_fused(x) - ref).abs().max() < ATOL
 
 

@@ -6,8 +6,15 @@ import timm
 import torch
 import torch.nn as nn
 
-from smt.model import (SMT, TAPS, VARIANTS, checkpoint_filter_fn, is_official_state_dict, official_key_to_ours,
-                       to_official_state_dict)
+from smt.model import (
+    SMT,
+    TAPS,
+    VARIANTS,
+    checkpoint_filter_fn,
+    is_official_state_dict,
+    official_key_to_ours,
+    to_official_state_dict,
+)
 from smt.reference import check_against_reference, fill_official_state_dict, load_reference
 
 REFERENCE = load_reference()

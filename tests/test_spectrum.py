@@ -5,8 +5,13 @@ import numpy as np
 import pytest
 import torch
 
-from viz.analysis import (low_frequency_share, power_spectrum_2d, radial_power_spectrum, relative_log_amplitude,
-                          tokens_to_map)
+from viz.analysis import (
+    low_frequency_share,
+    power_spectrum_2d,
+    radial_power_spectrum,
+    relative_log_amplitude,
+    tokens_to_map,
+)
 
 H = 16
 

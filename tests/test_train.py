@@ -4,8 +4,8 @@ import struct
 
 import numpy as np
 import pytest
-import torch
 import timm
+import torch
 from safetensors.torch import load_file
 
 from smt.data import ScaledFashionMNIST
@@ -111,7 +111,7 @@ def test_fused_optimizer_makes_the_same_updates_as_the_loop(data_dir):
         opts["fused"].step()
     moved = 0
     for (k, a), b in zip(loop.named_parameters(), fused.parameters()):  # (only the loop model ran forward)
-        torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-6, msg=lambda m: f"{k}: {m}")
+        torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-6, msg=lambda m, k=k: f"{k}: {m}")
         moved += not torch.equal(a, init[k])
     assert moved > 10  # the steps did change the weights
 
