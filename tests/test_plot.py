@@ -6,9 +6,22 @@ import torch
 
 from viz.analysis.distance import BlockDistance
 from viz.analysis.spectrum import BlockFourier, FourierCurve, LowFrequencyShare
-from viz.plot import (AblationRow, plot_ablation, plot_cam, plot_cam_grid, plot_distance_profile, plot_erf_grid,
-                      plot_fourier, plot_fourier_curves, plot_fourier_highest, plot_head_erf, plot_low_frequency_shares,
-                      plot_map, plot_modulator_maps, plot_sam_block)
+from viz.plot import (
+    AblationRow,
+    plot_ablation,
+    plot_cam,
+    plot_cam_grid,
+    plot_distance_profile,
+    plot_erf_grid,
+    plot_fourier,
+    plot_fourier_curves,
+    plot_fourier_highest,
+    plot_head_erf,
+    plot_low_frequency_shares,
+    plot_map,
+    plot_modulator_maps,
+    plot_sam_block,
+)
 from viz.plot.cam import overlay
 
 KINDS = ["sam", "sam", "sam", "msa", "sam", "msa"]
@@ -25,7 +38,8 @@ def no_global_state():
 
     assert plt.get_fignums() == [], "a plot function registered a pyplot figure"
     after = dict(matplotlib.rcParams)
-    changed = [k for k in before if before[k] != after[k] and not (isinstance(before[k], float) and np.isnan(before[k]))]
+    changed = [k for k in before
+               if before[k] != after[k] and not (isinstance(before[k], float) and np.isnan(before[k]))]
     assert not changed, f"rcParams changed: {changed}"
 
 

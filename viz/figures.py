@@ -561,10 +561,12 @@ def fig_low_frequency(fs: FigureSet) -> Rendered:
         raise SkipFigure(f"{fs.source.name} has no SAM block with SAA (SAA is off)")
     ax = plot_low_frequency_shares(shares)
     up = sum(s.modulator > s.saa_input for s in shares)
+    change = float(np.mean([s.change for s in shares]))
     caption = (f"Low-frequency share (|f| <= {fs.settings.radius:g} pi, DC excluded) of SAA's input and output "
                f"(the modulator) in every SAM block of {fs.source.name}, over {len(fs.images())} images: the output "
-               f"share is higher in {up} of {len(shares)} blocks (mean change {np.mean([s.change for s in shares]):+.3f}).")
-    arrays = {"saa_input": np.array([s.saa_input for s in shares]), "modulator": np.array([s.modulator for s in shares])}
+               f"share is higher in {up} of {len(shares)} blocks (mean change {change:+.3f}).")
+    arrays = {"saa_input": np.array([s.saa_input for s in shares]),
+              "modulator": np.array([s.modulator for s in shares])}
     numbers = {"shares": {s.block: {"saa_input": round(s.saa_input, 4), "modulator": round(s.modulator, 4)}
                           for s in shares}, "blocks_where_output_is_higher": up, "num_blocks": len(shares)}
     return Rendered(ax.figure, arrays, caption, numbers)
@@ -651,8 +653,8 @@ def fig_erf(fs: FigureSet) -> Rendered:
                 maps[label].append(d)
                 raw[f"{label}/stage {s + 1}"] = to_np(r.erf)
         pixels = fs.input_size
-        what = (f"every stage of {fs.source.name}" + (f", trained and at random initialisation (seed "
-                f"{fs.settings.seed})" if len(models) > 1 else "") + f", {len(fs.images(fs.settings.erf_images))} images")
+        init = f", trained and at random initialisation (seed {fs.settings.seed})" if len(models) > 1 else ""
+        what = f"every stage of {fs.source.name}{init}, {len(fs.images(fs.settings.erf_images))} images"
     ratios = {label: [high_contribution_area_ratio(d, ts) for d in row] for label, row in maps.items()}
     table = {f"{label}, {col}": r for label, row in ratios.items() for col, r in zip(columns, row)}
     for name, src in ({} if recs else fs.backbones).items():  # results files stand alone
@@ -671,8 +673,8 @@ def fig_erf(fs: FigureSet) -> Rendered:
                f"{what}. Under each map, the high-contribution area ratio (the smallest centred square holding a "
                f"fraction t of the map) at t = {' / '.join(f'{t:g}' for t in ts)}; {first}, {columns[-1]}: "
                + ", ".join(f"t={t:g}: {'n/a' if v is None else f'{v:.3f}'}" for t, v in last.items())
-               + (". The other backbones' last stage is in the table (erf.md)" if len(table) > sum(map(len, ratios.values()))
-                  else "") + ".")
+               + (". The other backbones' last stage is in the table (erf.md)"
+                  if len(table) > sum(map(len, ratios.values())) else "") + ".")
     arrays = {f"display/{label}/{col}": to_np(d) for label, row in maps.items() for col, d in zip(columns, row)}
     arrays.update({f"raw/{k}": v for k, v in raw.items()})
     numbers = {"area_ratios": {k: {str(t): (None if v is None else round(v, 4)) for t, v in r.items()}

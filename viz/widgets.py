@@ -104,7 +104,7 @@ class _Base:
             fn()
             self.last_error = None
             self._say("")
-        except Exception as e:  # noqa: BLE001 - a widget callback must never lose an error in a log
+        except Exception as e:
             self.last_error = f"{type(e).__name__}: {e}"
             self._say(f"{self._plain(e)}", error=True)
             self._traceback = traceback.format_exc()

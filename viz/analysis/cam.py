@@ -172,5 +172,6 @@ def pointing_game(cams: torch.Tensor, boxes: torch.Tensor, image_size: tuple[int
     idx = up.flatten(1).argmax(1)
     y, x = idx // image_size[1], idx % image_size[1]
     b = boxes.float()
-    hit = (x >= b[:, 0] - tolerance) & (x < b[:, 2] + tolerance) & (y >= b[:, 1] - tolerance) & (y < b[:, 3] + tolerance)
+    hit = ((x >= b[:, 0] - tolerance) & (x < b[:, 2] + tolerance)
+           & (y >= b[:, 1] - tolerance) & (y < b[:, 3] + tolerance))
     return hit.float().mean().item()

@@ -19,7 +19,7 @@ pixels, so SAM and MSA blocks share one distance-vs-depth curve: the paper's loc
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Optional, Union
@@ -29,7 +29,16 @@ import torch.nn as nn
 from tqdm.auto import tqdm
 
 from ..capture import capture
-from .common import block_index, block_names, msa_block_names, require_eval, sam_block_names, sam_module, stage_grids, stage_stride
+from .common import (
+    block_index,
+    block_names,
+    msa_block_names,
+    require_eval,
+    sam_block_names,
+    sam_module,
+    stage_grids,
+    stage_stride,
+)
 
 __all__ = [
     "BlockDistance", "AttentionSpec", "token_distances", "mean_attention_distance", "gradient_distance",

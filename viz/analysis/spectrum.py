@@ -199,7 +199,8 @@ def fourier_profile(forward: SMTForward) -> list[BlockFourier]:
     Block outputs are token sequences; each becomes a map on its stage's grid (read from the stage output).
     """
     if not forward.block_outputs:
-        raise ValueError("this forward pass recorded no block outputs; capture with smt_forward(..., block_outputs=True)")
+        raise ValueError("this forward pass recorded no block outputs; "
+                         "capture with smt_forward(..., block_outputs=True)")
     names = list(forward.block_outputs)
     return [BlockFourier(name, forward.block_kinds[name], (k + 1) / len(names),
                          relative_log_amplitude(tokens_to_map(forward.block_outputs[name], forward.grid(name))))
@@ -267,12 +268,14 @@ def _timm_block_maps(model: torch.nn.Module, images: torch.Tensor) -> list[tuple
         def to_map(t: torch.Tensor) -> torch.Tensor:
             return tokens_to_map(t, grid, num_prefix_tokens=prefix)
     elif hasattr(model, "layers") and all(hasattr(s, "blocks") for s in model.layers):  # SwinTransformer: NHWC
-        names, kind = [f"layers.{i}.blocks.{j}" for i, s in enumerate(model.layers) for j in range(len(s.blocks))], "msa"
+        kind = "msa"
+        names = [f"layers.{i}.blocks.{j}" for i, s in enumerate(model.layers) for j in range(len(s.blocks))]
 
         def to_map(t: torch.Tensor) -> torch.Tensor:
             return t.permute(0, 3, 1, 2)
     elif hasattr(model, "stages") and all(hasattr(s, "blocks") for s in model.stages):  # ConvNeXt: NCHW
-        names, kind = [f"stages.{i}.blocks.{j}" for i, s in enumerate(model.stages) for j in range(len(s.blocks))], "conv"
+        kind = "conv"
+        names = [f"stages.{i}.blocks.{j}" for i, s in enumerate(model.stages) for j in range(len(s.blocks))]
 
         def to_map(t: torch.Tensor) -> torch.Tensor:
             return t
@@ -301,7 +304,8 @@ def block_fourier_profile(model: torch.nn.Module, images: torch.Tensor) -> list[
     if hasattr(model, "stage_block_types"):
         return smt_fourier_profile(model, images)
     maps = _timm_block_maps(model, images)
-    return [BlockFourier(n, kind, (k + 1) / len(maps), relative_log_amplitude(m)) for k, (n, kind, m) in enumerate(maps)]
+    return [BlockFourier(n, kind, (k + 1) / len(maps), relative_log_amplitude(m))
+            for k, (n, kind, m) in enumerate(maps)]
 
 
 def block_low_frequency_shares(model: torch.nn.Module, images: torch.Tensor, radius: float = 0.5
