@@ -50,7 +50,7 @@ __all__ = ["build_parser", "main", "train", "evaluate", "make_optimizer", "norma
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m smt.train", description=__doc__.split("\n")[0])
-    p.add_argument("--model", default=None,
+    p.add_argument("--model", default="smt_nano",
                    help="timm model name: an SMT variant (default smt_nano) or any other timm model")
     p.add_argument("--model-kwargs", default=None, type=_json_object,
                    help="keyword arguments of timm.create_model as a JSON object, e.g. '{\"depth\": 6}'")
@@ -124,15 +124,15 @@ def git_revision() -> str:
 
 
 def model_name(args: argparse.Namespace) -> str:
-    """The timm model a run trains: `--preset`'s, else `--model`, else smt_nano."""
+    """The timm model a run trains: `--preset`'s, else `--model` (default smt_nano)."""
     if args.preset:
         from .presets import preset
 
-        if args.model:
+        if args.model != "smt_nano":
             raise ValueError(f"--preset {args.preset} names its own model; drop --model {args.model} "
                              f"(use --model-kwargs to change the preset)")
         return preset(args.preset)[0]
-    return args.model or "smt_nano"
+    return args.model
 
 
 def arch_kwargs(args: argparse.Namespace) -> dict[str, Any]:

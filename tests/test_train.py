@@ -188,3 +188,43 @@ def test_export_run_ships_fp16_weights_with_a_card(data_dir, tmp_path):
     # a torchrun run is written as the torchrun command, with the global batch
     assert _command(res["args"], world=2).startswith(
         "torchrun --standalone --nproc_per_node 2 -m smt.train ")
+
+
+TINY_BACKBONES = {
+    "vit": ["--model", "vit_tiny_patch16_224", "--model-kwargs",
+            '{"img_size": 64, "patch_size": 8, "embed_dim": 32, "depth": 2, "num_heads": 2, "dynamic_img_size": true}'],
+    "swin": ["--model", "swin_tiny_patch4_window7_224", "--model-kwargs",
+             '{"img_size": 64, "embed_dim": 16, "depths": [1, 1], "num_heads": [1, 2], "window_size": [4, 4], '
+             '"dynamic_img_size": true}'],
+}
+
+
+@pytest.mark.parametrize("name", sorted(TINY_BACKBONES))
+def test_other_timm_models_train_and_resume(data_dir, tmp_path, name):
+    """A tiny ViT and a tiny Swin: two steps (the first at the 32-px low-res size) run, and resume to the same weights."""
+    extra = [*TINY_BACKBONES[name], "--low-res", "32", "--low-res-frac", "0.5", "--low-res-crop"]
+    straight = train(_args(data_dir, tmp_path / "a", "--epochs", "2", *extra))
+    assert straight["steps_done"] == 2 and straight["model"] == TINY_BACKBONES[name][1]
+    assert straight["arch"]["embed_dim"] in (16, 32) and straight["arch"]["num_classes"] == 10
+    train(_args(data_dir, tmp_path / "b", "--epochs", "1", *extra))
+    train(_args(data_dir, tmp_path / "b", "--epochs", "2", "--resume", "auto", *extra))
+    a = load_file(str(tmp_path / "a" / "model.safetensors"))
+    b = load_file(str(tmp_path / "b" / "model.safetensors"))
+    assert a.keys() == b.keys()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=0, msg=k)
+
+
+def test_model_options_are_checked():
+    from smt.train import arch_kwargs, model_name
+
+    args = build_parser().parse_args(["--preset", "swin"])
+    assert model_name(args) == "swin_tiny_patch4_window7_224" and arch_kwargs(args)["window_size"] == [4, 2, 7]
+    args = build_parser().parse_args(["--preset", "vit", "--model-kwargs", '{"depth": 2}'])
+    assert arch_kwargs(args)["depth"] == 2 and arch_kwargs(args)["patch_size"] == 8
+    with pytest.raises(ValueError, match="names its own model"):
+        model_name(build_parser().parse_args(["--preset", "vit", "--model", "resnet18"]))
+    with pytest.raises(ValueError, match="not an SMT variant"):
+        arch_kwargs(build_parser().parse_args(["--model", "resnet18", "--sam-heads", "2"]))
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["--model-kwargs", "[1, 2]"])
