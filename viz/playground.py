@@ -94,9 +94,9 @@ def _kernel_note(old: Sequence[int], new: Sequence[int]) -> tuple[str, bool]:
     parts, exact = [], True
     for h, (a, b) in enumerate(zip(old, new)):
         if b > a:
-            parts.append(f"head {h + 1} {a}x{a} -> {b}x{b} zero-padded (output unchanged)")
+            parts.append(f"head {h + 1} {a}x{a} → {b}x{b} zero-padded (output unchanged)")
         elif b < a:
-            parts.append(f"head {h + 1} {a}x{a} -> {b}x{b} centre-cropped (output changes)")
+            parts.append(f"head {h + 1} {a}x{a} → {b}x{b} centre-cropped (output changes)")
             exact = False
     return "; ".join(parts), exact
 
@@ -295,25 +295,31 @@ class Session:
             store.popitem(last=False)
         return store[key]
 
-    def forward(self, model: nn.Module, image_key, x: torch.Tensor, mask: Optional[dict] = None):
+    def forward(self, model: nn.Module, image_key, x: torch.Tensor, block: str, masked: Sequence[int] = ()):
+        """One forward pass recording the taps and the input of `block` (other blocks run unhooked, fused)."""
         from .analysis import smt_forward
 
-        mkey = tuple(sorted((b, tuple(sorted(h))) for b, h in (mask or {}).items() if h))
-        return self._lru(self._forwards, (id(model), image_key, mkey),
-                         lambda: smt_forward(model, x, block_outputs=False, mask=dict(mkey) or None))
+        mkey = tuple(sorted(masked))
+        return self._lru(self._forwards, (id(model), image_key, block, mkey),
+                         lambda: smt_forward(model, x, [block], block_outputs=False, block_inputs=True,
+                                             mask={block: list(mkey)} if mkey else None))
 
     def fields(self, model: nn.Module, image_key, x: torch.Tensor, block: str) -> torch.Tensor:
-        from .analysis.erf import head_erf
+        """Per-head receptive fields of `block`, from the unmasked forward's recorded block input."""
+        from .analysis.erf import block_head_erf
 
-        return self._lru(self._fields, (id(model), image_key, block), lambda: head_erf(model, x, block))
+        def build():
+            fwd = self.forward(model, image_key, x, block)
+            grid = fwd.sam[block].saa_input.shape[-2:]
+            return block_head_erf(model.get_submodule(block), fwd.sam_inputs[block], (int(grid[0]), int(grid[1])))
+
+        return self._lru(self._fields, (id(model), image_key, block), build)
 
     def block_view(self, model: nn.Module, image_key, x: torch.Tensor, block: str,
                    masked: Sequence[int] = ()) -> BlockView:
         from .analysis import head_activation_maps, modulator_map, relative_log_amplitude
 
-        fwd = self.forward(model, image_key, x, {block: list(masked)} if masked else None)
-        if block not in fwd.sam:
-            raise ValueError(f"{block} is not a SAM block of this model")
+        fwd = self.forward(model, image_key, x, block, masked)
         f = fwd.sam[block]
         probs = torch.softmax(fwd.logits[0].double(), 0)
         top = torch.topk(probs, min(5, probs.numel()))

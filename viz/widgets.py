@@ -32,14 +32,25 @@ from .playground import Config, ImageSet, ModelResolver, Session, default_kernel
 __all__ = ["SAMPlayground", "ModelExplorer"]
 
 
-def _png(fig, dpi: int = 80) -> bytes:
+def _png(rgba: np.ndarray) -> bytes:
+    """RGBA pixels as PNG bytes (fast zlib level: the browser decodes either)."""
+    from PIL import Image
+
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=dpi)
+    Image.fromarray(rgba[..., :3]).save(buf, format="PNG", compress_level=1)
     return buf.getvalue()
 
 
 class _View:
-    """One figure shown as a `widgets.Image`: built by `build(data)`, refreshed in place by `refresh(fig, data)`."""
+    """One figure shown as a `widgets.Image`, updated in place.
+
+    `build(data)` draws the figure once with the `viz.plot` functions; `refresh(fig, data)` sets the
+    new data on its artists and returns the artists that change (images, lines, titles); it sets
+    `fig._viz_redraw` when something static changed (an axis range) and the background must be drawn
+    again. Between
+    events only the changing artists are drawn over a cached background (blitting), and the pixels
+    go to the browser as PNG bytes.
+    """
 
     def __init__(self, build: Callable, refresh: Callable, *, dpi: int = 80, layout=None):
         import ipywidgets as W
@@ -47,37 +58,77 @@ class _View:
         self.build, self.refresh, self.dpi = build, refresh, dpi
         self.fig = None
         self.shape = None
+        self._background = None
+        self._dynamic: list = []
         self.image = W.Image(format="png", layout=layout or W.Layout(max_width="100%"))
         self.renders = 0
 
     def show(self, data: Any, shape: Any) -> None:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+
         from .style import screen
 
         with screen():
             if self.fig is None or shape != self.shape:
                 self.fig = self.build(data)
+                self.fig.set_dpi(self.dpi)
+                FigureCanvasAgg(self.fig)
                 self.fig.canvas.draw()  # lay out once (constrained layout), then freeze the positions
                 self.fig.set_layout_engine("none")
                 self.shape = shape
-            else:
-                self.refresh(self.fig, data)
-            self.image.value = _png(self.fig, self.dpi)
+                self._background = None
+            self._dynamic = list(self.refresh(self.fig, data))
+            if self._background is None or getattr(self.fig, "_viz_redraw", False):
+                self.fig._viz_redraw = False
+                self._capture_background()
+            canvas = self.fig.canvas
+            canvas.restore_region(self._background)
+            for artist in self._dynamic:
+                self.fig.draw_artist(artist)
+            self.image.value = _png(np.asarray(canvas.buffer_rgba()))
         self.renders += 1
 
+    def _capture_background(self) -> None:
+        for a in self._dynamic:
+            a.set_visible(False)
+        self.fig.canvas.draw()
+        self._background = self.fig.canvas.copy_from_bbox(self.fig.bbox)
+        for a in self._dynamic:
+            a.set_visible(True)
 
-def _set_images(axes, maps, *, vmax: Optional[float] = None, vmin: float = 0.0):
-    """Replace the data of each axis's image, with one shared colour range."""
+
+def _set_images(axes, maps, *, scale: Optional[float] = None, signed: bool = False) -> float:
+    """Show each map divided by one shared scale (max |value| by default) on the views' fixed [0, 1]
+    ([-1, 1] when `signed`) colour range; returns the scale."""
     arrs = [np.asarray(m, dtype=np.float64) for m in maps]
-    top = vmax if vmax is not None else max(float(a.max()) for a in arrs) if arrs else 1.0
-    top = top if top > vmin else vmin + 1.0
+    top = scale if scale is not None else max((float(np.abs(a).max()) for a in arrs), default=1.0)
+    top = top if top > 0 else 1.0
     for ax, a in zip(axes, arrs):
         im = ax.images[0]
-        im.set_data(a)
-        im.set_clim(vmin, top)
+        im.set_data(a / top)
+        im.set_clim(-1.0 if signed else 0.0, 1.0)
+    return top
+
+
+def _retitle(ax, text: str) -> None:
+    """Set a title; titles are part of the cached background, so a changed one redraws it."""
+    if ax.get_title() != text:
+        ax.set_title(text)
+        ax.figure._viz_redraw = True
 
 
 def _image_axes(fig) -> list:
     return [ax for ax in fig.axes if ax.images]
+
+
+def _scale_text(fig, text: str):
+    """The figure's one dynamic text in the top-right corner (the shared scale of its maps)."""
+    t = getattr(fig, "_viz_scale_text", None)
+    if t is None:
+        t = fig.text(0.995, 0.995, "", ha="right", va="top", fontsize="x-small", color="0.3")
+        fig._viz_scale_text = t
+    t.set_text(text)
+    return t
 
 
 class _Base:
@@ -95,7 +146,7 @@ class _Base:
 
     def _say(self, text: str, error: bool = False) -> None:
         color = "#b00020" if error else "#555"
-        self.status.value = f"<span style='color:{color}'>{html.escape(text)}</span>"
+        self.status.value = f"<span style='color:{color}'>{html.escape(text)}</span>" if text else ""
 
     def _guard(self, name: str, fn: Callable[[], None]) -> None:
         """Run an update; record its latency; show any error in the status line (the widget stays usable)."""
@@ -372,7 +423,8 @@ class SAMPlayground(_Base):
         self.v_saa.show(view, None)
         label = imgs.labels[i] if imgs.labels is not None else None
         self.w_top5.value = self._top5_html(view, label, masked)
-        self.explanation.value = "<b>" + html.escape(self._explain(masked)) + "</b>"
+        self.explanation_text = self._explain(masked)
+        self.explanation.value = "<b>" + html.escape(self.explanation_text) + "</b>"
         self.w_readout.value = html.escape(
             f"{block}: N = {n}, kernels {'/'.join(map(str, view.kernel_sizes))}, expand ratio "
             f"{self.cfg.expand_ratio:g}, SAA {'on' if self.cfg.saa else 'off'}, masked heads "
@@ -387,7 +439,7 @@ class SAMPlayground(_Base):
             masked_view = self._view_data[1]
             (c0, p0), (c1, p1) = unmasked.top5[0], masked_view.top5[0]
             text += (f". Masking head{'s' if len(masked) > 1 else ''} {', '.join(str(h + 1) for h in masked)} of "
-                     f"{self.w_block.value}: top-1 {c0} {100 * p0:.0f}% -> {c1} {100 * p1:.0f}%")
+                     f"{self.w_block.value}: top-1 {c0} {100 * p0:.0f}% → {c1} {100 * p1:.0f}%")
         return text
 
     @staticmethod
@@ -418,18 +470,23 @@ class SAMPlayground(_Base):
         h = F.interpolate(view.modulator[None, None].float(), size=chw.shape[-2:], mode="bilinear",
                           align_corners=False)[0, 0]
         h = (h - h.min()) / (h.max() - h.min()).clamp_min(1e-12)
-        fig.axes[0].images[0].set_data(overlay(chw, h, alpha=0.55))
+        im = fig.axes[0].images[0]
+        im.set_data(overlay(chw, h, alpha=0.55))
+        return [im]
 
     def _build_heads(self, view):
         from .plot import plot_head_maps
 
-        return plot_head_maps(view.head_maps, view.kernel_sizes, width=1.5 * len(view.kernel_sizes) + 1.0)
+        m = view.head_maps / view.head_maps.max().clamp_min(1e-12)
+        return plot_head_maps(m, view.kernel_sizes, width=1.5 * len(view.kernel_sizes) + 1.0,
+                              colorbar=r"mean $|$head$|$ / max")
 
     def _refresh_heads(self, fig, view):
         axes = _image_axes(fig)[:len(view.kernel_sizes)]
-        _set_images(axes, view.head_maps)
+        top = _set_images(axes, view.head_maps)
         for h, (ax, k) in enumerate(zip(axes, view.kernel_sizes)):
-            ax.set_title(f"head {h + 1}: {k}$\\times${k}" + (" (masked)" if h in view.masked else ""))
+            _retitle(ax, f"head {h + 1}: {k}$\\times${k}" + (" (masked)" if h in view.masked else ""))
+        return [ax.images[0] for ax in axes] + [_scale_text(fig, f"max {top:.3g}")]
 
     def _build_fields(self, view):
         from .plot import plot_head_erf
@@ -443,10 +500,11 @@ class SAMPlayground(_Base):
         peak = m.reshape(m.shape[0], -1).max(1).reshape(-1, 1, 1)
         m = m / np.where(peak > 0, peak, 1)
         axes = _image_axes(fig)[:len(view.kernel_sizes)]
-        _set_images(axes, m, vmax=1.0)
+        _set_images(axes, m, scale=1.0)
         for h, (ax, k) in enumerate(zip(axes, view.kernel_sizes)):
-            ax.set_title(f"head {h + 1}: {k}$\\times${k}")
+            _retitle(ax, f"head {h + 1}: {k}$\\times${k}")
             ax.texts[0].set_text(f"{int((m[h] > 1e-6).sum())} pos.")
+        return [ax.images[0] for ax in axes] + [ax.texts[0] for ax in axes]
 
     def _build_saa(self, view):
         from .plot import new_figure, plot_map, plot_saa_spectrum
@@ -454,20 +512,27 @@ class SAMPlayground(_Base):
 
         fig = new_figure(7.0, 2.1)
         a, b, c = fig.subplots(1, 3, width_ratios=[1, 1, 1.6])
-        norm = magnitude_norm(torch.stack([view.saa_input, view.modulator]))
-        plot_map(view.saa_input, ax=a, norm=norm, title="mean |SAA input|")
-        plot_map(view.modulator, ax=b, norm=norm, title="mean |modulator|", colorbar="")
+        norm = magnitude_norm([0.0, 1.0])
+        top = float(max(view.saa_input.max(), view.modulator.max())) or 1.0
+        plot_map(view.saa_input / top, ax=a, norm=norm, title="mean |SAA input|")
+        plot_map(view.modulator / top, ax=b, norm=norm, title="mean |modulator|", colorbar="/ max of both")
         plot_saa_spectrum(view.spectrum_before, view.spectrum_after, ax=c)
         return fig
 
     def _refresh_saa(self, fig, view):
         a, b = _image_axes(fig)[:2]
-        _set_images([a, b], [view.saa_input, view.modulator])
+        top = _set_images([a, b], [view.saa_input, view.modulator])
         c = [ax for ax in fig.axes if ax.get_lines()][0]
-        for line, curve in zip(c.get_lines(), (view.spectrum_before, view.spectrum_after)):
+        lines = c.get_lines()[:2]
+        for line, curve in zip(lines, (view.spectrum_before, view.spectrum_after)):
             line.set_data(curve.freq.numpy(), curve.value.numpy())
-        c.relim()
-        c.autoscale_view(scalex=False)
+        lo = min(float(curve.value.min()) for curve in (view.spectrum_before, view.spectrum_after))
+        y0, y1 = c.get_ylim()
+        dynamic = [a.images[0], b.images[0], *lines, _scale_text(fig, f"max {top:.3g}")]
+        if lo < y0 or lo > y0 + 0.6 * (y1 - y0):  # the curves left the axis range: draw the axis anew
+            c.set_ylim(lo - 0.1 * abs(lo) - 0.1, 0.3)
+            fig._viz_redraw = True
+        return dynamic
 
     # -- programmatic driving (benchmarks, tests) -------------------------------------------------------------
     def controls(self) -> dict[str, Any]:
@@ -687,22 +752,21 @@ class ModelExplorer(_Base):
     # -- views -------------------------------------------------------------------------------------------------
     def _build_tap(self, data):
         from .plot import new_figure, plot_map
+        from .style import magnitude_norm, signed_norm
 
         m, signed, label = data
         fig = new_figure(3.0, 3.0)
-        plot_map(m, ax=fig.add_subplot(), signed=signed, title=label.split(": ")[-1], colorbar="")
+        norm = signed_norm([-1.0, 1.0]) if signed else magnitude_norm([0.0, 1.0])
+        plot_map(m / (m.abs().max().clamp_min(1e-12)), ax=fig.add_subplot(), signed=signed, norm=norm,
+                 title=label.split(": ")[-1], colorbar="/ max |value|")
         return fig
 
     def _refresh_tap(self, fig, data):
         m, signed, label = data
         ax = _image_axes(fig)[0]
-        a = m.numpy()
-        if signed:
-            top = float(np.abs(a).max()) or 1.0
-            _set_images([ax], [a], vmin=-top, vmax=top)
-        else:
-            _set_images([ax], [a], vmin=float(min(a.min(), 0)))
-        ax.set_title(label.split(": ")[-1])
+        top = _set_images([ax], [m.numpy()], signed=signed)
+        _retitle(ax, label.split(": ")[-1])
+        return [ax.images[0], _scale_text(fig, f"max |value| {top:.3g}")]
 
     def _build_cam(self, data):
         from .plot import new_figure, plot_cam
@@ -713,13 +777,22 @@ class ModelExplorer(_Base):
         return fig
 
     def _refresh_cam(self, fig, data):
-        # a CAM view has an overlay, a marker and a title: redrawing the axis is as cheap as updating it
-        from .plot import plot_cam
+        from .analysis.cam import cam_to_image
+        from .plot.cam import overlay
 
         image, cam, label = data
         ax = fig.axes[0]
-        ax.clear()
-        plot_cam(image, cam, ax=ax, title=label)
+        h, w = image.shape[:2]
+        raw = cam.float()[None]
+        heat = cam_to_image(raw, (h, w))[0]
+        up = cam_to_image(raw, (h, w), relu=False, normalize=False)[0]
+        chw = torch.from_numpy(image.astype(np.float32) / 255).permute(2, 0, 1)
+        ax.images[0].set_data(overlay(chw, heat, alpha=0.5))
+        idx = int(up.flatten().argmax())
+        marker = ax.get_lines()[0]
+        marker.set_data([idx % w], [idx // w])
+        _retitle(ax, label)
+        return [ax.images[0], marker]
 
     def controls(self) -> dict[str, Any]:
         """The controls by name (for scripts and benchmarks)."""

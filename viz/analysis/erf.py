@@ -32,7 +32,7 @@ from .common import require_eval, sam_module
 FeatureFn = Callable[[nn.Module, torch.Tensor], torch.Tensor]
 
 __all__ = ["ERFResult", "effective_receptive_field", "erf_display", "high_contribution_area_ratio",
-           "final_feature_map", "stage_feature_map", "head_erf"]
+           "final_feature_map", "stage_feature_map", "head_erf", "block_head_erf"]
 
 
 @dataclass(frozen=True)
@@ -192,14 +192,23 @@ def head_erf(model: nn.Module, images: torch.Tensor, block: str, *, reduce: str 
     require_eval(model, "The per-head ERF")
     if reduce not in ("abs", "relu"):
         raise ValueError(f"reduce={reduce!r}: use 'abs' or 'relu'")
-    attn = sam_module(model, block)
-    blk = model.get_submodule(block)
+    sam_module(model, block)
     with torch.no_grad(), capture(model, block, inputs=True) as cap:
         model(images)
     x, H, W = cap[block]
-    x = x.requires_grad_(True)  # (B, N, C), a detached copy
-    with torch.enable_grad(), capture(attn, "mhmc.heads.*", to=None, keep_graph=True) as heads:
-        attn(blk.norm1(x), H, W)
+    return block_head_erf(model.get_submodule(block), x, (int(H), int(W)), reduce=reduce)
+
+
+def block_head_erf(block: nn.Module, x: torch.Tensor, grid_hw: tuple[int, int], *, reduce: str = "abs"
+                   ) -> torch.Tensor:
+    """`head_erf` from the block's recorded input: `block` a SAM block (eval mode), `x` its input tokens
+    (B, H*W, C) on the grid `grid_hw`. Returns (heads, H, W) float64 maps."""
+    if reduce not in ("abs", "relu"):
+        raise ValueError(f"reduce={reduce!r}: use 'abs' or 'relu'")
+    H, W = grid_hw
+    x = x.detach().clone().requires_grad_(True)  # (B, N, C)
+    with torch.enable_grad(), capture(block.attn, "mhmc.heads.*", to=None, keep_graph=True) as heads:
+        block.attn(block.norm1(x), H, W)
     maps = []
     for name in heads:
         out = heads[name]

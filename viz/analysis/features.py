@@ -12,8 +12,8 @@ show (mean over channels of |modulator|, upsampled x4 bilinearly) for the last S
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
 from typing import Optional, Union
 
 import torch
@@ -59,12 +59,14 @@ class SMTForward:
         block_kinds: Block name -> "sam" or "msa", for every block of the model.
         stage_outputs: Each stage's output map (B, C, H, W).
         sam: SAM block name -> its `SAMFeatures` (heads, SAA input, modulator).
+        sam_inputs: SAM block name -> its input tokens (B, H*W, C) (when asked for).
     """
     logits: torch.Tensor
     block_outputs: dict[str, torch.Tensor]
     block_kinds: dict[str, str]
     stage_outputs: tuple[torch.Tensor, ...]
     sam: dict[str, SAMFeatures]
+    sam_inputs: dict[str, torch.Tensor] = field(default_factory=dict)
 
     def grid(self, block: str) -> tuple[int, int]:
         """The token grid (H, W) of a block: its stage's output grid."""
@@ -78,6 +80,7 @@ def smt_forward(
         sam_blocks: Optional[Sequence[str]] = None,
         *,
         block_outputs: bool = True,
+        block_inputs: bool = False,
         mask: Optional[Mapping[str, Sequence[int]]] = None,
         to: Optional[str] = "cpu",
 ) -> SMTForward:
@@ -91,6 +94,7 @@ def smt_forward(
         images: (B, 3, H, W), normalised as the model expects.
         sam_blocks: SAM blocks whose taps are recorded; default every SAM block, `[]` for none.
         block_outputs: Also record every block's output tokens.
+        block_inputs: Also record the input tokens of the `sam_blocks` (for `erf.block_head_erf`).
         mask: Heads to zero while running, `{block: [head, ...]}` (see `mask_heads`).
         to: Device for the recorded tensors.
     """
@@ -101,7 +105,12 @@ def smt_forward(
     patterns = [f"{b}.attn.{t}" for b in blocks for t in ("mhmc.heads.*", "saa_input", "modulator")]
     patterns += [f"stages.{i}" for i in range(len(model.stages))]
     patterns += list(kinds) if block_outputs else []
-    with mask_heads(model, mask) if mask else nullcontext(), torch.no_grad(), capture(model, patterns, to=to) as cap:
+    with ExitStack() as stack:
+        if mask:
+            stack.enter_context(mask_heads(model, mask))
+        stack.enter_context(torch.no_grad())
+        cap = stack.enter_context(capture(model, patterns, to=to))
+        ins = stack.enter_context(capture(model, blocks, to=to, inputs=True)) if block_inputs and blocks else None
         logits = model(images)
     sam = {b: SAMFeatures(
         block=b, kernel_sizes=tuple(sam_module(model, b).mhmc.kernel_sizes),
@@ -109,7 +118,8 @@ def smt_forward(
         saa_input=cap[f"{b}.attn.saa_input"], modulator=cap[f"{b}.attn.modulator"]) for b in blocks}
     return SMTForward(logits=logits.to(to) if to is not None else logits,
                       block_outputs={n: cap[n] for n in kinds} if block_outputs else {}, block_kinds=kinds,
-                      stage_outputs=tuple(cap[f"stages.{i}"] for i in range(len(model.stages))), sam=sam)
+                      stage_outputs=tuple(cap[f"stages.{i}"] for i in range(len(model.stages))), sam=sam,
+                      sam_inputs={b: ins[b][0] for b in blocks} if ins is not None else {})
 
 
 def sam_features(
