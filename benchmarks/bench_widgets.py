@@ -94,11 +94,14 @@ def main() -> int:
     e = ex.controls()
     stages = [v for _, v in e["stage"].options]
     methods = ["GradCAM", "GradCAMPlusPlus", "XGradCAM", "LayerCAM", "HiResCAM", "EigenCAM"]
+    def options(name):
+        return [v for _, v in e[name].options]
+
     explorer = {
         "image": lambda i: setattr(e["image"], "value", 1 + i),
         "stage": lambda i: setattr(e["stage"], "value", stages[(i + 1) % len(stages)]),
-        "block": lambda i: setattr(e["block"], "value", [v for _, v in e["block"].options][i % len(e["block"].options)]),
-        "tap": lambda i: setattr(e["tap"], "value", [v for _, v in e["tap"].options][(i + 1) % len(e["tap"].options)]),
+        "block": lambda i: setattr(e["block"], "value", options("block")[i % len(options("block"))]),
+        "tap": lambda i: setattr(e["tap"], "value", options("tap")[(i + 1) % len(options("tap"))]),
         "view": lambda i: setattr(e["view"], "value", ("channel", "mean")[i % 2]),
         "channel": lambda i: setattr(e["channel"], "value", (i + 1) % (e["channel"].max + 1)),
         "Grad-CAM method": lambda i: setattr(e["method"], "value", methods[(i + 1) % len(methods)]),

@@ -201,7 +201,8 @@ TINY_BACKBONES = {
 
 @pytest.mark.parametrize("name", sorted(TINY_BACKBONES))
 def test_other_timm_models_train_and_resume(data_dir, tmp_path, name):
-    """A tiny ViT and a tiny Swin: two steps (the first at the 32-px low-res size) run, and resume to the same weights."""
+    """A tiny ViT and a tiny Swin: two steps (the first at the 32-px low-res size) run and resume to the same
+    weights."""
     extra = [*TINY_BACKBONES[name], "--low-res", "32", "--low-res-frac", "0.5", "--low-res-crop"]
     straight = train(_args(data_dir, tmp_path / "a", "--epochs", "2", *extra))
     assert straight["steps_done"] == 2 and straight["model"] == TINY_BACKBONES[name][1]
