@@ -1,12 +1,16 @@
 # make setup: .venv with the project (editable) and its test extras; quick when nothing changed.
-# make demo:  the main job on the bundled defaults.   make test: the lint step (ruff), then the test suite.
+# make demo:  the main job on the bundled defaults (report, then the figure set into figures/).
+# make test:  the lint step (ruff), then the test suite and every notebook in fast mode.
+# make lab:   JupyterLab on notebooks/, on localhost.
 # make data:  the Fashion-MNIST idx files (Debian package dataset-fashion-mnist) for training.
+# make sysdeps: Debian's chromium (browser test) and fonts-liberation2 (Times-metric serif for figures),
+#             installed when missing and the user is root; otherwise says what to install.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test bench clean data
+.PHONY: setup sysdeps demo test lab bench clean data
 
 setup: $(STAMP)
 
@@ -16,12 +20,28 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
-demo: setup
+SYSPKGS := chromium fonts-liberation2
+
+sysdeps:
+	@missing=""; for p in $(SYSPKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -z "$$missing" ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing Debian packages:$$missing"; \
+		(apt-get install -y -q $$missing >/dev/null 2>&1 || (apt-get update -q >/dev/null && apt-get install -y -q $$missing >/dev/null)) \
+		&& rm -f $$($(PY) -c 'import matplotlib; print(matplotlib.get_cachedir())' 2>/dev/null)/fontlist-*.json; \
+	else \
+		echo "not installed:$$missing (sudo apt-get install$$missing); the browser test is skipped without chromium"; \
+	fi
+
+demo: setup sysdeps
 	$(PY) -m viz demo $(DEMO_ARGS)
 
-test: setup
+test: setup sysdeps
 	$(PY) -m ruff check .
-	$(PY) -m pytest -n 2 --durations=15 $(PYTEST_ARGS)
+	SMT_NOTEBOOK_FAST=1 $(PY) -m pytest -n 2 --durations=15 tests notebooks --nbmake $(PYTEST_ARGS)
+
+lab: setup
+	$(PY) -m jupyter lab --ip 127.0.0.1 --notebook-dir notebooks $(LAB_ARGS)
 
 FMNIST_DIR ?= /usr/share/datasets/fashion-mnist
 

@@ -122,6 +122,13 @@ class Rendered:
     caption: str
     numbers: dict[str, Any] = field(default_factory=dict)
     texts: dict[str, str] = field(default_factory=dict)  # extra text files: suffix -> content (tables)
+    png: Optional[bytes] = None  # the figure as shown in a notebook (`FigureSet.draw`)
+
+    def _repr_png_(self) -> Optional[bytes]:  # Jupyter shows a drawn figure as its PNG
+        return self.png
+
+    def _repr_markdown_(self) -> Optional[str]:  # and a table as Markdown
+        return self.texts.get(".md") if self.png is None else None
 
 
 def _sha256(path: os.PathLike) -> str:
@@ -414,6 +421,22 @@ class FigureSet:
         if unknown:
             raise ValueError(f"unknown variant(s) {unknown}; registered: {', '.join(VARIANTS)}")
         return [summarize(n) for n in tqdm(names, desc="variants", leave=False)]
+
+    def draw(self, name: str, *, venue: Optional[str] = None, dpi: int = 110) -> Rendered:
+        """One figure of the set, for a notebook: drawn in the screen style (or a venue's), with its PNG,
+        data and caption (a notebook cell ending in `fs.draw("fourier")` shows it)."""
+        from .style import paper, screen
+
+        if name not in FIGURES:
+            raise ValueError(f"unknown figure {name!r}; the figures are {', '.join(FIGURES)}")
+        fn, width = FIGURES[name]
+        with (paper(venue, width) if venue else screen()):
+            r = fn(self)
+            if r.fig is not None:
+                buf = io.BytesIO()
+                r.fig.savefig(buf, format="png", dpi=dpi)
+                r.png = buf.getvalue()
+        return r
 
     def provenance(self) -> dict[str, Any]:
         """What every figure's JSON records about the source."""
