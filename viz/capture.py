@@ -25,16 +25,24 @@ from typing import Optional, Union
 import torch
 import torch.nn as nn
 
+from smt.model import TAPS
+
 __all__ = ["capture", "Captured", "TAP_SHORTCUTS", "resolve_patterns"]
 
-#: Shortcuts for the SMT tap points (see `smt.TAPS`); each expands to a glob over module names.
+def _shortcut(tap: str) -> str:
+    """`attn.mhmc.heads.{h}` -> "heads", `attn.saa_input` -> "saa_input"."""
+    parts = [p for p in tap.split(".") if "{" not in p]
+    return parts[-1]
+
+
+_TAP_GLOBS = {_shortcut(t): ("*" + t.replace("{h}", "*"),) for t in TAPS}
+
+#: Shortcuts for the SMT tap points, derived from `smt.TAPS` (one glob over module names each), plus
+#: "mhmc_heads" (= "heads") and "taps" (all of them).
 TAP_SHORTCUTS: dict[str, tuple[str, ...]] = {
-    "mhmc_heads": ("*attn.mhmc.heads.*",),
-    "heads": ("*attn.mhmc.heads.*",),
-    "saa_input": ("*attn.saa_input",),
-    "modulator": ("*attn.modulator",),
-    "attn_weights": ("*attn.attn_weights",),
-    "taps": ("*attn.mhmc.heads.*", "*attn.saa_input", "*attn.modulator", "*attn.attn_weights"),
+    **_TAP_GLOBS,
+    "mhmc_heads": _TAP_GLOBS["heads"],
+    "taps": tuple(g for globs in _TAP_GLOBS.values() for g in globs),
 }
 
 

@@ -483,7 +483,7 @@ def fig_modulator_maps(fs: FigureSet) -> Rendered:
 
 
 def fig_sam_block(fs: FigureSet) -> Rendered:
-    from .analysis import group_channel_maps, head_activation_maps, modulator_map, stage_stride
+    from .analysis import block_index, group_channel_maps, head_activation_maps, modulator_map, stage_stride
     from .plot import plot_sam_block
 
     fs.require_smt("sam_block")
@@ -499,7 +499,7 @@ def fig_sam_block(fs: FigureSet) -> Rendered:
     fields = fs.head_erf(block)
     group = group_channel_maps(feats.saa_input[i:i + 1], feats.num_heads, fs.settings.group)[0]
     mod = modulator_map(feats.modulator[i:i + 1])[0]
-    stride = stage_stride(fs.model, int(block.split(".")[1]))
+    stride = stage_stride(fs.model, block_index(block)[0])
     fig = plot_sam_block(fs.source.display[i], heads, fields, group, mod, feats.kernel_sizes, block=block,
                          group_index=fs.settings.group, stride=stride)
     support = [int((f > 1e-6 * f.max()).sum()) for f in fields]
@@ -607,6 +607,7 @@ def _distance_from_results(fs: FigureSet) -> Optional[list]:
 
 
 def fig_distance(fs: FigureSet) -> Rendered:
+    from .analysis import block_index
     from .plot import plot_distance_profile
 
     profile = _distance_from_results(fs)
@@ -617,9 +618,9 @@ def fig_distance(fs: FigureSet) -> Rendered:
     others = {} if from_results else {_title(k): v for k, v in _backbone_profiles(fs, "distance").items()}
     ax = plot_distance_profile(profile, others=others or None)
     per_stage: dict[str, float] = {}
-    for s in sorted({int(b.name.split(".")[1]) for b in profile}):
+    for s in sorted({block_index(b.name)[0] for b in profile}):
         for kind in ("sam", "msa"):
-            v = [b.distance for b in profile if int(b.name.split(".")[1]) == s and b.kind == kind]
+            v = [b.distance for b in profile if block_index(b.name)[0] == s and b.kind == kind]
             if v:
                 per_stage[f"stage {s + 1} {kind.upper()}"] = round(float(np.mean(v)), 2)
     caption = ("Distance against depth, in input pixels: modulation distance of SAM blocks (gradient-mass "

@@ -27,6 +27,7 @@ from typing import Any, Optional
 import numpy as np
 import torch
 
+from .analysis.common import block_index
 from .playground import Config, ImageSet, ModelResolver, Session, default_kernels, load_image
 
 __all__ = ["SAMPlayground", "ModelExplorer"]
@@ -649,7 +650,8 @@ class ModelExplorer(_Base):
 
     def _fill_taps(self) -> None:
         b = self.w_block.value
-        kind = self.model.stage_block_types[int(b.split(".")[1])][int(b.split(".")[3])]
+        stage, j = block_index(b)
+        kind = self.model.stage_block_types[stage][j]
         taps = [("block output", "output"), ("stage output", "stage")]
         if kind == "sam":
             n = len(self.model.get_submodule(b).attn.mhmc.convs)
@@ -666,7 +668,7 @@ class ModelExplorer(_Base):
 
         fwd, attn = self._capture(self.w_index.value)
         b, tap = self.w_block.value, self.w_tap.value
-        stage = int(b.split(".")[1])
+        stage = block_index(b)[0]
         if tap == "stage":
             return fwd.stage_outputs[stage][0], f"stages.{stage} output"
         if tap == "output":
@@ -678,7 +680,7 @@ class ModelExplorer(_Base):
             return a[:, q, :].reshape(a.shape[0], h, w), f"{b}.attn.attn_weights, query at the centre"
         f = fwd.sam[b]
         if tap.startswith("heads."):
-            return f.heads[int(tap.split(".")[1])][0], f"{b}.attn.mhmc.{tap}"
+            return f.heads[int(tap.removeprefix("heads."))][0], f"{b}.attn.mhmc.{tap}"
         return (f.saa_input if tap == "saa_input" else f.modulator)[0], f"{b}.attn.{tap}"
 
     # -- handlers -------------------------------------------------------------------------------------------

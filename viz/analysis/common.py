@@ -12,7 +12,7 @@ import torch
 import torch.nn as nn
 
 __all__ = ["require_eval", "require_smt", "block_index", "block_names", "sam_block_names", "msa_block_names",
-           "sam_module", "stage_grid", "stage_grids", "stage_stride", "tokens_to_map"]
+           "sam_module", "stage_grid", "stage_grids", "stage_stride", "tokens_to_map", "image_batches"]
 
 
 def require_eval(model: nn.Module, what: str) -> None:
@@ -119,3 +119,23 @@ def tokens_to_map(x: torch.Tensor, grid_hw: tuple[int, int], num_prefix_tokens: 
                          f"(e.g. patch_embed.grid_size) and num_prefix_tokens")
     x = x[:, num_prefix_tokens:]
     return x.transpose(1, 2).reshape(x.shape[0], x.shape[2], h, w)
+
+
+def image_batches(images, batch_size: int):
+    """Batches of an (M, C, H, W) tensor, or the batches of a re-iterable (a list, a DataLoader; (batch, label)
+    pairs give their batch), lazily, with a length. A one-shot iterator is refused: image sets may be read twice."""
+    if isinstance(images, torch.Tensor):
+        if images.ndim != 4:
+            raise ValueError(f"images must be (M, C, H, W), got {tuple(images.shape)}")
+        return list(images.split(batch_size))
+    if iter(images) is images:
+        raise TypeError("images is a one-shot iterator; pass a tensor, a list of batches or a DataLoader "
+                        "(the image set may be read more than once)")
+
+    class _Lazy:
+        def __len__(self):
+            return len(images)
+
+        def __iter__(self):
+            return (b[0] if isinstance(b, (tuple, list)) else b for b in images)
+    return _Lazy()

@@ -32,6 +32,7 @@ from ..capture import capture
 from .common import (
     block_index,
     block_names,
+    image_batches,
     msa_block_names,
     require_eval,
     sam_block_names,
@@ -235,25 +236,6 @@ def fused_attn_disabled(model: nn.Module):
             m.fused_attn = v
 
 
-def _batches(images, batch_size: int):
-    """Batches of an (M, C, H, W) tensor, or the batches of a re-iterable (list, DataLoader), lazily, with a length."""
-    if isinstance(images, torch.Tensor):
-        if images.ndim != 4:
-            raise ValueError(f"images must be (M, C, H, W), got {tuple(images.shape)}")
-        return list(images.split(batch_size))
-    if iter(images) is images:
-        raise TypeError("images is a one-shot iterator; pass a tensor, a list of batches or a DataLoader "
-                        "(the image set may be read more than once)")
-
-    class _Lazy:
-        def __len__(self):
-            return len(images)
-
-        def __iter__(self):
-            return (b[0] if isinstance(b, (tuple, list)) else b for b in images)
-    return _Lazy()
-
-
 def attention_distances(model: nn.Module, images, specs: Sequence[AttentionSpec], *, batch_size: int = 8,
                         normalize: bool = False, progress: bool = True) -> dict[str, torch.Tensor]:
     """Mean attention distance per head for each `spec` over an image set: {module: (heads,)}.
@@ -269,7 +251,7 @@ def attention_distances(model: nn.Module, images, specs: Sequence[AttentionSpec]
     require_eval(model, "attention_distances")
     sums: dict[str, torch.Tensor] = {}
     count = 0
-    batches = _batches(images, batch_size)
+    batches = image_batches(images, batch_size)
     with fused_attn_disabled(model), torch.no_grad():
         for batch in tqdm(batches, desc="attention distance", disable=not progress):
             with capture(model, [s.module for s in specs], to=None) as cap:
@@ -331,7 +313,8 @@ def smt_modulation_distances(model: nn.Module, images, *, queries: Union[None, i
     per_head_sum = {b: 0.0 for b in blocks}   # sums over (image, query) pairs
     distance_sum = {b: 0.0 for b in blocks}
     pairs = {b: 0 for b in blocks}
-    for bi, batch in enumerate(tqdm(_batches(images, batch_size), desc="modulation distance", disable=not progress)):
+    batches = image_batches(images, batch_size)
+    for bi, batch in enumerate(tqdm(batches, desc="modulation distance", disable=not progress)):
         with torch.no_grad(), capture(model, blocks, inputs=True) as cap:
             model(batch)
         for k, b in enumerate(blocks):
@@ -348,7 +331,7 @@ def smt_modulation_distances(model: nn.Module, images, *, queries: Union[None, i
 def smt_attention_distances(model: nn.Module, images, *, batch_size: int = 8, normalize: bool = False,
                             progress: bool = True) -> list[BlockDistance]:
     """Mean attention distance per head of every MSA block of an SMT model, at the images' size."""
-    first = images[0:1] if isinstance(images, torch.Tensor) else next(iter(_batches(images, batch_size)))[0:1]
+    first = images[0:1] if isinstance(images, torch.Tensor) else next(iter(image_batches(images, batch_size)))[0:1]
     specs = smt_attention_specs(model, tuple(first.shape[-2:]))
     res = attention_distances(model, images, specs, batch_size=batch_size, normalize=normalize, progress=progress)
     return [BlockDistance(s.module.rsplit(".attn.", 1)[0], "msa", res[s.module], float(res[s.module].mean()))

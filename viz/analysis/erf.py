@@ -27,7 +27,7 @@ import torch
 import torch.nn as nn
 
 from ..capture import capture
-from .common import require_eval, sam_module
+from .common import image_batches, require_eval, sam_module
 
 FeatureFn = Callable[[nn.Module, torch.Tensor], torch.Tensor]
 
@@ -117,7 +117,7 @@ def effective_receptive_field(
     """
     require_eval(model, "The ERF")
     feature_fn = feature_fn or final_feature_map
-    batches = images.split(batch_size) if isinstance(images, torch.Tensor) else images
+    batches = image_batches(images, batch_size)
     total, counted, skipped = None, 0, 0
     if progress:
         from tqdm.auto import tqdm
