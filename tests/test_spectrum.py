@@ -114,3 +114,45 @@ def test_smt_fourier_profile_uses_each_stage_grid():
     ref = np.log(np.abs(np.fft.fft2(tokens.numpy().reshape(2, 8, 8, -1), axes=(1, 2))) + 1e-6).mean((0, 3))
     k = np.arange(5)
     np.testing.assert_allclose(prof[1].curve.value.numpy(), ref[k, k] - ref[0, 0], rtol=1e-4, atol=1e-4)
+
+
+def test_vit_block_profile_equals_the_map_built_by_hand_from_its_tokens():
+    """ViT tokens (B, 1 + H*W, C): the class token dropped, the rest row-major on the explicit patch grid."""
+    import timm
+
+    from viz.analysis import block_fourier_profile, block_low_frequency_shares
+
+    torch.manual_seed(0)
+    vit = timm.create_model("vit_tiny_patch16_224", img_size=64, patch_size=8, embed_dim=32, depth=2, num_heads=2,
+                            dynamic_img_size=True, num_classes=3).eval()
+    x = torch.randn(2, 3, 48, 48)  # not the built size: a 6x6 grid, so nothing can fall back on sqrt(N) of 64
+    seen = {}
+    handle = vit.blocks[1].register_forward_hook(lambda m, a, out: seen.setdefault("out", out.detach()))
+    try:
+        profile = block_fourier_profile(vit, x)
+    finally:
+        handle.remove()
+    tokens = seen["out"]
+    assert tokens.shape == (2, 1 + 36, 32)
+    by_hand = tokens[:, 1:].reshape(2, 6, 6, 32).permute(0, 3, 1, 2)
+    expected = relative_log_amplitude(by_hand)
+    assert [b.name for b in profile] == ["blocks.0", "blocks.1"] and profile[1].kind == "msa"
+    torch.testing.assert_close(profile[1].curve.value, expected.value, rtol=0, atol=1e-12)
+    torch.testing.assert_close(profile[1].curve.freq, expected.freq)
+    shares = dict(block_low_frequency_shares(vit, x))
+    assert shares["blocks.1"] == pytest.approx(float(low_frequency_share(by_hand, 0.5)))
+
+
+def test_swin_and_convnext_block_maps():
+    import timm
+
+    from viz.analysis import block_fourier_profile
+
+    swin = timm.create_model("swin_tiny_patch4_window7_224", img_size=32, embed_dim=16, depths=(1, 1),
+                             num_heads=(1, 2), window_size=4, num_classes=3).eval()
+    prof = block_fourier_profile(swin, torch.randn(1, 3, 32, 32))
+    assert [b.name for b in prof] == ["layers.0.blocks.0", "layers.1.blocks.0"]
+    assert [len(b.curve.freq) for b in prof] == [5, 3]  # 8x8 then 4x4 grids (NHWC outputs permuted)
+    conv = timm.create_model("convnext_atto", dims=(8, 16, 32, 64), depths=(1, 1, 1, 1), num_classes=3).eval()
+    prof = block_fourier_profile(conv, torch.randn(1, 3, 64, 64))
+    assert [b.kind for b in prof] == ["conv"] * 4 and len(prof[0].curve.freq) == 9
