@@ -109,3 +109,16 @@ def test_results_add():
     b = ERFResult(torch.full((2, 2), 3.0, dtype=torch.float64), 2, 0)
     s = a + b
     assert s.num_images == 4 and s.num_skipped == 1 and torch.equal(s.erf, torch.ones(2, 2, dtype=torch.float64))
+
+
+def test_stage_erfs_from_one_pass_equal_one_call_per_stage():
+    from viz.analysis.erf import stage_erfs, stage_feature_map
+
+    model = timm.create_model("test_smt").eval()
+    x = torch.randn(3, 3, 64, 64)
+    together = stage_erfs(model, x, [0, 2, 3], batch_size=2)
+    assert sorted(together) == [0, 2, 3]
+    for s, r in together.items():
+        alone = effective_receptive_field(model, x, stage_feature_map(s), batch_size=2)
+        assert r.num_images == alone.num_images == 3
+        torch.testing.assert_close(r.total, alone.total, rtol=1e-9, atol=1e-12)

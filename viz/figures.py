@@ -331,15 +331,16 @@ class FigureSet:
         return low_frequency_shares(sam, self.settings.radius)
 
     def erf(self, stage: int, model: Optional[nn.Module] = None):
-        """(ERFResult, display map) of stage `stage`'s output for `model` (default the source's)."""
+        """(ERFResult, display map) of stage `stage`'s output for `model` (default the source's); every stage
+        of the model is computed at once (one forward pass per batch) and cached."""
         key = ("erf", stage, id(model) if model is not None else None)
         if key not in self._cache:
-            from .analysis.erf import effective_receptive_field, erf_display, stage_feature_map
+            from .analysis.erf import erf_display, stage_erfs
 
             m = model if model is not None else self.model
-            r = effective_receptive_field(m, self.images(self.settings.erf_images), stage_feature_map(stage),
-                                          batch_size=8)
-            self._cache[key] = (r, erf_display(r.erf))
+            results = stage_erfs(m, self.images(self.settings.erf_images), range(len(m.stages)), batch_size=8)
+            for s, r in results.items():
+                self._cache[("erf", s, key[2])] = (r, erf_display(r.erf))
         return self._cache[key]
 
     @cached_property

@@ -32,7 +32,7 @@ from .common import image_batches, require_eval, sam_module
 FeatureFn = Callable[[nn.Module, torch.Tensor], torch.Tensor]
 
 __all__ = ["ERFResult", "effective_receptive_field", "erf_display", "high_contribution_area_ratio",
-           "final_feature_map", "stage_feature_map", "head_erf", "block_head_erf"]
+           "final_feature_map", "stage_feature_map", "stage_erfs", "head_erf", "block_head_erf"]
 
 
 @dataclass(frozen=True)
@@ -133,6 +133,37 @@ def effective_receptive_field(
     if total is None:
         raise ValueError("no images were given")
     return ERFResult(total, counted, skipped)
+
+
+def stage_erfs(model: nn.Module, images: Union[torch.Tensor, Iterable[torch.Tensor]], stages: Sequence[int], *,
+               batch_size: int = 32) -> dict[int, ERFResult]:
+    """The ERF of several stages' outputs from one forward pass per batch (one backward pass per stage).
+
+    Equals `effective_receptive_field(model, images, stage_feature_map(s))` for every s in `stages`
+    (the gradient of one stage's central feature does not depend on the other stages), at the cost of
+    a single forward pass. Needs a model with `forward_intermediates` (SMT, timm's hierarchical models).
+    """
+    require_eval(model, "The ERF")
+    stages = sorted(set(int(s) for s in stages))
+    totals: dict[int, Optional[torch.Tensor]] = {s: None for s in stages}
+    counted = {s: 0 for s in stages}
+    skipped = {s: 0 for s in stages}
+    for x in image_batches(images, batch_size):
+        x = x.detach().clone().requires_grad_(True)
+        maps = model.forward_intermediates(x, indices=stages, intermediates_only=True, stop_early=True)
+        for k, (s, fmap) in enumerate(zip(stages, maps)):
+            h, w = fmap.shape[-2:]
+            central = torch.relu(fmap[:, :, h // 2, w // 2]).sum()
+            (grad,) = torch.autograd.grad(central, x, retain_graph=k < len(stages) - 1)
+            contrib = torch.relu(grad).sum(dim=1).double()  # (B, H, W)
+            finite = ~torch.isnan(contrib).flatten(1).any(dim=1)
+            skipped[s] += int((~finite).sum())
+            counted[s] += int(finite.sum())
+            part = contrib[finite].sum(dim=0).cpu()
+            totals[s] = part if totals[s] is None else totals[s] + part
+    if any(t is None for t in totals.values()):
+        raise ValueError("no images were given")
+    return {s: ERFResult(totals[s], counted[s], skipped[s]) for s in stages}
 
 
 def erf_display(erf: torch.Tensor) -> torch.Tensor:
