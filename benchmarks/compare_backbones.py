@@ -36,9 +36,8 @@ def _fmt(values, digits=1) -> str:
 def measure(name: str, n_images: int, queries: int) -> dict:
     from smt.demo import demo_images, demo_model
     from smt.summary import count_macs
-    from viz.analysis import (block_fourier_profile, high_contribution_area_ratio, smt_distance_profile,
-                              timm_attention_profile)
-    from viz.analysis.erf import effective_receptive_field, erf_display
+    from viz.analysis import block_fourier_profile, smt_distance_profile, timm_attention_profile
+    from viz.analysis.erf import effective_receptive_field, erf_display, high_contribution_area_ratio
 
     model = demo_model(name)
     data = demo_images()
