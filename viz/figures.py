@@ -797,9 +797,9 @@ def fig_ablation(fs: FigureSet) -> Rendered:
         raise SkipFigure("the ablation set is trained on Scaled Fashion-MNIST: it needs the shipped canvases "
                          "(run without --images and with a demo --model)")
     rows = []
-    x = fs.images()
+    n_images = len(fs.images())
     for n in names:
-        src = demo_source(n, num_images=len(x))
+        src = demo_source(n)  # top-1 over every shipped canvas; the analyses over the set's images
         with torch.no_grad():
             pred = torch.cat([src.model(src.images[i:i + 128]).argmax(1) for i in range(0, len(src.images), 128)])
         top1 = float(100 * (pred == src.labels).float().mean())
@@ -809,13 +809,14 @@ def fig_ablation(fs: FigureSet) -> Rendered:
         saa = arch.get("saa", True)
         change = None
         if saa:
-            shares = low_frequency_shares(sam_features(src.model, src.images), fs.settings.radius)
+            shares = low_frequency_shares(sam_features(src.model, src.images[:n_images]), fs.settings.radius)
             change = float(np.mean([s.change for s in shares]))
         heads = int(arch.get("sam_heads", 4))
         rows.append(AblationRow(f"N = {heads}" if saa else f"SAA off (N = {heads})", heads, saa, top1, area, change))
     fig = plot_ablation(rows)
-    caption = (f"The trained ablation set (smt_nano, 900 steps each, one seed) on {len(x)} shipped canvases: "
-               "top-1, the last stage's ERF area ratio (t = 0.5) and SAA's mean low-frequency change; "
+    caption = (f"The trained ablation set (smt_nano, 900 steps each, one seed): top-1 on the {len(pred)} shipped "
+               f"canvases, the last stage's ERF area ratio (t = 0.5, {fs.settings.erf_images} canvases) and SAA's "
+               f"mean low-frequency change ({n_images} canvases); "
                + "; ".join(f"{r.label}: {r.top1:.1f}%" for r in rows) + ".")
     arrays = {"top1": np.array([r.top1 for r in rows]),
               "erf_area_0.5": np.array([np.nan if r.erf_area.get(0.5) is None else r.erf_area[0.5] for r in rows]),

@@ -53,7 +53,7 @@ class _View:
     go to the browser as PNG bytes.
     """
 
-    def __init__(self, build: Callable, refresh: Callable, *, dpi: int = 80, layout=None):
+    def __init__(self, build: Callable, refresh: Callable, *, dpi: int = 96, layout=None):
         import ipywidgets as W
 
         self.build, self.refresh, self.dpi = build, refresh, dpi
@@ -74,11 +74,13 @@ class _View:
                 self.fig = self.build(data)
                 self.fig.set_dpi(self.dpi)
                 FigureCanvasAgg(self.fig)
+                self._dynamic = list(self.refresh(self.fig, data))
                 self.fig.canvas.draw()  # lay out once (constrained layout), then freeze the positions
                 self.fig.set_layout_engine("none")
                 self.shape = shape
                 self._background = None
-            self._dynamic = list(self.refresh(self.fig, data))
+            else:
+                self._dynamic = list(self.refresh(self.fig, data))
             if self._background is None or getattr(self.fig, "_viz_redraw", False):
                 self.fig._viz_redraw = False
                 self._capture_background()
@@ -123,10 +125,11 @@ def _image_axes(fig) -> list:
 
 
 def _scale_text(fig, text: str):
-    """The figure's one dynamic text in the top-right corner (the shared scale of its maps)."""
+    """The figure's one dynamic text, under its panels (the shared scale of its maps); made on the first
+    refresh, before the layout, so that the layout leaves room for it."""
     t = getattr(fig, "_viz_scale_text", None)
     if t is None:
-        t = fig.text(0.995, 0.995, "", ha="right", va="top", fontsize="x-small", color="0.3")
+        t = fig.supxlabel(text, x=0.98, ha="right", fontsize="x-small", color="0.3")
         fig._viz_scale_text = t
     t.set_text(text)
     return t
@@ -487,7 +490,7 @@ class SAMPlayground(_Base):
         top = _set_images(axes, view.head_maps)
         for h, (ax, k) in enumerate(zip(axes, view.kernel_sizes)):
             _retitle(ax, f"head {h + 1}: {k}$\\times${k}" + (" (masked)" if h in view.masked else ""))
-        return [ax.images[0] for ax in axes] + [_scale_text(fig, f"max {top:.3g}")]
+        return [ax.images[0] for ax in axes] + [_scale_text(fig, f"maps divided by their shared maximum, {top:.3g}")]
 
     def _build_fields(self, view):
         from .plot import plot_head_erf
@@ -529,7 +532,7 @@ class SAMPlayground(_Base):
             line.set_data(curve.freq.numpy(), curve.value.numpy())
         lo = min(float(curve.value.min()) for curve in (view.spectrum_before, view.spectrum_after))
         y0, y1 = c.get_ylim()
-        dynamic = [a.images[0], b.images[0], *lines, _scale_text(fig, f"max {top:.3g}")]
+        dynamic = [a.images[0], b.images[0], *lines, _scale_text(fig, f"maps divided by their shared maximum, {top:.3g}")]
         if lo < y0 or lo > y0 + 0.6 * (y1 - y0):  # the curves left the axis range: draw the axis anew
             c.set_ylim(lo - 0.1 * abs(lo) - 0.1, 0.3)
             fig._viz_redraw = True
@@ -768,7 +771,7 @@ class ModelExplorer(_Base):
         ax = _image_axes(fig)[0]
         top = _set_images([ax], [m.numpy()], signed=signed)
         _retitle(ax, label.split(": ")[-1])
-        return [ax.images[0], _scale_text(fig, f"max |value| {top:.3g}")]
+        return [ax.images[0], _scale_text(fig, f"divided by max |value| = {top:.3g}")]
 
     def _build_cam(self, data):
         from .plot import new_figure, plot_cam

@@ -53,7 +53,7 @@ def plot_erf_grid(maps: Mapping[str, Sequence], ratios: Optional[Mapping[str, Se
     """
     rows = list(maps)
     ncol = len(columns)
-    fig = new_figure(width, aspect=len(rows) * 1.12 / ncol + 0.1)
+    fig = new_figure(width, aspect=len(rows) * 0.93 / ncol + 0.08)
     axes = fig.subplots(len(rows), ncol, squeeze=False)
     im = None
     ts = None
