@@ -532,7 +532,8 @@ class SAMPlayground(_Base):
             line.set_data(curve.freq.numpy(), curve.value.numpy())
         lo = min(float(curve.value.min()) for curve in (view.spectrum_before, view.spectrum_after))
         y0, y1 = c.get_ylim()
-        dynamic = [a.images[0], b.images[0], *lines, _scale_text(fig, f"maps divided by their shared maximum, {top:.3g}")]
+        caption = _scale_text(fig, f"maps divided by their shared maximum, {top:.3g}")
+        dynamic = [a.images[0], b.images[0], *lines, caption]
         if lo < y0 or lo > y0 + 0.6 * (y1 - y0):  # the curves left the axis range: draw the axis anew
             c.set_ylim(lo - 0.1 * abs(lo) - 0.1, 0.3)
             fig._viz_redraw = True
