@@ -31,7 +31,7 @@ import torch.nn as nn
 
 from . import model as _model  # noqa: F401  (registers the variants)
 from .data import CLASS_NAMES
-from .presets import BACKBONES
+from .presets import BACKBONES, TITLES
 
 __all__ = ["DEMO_DIR", "DEMO_MODELS", "CLASS_NAMES", "DemoImages", "demo_model", "demo_images",
            "demo_weights_path", "available_backbones", "subset_accuracy", "encode_images", "decode_images",
@@ -233,16 +233,13 @@ def export_run(run_dir: Union[str, os.PathLike], name: str, *, test_size: int = 
     return info
 
 
-_BACKBONE_TITLES = {"vit": "ViT", "swin": "Swin", "convnext": "ConvNeXt"}
-
-
 def _model_card(name: str, result: dict[str, Any], info: dict[str, Any], n_params: int, budget_note: str) -> str:
     args = result["args"]
     variant, arch = DEMO_MODELS[name]
     backbone = name in BACKBONES
     arch_txt = ", ".join(f"{k}={v!r}" for k, v in arch.items()) or "defaults (sam_heads=4, saa=True)"
     stem = _file_stem(name)
-    title = _BACKBONE_TITLES[name] if backbone else "SMT-nano"
+    title = TITLES[name] if backbone else "SMT-nano"
     what = (f"{title} (timm's `{variant}` with {arch_txt}; `smt.presets.BACKBONES`)" if backbone
             else f"SMT-nano (`{variant}`; {arch_txt})")
     hist = result["history"]

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["BACKBONES", "preset"]
+__all__ = ["BACKBONES", "TITLES", "preset"]
 
 #: Comparison backbones: name -> (timm model name, keyword arguments).
 BACKBONES: dict[str, tuple[str, dict[str, Any]]] = {
@@ -34,6 +34,10 @@ BACKBONES: dict[str, tuple[str, dict[str, Any]]] = {
                                               "dynamic_img_size": True}),
     "convnext": ("convnext_atto", {"dims": [30, 60, 120, 240], "depths": [2, 2, 6, 2]}),
 }
+
+
+#: How a backbone's name is written in words (legends, titles, cards).
+TITLES = {"vit": "ViT", "swin": "Swin", "convnext": "ConvNeXt"}
 
 
 def preset(name: str) -> tuple[str, dict[str, Any]]:

@@ -102,10 +102,10 @@ def test_bad_input_is_a_clear_error(folder, tmp_path, capsys):
 
 
 def test_official_checkpoint_on_the_sample_photos(tmp_path):
-    from test_checkpoint import _official_file
+    from checkpoint_files import official_file
 
     ckpt = tmp_path / "smt_tiny.pth"
-    _official_file(ckpt, "smt_tiny")
+    official_file(ckpt, "smt_tiny")
     out = tmp_path / "out"
     assert main(["figures", "--out", str(out), "--model", "smt_tiny", "--checkpoint", str(ckpt), "--input-size", "64",
                  "--only", "modulator_maps,summary", "--variants", "smt_tiny", "--no-progress"]) == 0

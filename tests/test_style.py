@@ -69,7 +69,7 @@ def test_pdf_embeds_truetype_never_type3_and_svg_keeps_text():
 
 
 def test_saved_files_carry_no_date(tmp_path):
-    from viz.figures import _save_figure
+    from viz.figures.writing import _save_figure
 
     outs = []
     for i in range(2):

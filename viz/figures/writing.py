@@ -1,0 +1,209 @@
+"""Writing a figure set: every format, `NAME.npz` and `NAME.json` per figure, and `index.html`; nothing outside
+the output folder, reproducible data files."""
+from __future__ import annotations
+
+import html
+import io
+import json
+import math
+import os
+import sys
+import time
+import traceback
+import zipfile
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+import torch
+
+from .catalog import FIGURES
+from .figureset import FigureSet, SkipFigure
+from .source import sha256
+
+__all__ = ["Outcome", "render", "write_npz", "write_index", "print_outcomes"]
+
+
+def write_npz(path: os.PathLike, arrays: Mapping[str, np.ndarray]) -> None:
+    """`np.savez` with fixed zip entry times and sorted names, so the same arrays give the same bytes."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for name in sorted(arrays):
+            info = zipfile.ZipInfo(name.replace("/", "__") + ".npy", date_time=(1980, 1, 1, 0, 0, 0))
+            info.compress_type = zipfile.ZIP_DEFLATED
+            info.external_attr = 0o644 << 16
+            data = io.BytesIO()
+            np.lib.format.write_array(data, np.ascontiguousarray(np.asarray(arrays[name])), allow_pickle=False)
+            zf.writestr(info, data.getvalue())
+    _atomic_write(Path(path), buf.getvalue())
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def _jsonable(x: Any) -> Any:
+    if isinstance(x, Mapping):
+        return {str(k): _jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_jsonable(v) for v in x]
+    if isinstance(x, (np.floating, float)):
+        return None if not math.isfinite(float(x)) else float(x)
+    if isinstance(x, (np.integer,)):
+        return int(x)
+    if isinstance(x, torch.Tensor):
+        return _jsonable(x.tolist())
+    return x
+
+
+def _version() -> dict[str, Any]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    from smt.train import git_revision
+
+    try:
+        v = version("smt-lab")
+    except PackageNotFoundError:
+        v = None
+    return {"smt_lab": v, "git_revision": git_revision(), "torch": torch.__version__}
+
+
+def _save_figure(fig, path: Path, fmt: str) -> None:
+    meta = {"pdf": {"CreationDate": None, "Producer": None}, "svg": {"Date": None}, "png": {"Software": None}}
+    tmp = path.with_name(path.name + ".tmp")
+    fig.savefig(tmp, format=fmt, metadata=meta.get(fmt))
+    os.replace(tmp, path)
+
+
+@dataclass
+class Outcome:
+    name: str
+    status: str  # "ok", "skipped", "failed"
+    seconds: float
+    files: list[Path] = field(default_factory=list)
+    message: str = ""
+    caption: str = ""
+
+
+def render(fs: FigureSet, out: os.PathLike, names: Optional[Sequence[str]] = None, *,
+           formats: Sequence[str] = ("pdf", "png"), command: str = "", progress: bool = True) -> list[Outcome]:
+    """Render figures into `out`: each figure in every format, `NAME.npz`, `NAME.json`, then `index.html`.
+
+    A figure that fails is reported (name and error) and the others still render; a figure the setting
+    cannot make (`SkipFigure`) is skipped with its reason. Returns one `Outcome` per figure.
+    """
+    from tqdm.auto import tqdm
+
+    out = Path(out)
+    names = list(names) if names is not None else list(FIGURES)
+    unknown = [n for n in names if n not in FIGURES]
+    if unknown:
+        raise ValueError(f"unknown figure(s) {unknown}; the figures are {', '.join(FIGURES)}")
+    bad = [f for f in formats if f not in ("pdf", "png", "svg")]
+    if bad:
+        raise ValueError(f"unknown format(s) {bad}; use pdf, png, svg")
+    out.mkdir(parents=True, exist_ok=True)
+    version = _version()
+    outcomes = []
+    bar = tqdm(names, desc="figures", unit="fig", disable=not progress)
+    for name in bar:
+        bar.set_postfix_str(name)
+        fn, width = FIGURES[name]
+        t0 = time.perf_counter()
+        try:
+            outcomes.append(_render_one(fs, name, fn, width, out, formats, version, command, t0))
+        except SkipFigure as e:
+            outcomes.append(Outcome(name, "skipped", time.perf_counter() - t0, message=str(e)))
+        except Exception as e:  # one figure's failure must not stop the others
+            msg = f"{type(e).__name__}: {e}"
+            print(f"\nfigure {name} failed: {msg}", file=sys.stderr)
+            traceback.print_exc(limit=3, file=sys.stderr)
+            outcomes.append(Outcome(name, "failed", time.perf_counter() - t0, message=msg))
+        fs.timings[name] = outcomes[-1].seconds
+    bar.close()
+    write_index(out, outcomes, command)
+    return outcomes
+
+
+def _render_one(fs: FigureSet, name: str, fn: Callable, width: str, out: Path, formats: Sequence[str],
+                version: dict, command: str, t0: float) -> Outcome:
+    from ..style import paper
+
+    files = []
+    with paper(fs.settings.venue, width):  # built and saved inside the venue's style (fonts, sizes)
+        r = fn(fs)
+        try:
+            for fmt in formats if r.fig is not None else ():
+                files.append(out / f"{name}.{fmt}")
+                _save_figure(r.fig, files[-1], fmt)
+        finally:
+            if r.fig is not None:
+                r.fig.clear()
+    for suffix, text in r.texts.items():
+        files.append(out / f"{name}{suffix}")
+        _atomic_write(files[-1], text.encode())
+    write_npz(out / f"{name}.npz", r.arrays)
+    record = {"figure": name, "caption": r.caption, "numbers": r.numbers, "settings": vars(fs.settings),
+              "results": [{"file": os.path.basename(p), "sha256": sha256(p), "analysis": rec["analysis"],
+                           "model": rec.get("model")} for p, rec in fs.results],
+              "source": fs.provenance() if fs.source_loaded else None, "version": version, "command": command}
+    _atomic_write(out / f"{name}.json", (json.dumps(_jsonable(record), indent=1, sort_keys=True) + "\n").encode())
+    files += [out / f"{name}.npz", out / f"{name}.json"]
+    return Outcome(name, "ok", time.perf_counter() - t0, files, caption=r.caption)
+
+
+def write_index(out: Path, outcomes: Sequence[Outcome], command: str) -> Path:
+    """`index.html`: every PNG with its caption and the command that made it (tables inline)."""
+    parts = ["<!doctype html><html><head><meta charset='utf-8'><title>SMT figures</title><style>"
+             "body{font-family:sans-serif;max-width:60em;margin:2em auto;color:#222}"
+             "figure{margin:2em 0;border-top:1px solid #ddd;padding-top:1em}img{max-width:100%}"
+             "figcaption{font-size:0.9em;line-height:1.4}code,pre{background:#f4f4f4;padding:0.1em 0.3em}"
+             "table{border-collapse:collapse;font-size:0.85em}td,th{border-bottom:1px solid #ccc;padding:0.2em 0.6em}"
+             ".skip{color:#777}.fail{color:#b00}</style></head><body>",
+             "<h1>SMT figures</h1>", f"<p>Made by <code>{html.escape(command)}</code></p>"]
+    for o in outcomes:
+        parts.append(f"<figure id='{o.name}'><h2>{o.name}</h2>")
+        if o.status == "ok":
+            png = next((f for f in o.files if f.suffix == ".png"), None)
+            md = next((f for f in o.files if f.suffix == ".md"), None)
+            if png is not None:
+                parts.append(f"<img src='{png.name}' alt='{o.name}'>")
+            elif md is not None:
+                parts.append(_markdown_table_html(md.read_text()))
+            links = " ".join(f"<a href='{f.name}'>{f.suffix[1:]}</a>" for f in o.files)
+            parts.append(f"<figcaption>{html.escape(o.caption)}<br>files: {links}</figcaption>")
+        elif o.status == "skipped":
+            parts.append(f"<p class='skip'>skipped: {html.escape(o.message)}</p>")
+        else:
+            parts.append(f"<p class='fail'>failed: {html.escape(o.message)}</p>")
+        parts.append("</figure>")
+    parts.append("</body></html>\n")
+    path = out / "index.html"
+    _atomic_write(path, "\n".join(parts).encode())
+    return path
+
+
+def _markdown_table_html(md: str) -> str:
+    lines = [ln.strip().strip("|").split("|") for ln in md.strip().splitlines() if ln.strip()]
+    head, body = lines[0], lines[2:]
+    row = "".join(f"<th>{html.escape(c.strip())}</th>" for c in head)
+    rows = "".join("<tr>" + "".join(f"<td>{html.escape(c.strip().strip('`'))}</td>" for c in r) + "</tr>" for r in body)
+    return f"<table><tr>{row}</tr>{rows}</table>"
+
+
+def print_outcomes(outcomes: Sequence[Outcome], out: Path) -> None:
+    print(f"\nwritten to {out}/:")
+    for o in outcomes:
+        if o.status == "ok":
+            print(f"  {o.name:<15} {o.seconds:6.1f} s  " + ", ".join(f.name for f in o.files))
+    skipped = [o for o in outcomes if o.status == "skipped"]
+    failed = [o for o in outcomes if o.status == "failed"]
+    for o in skipped:
+        print(f"  skipped {o.name}: {o.message}")
+    for o in failed:
+        print(f"  FAILED {o.name}: {o.message}")
+    print(f"  index.html ({out / 'index.html'})")
