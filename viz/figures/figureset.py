@@ -72,6 +72,17 @@ class Rendered:
         return self.texts.get(".md") if self.png is None else None
 
 
+_ROOT = Path(__file__).resolve().parent.parent.parent
+
+
+def _shown_path(path: Optional[str]) -> Optional[str]:
+    """A path as recorded in a figure's data: relative to the project for its own files (`data/demo/...`)."""
+    if not path:
+        return None
+    p = Path(path).resolve()
+    return p.relative_to(_ROOT).as_posix() if p.is_relative_to(_ROOT) else str(path)
+
+
 class FigureSet:
     """A source, its settings, and every analysis the figures draw, each computed on first use and cached.
 
@@ -255,7 +266,7 @@ class FigureSet:
         return {
             "model": src.name,
             "model_class": type(src.model).__name__,
-            "checkpoint": ck,
+            "checkpoint": _shown_path(ck),
             "checkpoint_sha256": sha256(ck) if ck and Path(ck).is_file() else None,
             "images": src.image_source,
             "image_files": [os.path.basename(f) for f in src.image_files],
