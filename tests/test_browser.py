@@ -35,6 +35,7 @@ from browser_harness import (
 pytestmark = [pytest.mark.browser, pytest.mark.xdist_group("browser"),
               pytest.mark.skipif(missing() is not None, reason=missing() or "")]
 
+RENDERED = "the widget did not render: is jupyterlab_widgets (ipywidgets' lab extension) installed?"
 WAIT_MS = 60_000  # a new model (a checkpoint read, resized kernels) on a busy 2-core machine
 
 
@@ -87,6 +88,7 @@ def test_the_playground_follows_the_keyboard_and_the_mouse(lab, browser):
     open_notebook(b, lab, "01_sam_playground.ipynb")
     run_all_cells(b)
     out = output_area(b, "SAMPlayground(")
+    expect(out.locator(".widget-slider").first, RENDERED).to_be_visible()
     views = out.locator("xpath=.//div[contains(@class, 'widget-vbox')][div//b[text()='MHMC heads']]")
     explanation, status, readout = (views.locator(f"xpath=./div[{i}]") for i in ("1", "2", "last()"))
     controls = views.locator("xpath=preceding-sibling::div[1]")
@@ -155,6 +157,7 @@ def test_the_model_explorer_follows_its_pickers(lab, browser):
     open_notebook(b, lab, "02_feature_maps.ipynb")
     run_all_cells(b)
     out = output_area(b, "ModelExplorer(")
+    expect(out.locator(".widget-dropdown").first, RENDERED).to_be_visible()
     views = out.locator("xpath=.//div[contains(@class, 'widget-vbox')][div[contains(@class, 'widget-hbox')]/img]")
     status, readout = views.locator("xpath=./div[1]"), views.locator("xpath=./div[last()]")
     controls = views.locator("xpath=preceding-sibling::div[1]")
