@@ -38,7 +38,7 @@ demo: setup sysdeps
 
 test: setup sysdeps
 	$(PY) -m ruff check .
-	SMT_NOTEBOOK_FAST=1 $(PY) -m pytest -n 2 --durations=15 tests notebooks --nbmake $(PYTEST_ARGS)
+	SMT_NOTEBOOK_FAST=1 $(PY) -m pytest -n 2 --dist loadgroup --durations=15 tests notebooks --nbmake $(PYTEST_ARGS)
 
 lab: setup
 	$(PY) -m jupyter lab --ip 127.0.0.1 --notebook-dir notebooks $(LAB_ARGS)

@@ -135,6 +135,20 @@ def _scale_text(fig, text: str):
     return t
 
 
+def _controls_layout(width: str):
+    """The controls column: a fixed width that a long line in the views column can not squeeze."""
+    import ipywidgets as W
+
+    return W.Layout(width=width, flex="0 0 auto")
+
+
+def _views_layout():
+    """The views column: children keep their own width (a flex column would stretch a narrower image, blurred)."""
+    import ipywidgets as W
+
+    return W.Layout(align_items="flex-start")
+
+
 class _Base:
     """Shared parts: the status line, error handling, debouncing and latency records."""
 
@@ -232,10 +246,11 @@ class SAMPlayground(_Base):
         self.w_upload = W.FileUpload(accept="image/*", multiple=False, description="upload")
         self.w_block = W.Dropdown(description="SAM block", style=style)
         self.w_heads = W.IntSlider(value=4, min=1, max=8, description="heads N", continuous_update=False, style=style)
+        half = W.Layout(width="50%")  # two sliders share a row: without a width each keeps a few px of track
         self.w_first = W.IntSlider(value=3, min=1, max=15, step=2, description="first kernel", continuous_update=False,
-                                   style=style)
+                                   style=style, layout=half)
         self.w_step = W.IntSlider(value=2, min=0, max=6, step=2, description="kernel step", continuous_update=False,
-                                  style=style)
+                                  style=style, layout=half)
         self.w_kernels = W.Text(value="", placeholder="or a list: 3,5,7,9", description="kernels", style=style,
                                 continuous_update=False)
         self.w_expand = W.Dropdown(options=[0.5, 1.0, 2.0, 4.0], value=2.0, description="expand ratio", style=style)
@@ -267,13 +282,13 @@ class SAMPlayground(_Base):
                            W.HBox([self.w_source, self.w_upload]), self.w_index, self.w_block,
                            self.w_heads, W.HBox([self.w_first, self.w_step]), self.w_kernels,
                            W.HBox([self.w_expand, self.w_saa]), W.HTML("<b>mask heads</b> (zero them)"), self.w_masks],
-                          layout=W.Layout(width="430px"))
+                          layout=_controls_layout("430px"))
         views = W.VBox([self.explanation, self.status, W.HBox([self.v_overlay.image, self.w_top5]),
                         W.HTML("<b>MHMC heads</b>: mean |output| of each head (kernel in the title)"),
                         self.v_heads.image, W.HTML("<b>receptive field of each head</b> (gradient of its central "
                                                    "output w.r.t. the block input)"), self.v_fields.image,
                         W.HTML("<b>SAA</b>: input vs output (the modulator) and their spectra"), self.v_saa.image,
-                        self.w_readout])
+                        self.w_readout], layout=_views_layout())
         self.widget = W.HBox([controls, views], layout=W.Layout(align_items="flex-start"))
         self._guard("init", self._start)
 
@@ -610,8 +625,9 @@ class ModelExplorer(_Base):
 
         controls = W.VBox([self.w_index, self.w_stage, self.w_block, self.w_tap, self.w_view, self.w_channel,
                            W.HTML("<b>Grad-CAM</b>"), self.w_method, self.w_target, self.w_cam_stage],
-                          layout=W.Layout(width="400px"))
-        views = W.VBox([self.status, W.HBox([self.v_tap.image, self.v_cam.image, self.w_top5]), self.w_readout])
+                          layout=_controls_layout("400px"))
+        views = W.VBox([self.status, W.HBox([self.v_tap.image, self.v_cam.image, self.w_top5]), self.w_readout],
+                       layout=_views_layout())
         self.widget = W.HBox([controls, views], layout=W.Layout(align_items="flex-start"))
         self._guard("init", self._start)
 
