@@ -43,6 +43,11 @@ VARIANTS: dict[str, dict[str, Any]] = {
 }
 
 
+def _stage(stage: int) -> str:
+    """A stage index as an error names it: the paper's 1-based number and the module (stages.{i})."""
+    return f"stage {stage + 1} (stages.{stage})"
+
+
 def default_kernel_sizes(num_heads: int) -> tuple[int, ...]:
     """The paper's MHMC kernels for `num_heads` heads: 3, 5, 7, ... (3 + 2h for head h)."""
     return tuple(3 + 2 * h for h in range(max(num_heads, 0)))
@@ -52,17 +57,17 @@ def expand_block_types(pattern: Union[str, Sequence[str]], depth: int, stage: in
     """Block types of one stage from "sam", "msa", "mix" (even index SAM, odd MSA) or an explicit list."""
     if isinstance(pattern, str):
         if pattern not in STAGE_PATTERNS:
-            raise ValueError(f"stage {stage}: block type {pattern!r} is not one of {STAGE_PATTERNS}; "
+            raise ValueError(f"{_stage(stage)}: block type {pattern!r} is not one of {STAGE_PATTERNS}; "
                              f"use 'sam', 'msa', 'mix' or a list of 'sam'/'msa' per block")
         if pattern == "mix":
             return tuple("sam" if j % 2 == 0 else "msa" for j in range(depth))
         return (pattern,) * depth
     types = tuple(pattern)
     if len(types) != depth:
-        raise ValueError(f"stage {stage}: {len(types)} block types given for {depth} blocks; give one per block")
+        raise ValueError(f"{_stage(stage)}: {len(types)} block types given for {depth} blocks; give one per block")
     for j, t in enumerate(types):
         if t not in BLOCK_TYPES:
-            raise ValueError(f"stage {stage}, block {j}: block type {t!r} is neither 'sam' nor 'msa'; "
+            raise ValueError(f"{_stage(stage)}, block {j}: block type {t!r} is neither 'sam' nor 'msa'; "
                              f"use one of {BLOCK_TYPES}")
     return types
 
@@ -105,22 +110,22 @@ def _check_stage(stage: int, dim: int, types: Sequence[str], sam_heads: int, ker
                  msa_heads: int) -> None:
     if "sam" in types:
         if sam_heads < 1 or sam_heads > dim:
-            raise ValueError(f"stage {stage}: sam_heads={sam_heads} but the stage has {dim} channels; "
+            raise ValueError(f"{_stage(stage)}: sam_heads={sam_heads} but the stage has {dim} channels; "
                              f"use between 1 and {dim} heads")
         if dim % sam_heads:
             ok = [n for n in range(1, min(dim, 16) + 1) if dim % n == 0]
-            raise ValueError(f"stage {stage}: {dim} channels are not divisible by sam_heads={sam_heads}; "
+            raise ValueError(f"{_stage(stage)}: {dim} channels are not divisible by sam_heads={sam_heads}; "
                              f"choose a head count that divides {dim}, e.g. {ok}")
         if len(kernels) != sam_heads:
-            raise ValueError(f"stage {stage}: {len(kernels)} kernel sizes for {sam_heads} heads; "
+            raise ValueError(f"{_stage(stage)}: {len(kernels)} kernel sizes for {sam_heads} heads; "
                              f"give one odd kernel size per head")
         for h, k in enumerate(kernels):
             if not isinstance(k, int) or k < 1 or k % 2 == 0:
-                raise ValueError(f"stage {stage}, head {h}: kernel size {k!r} must be a positive odd integer "
+                raise ValueError(f"{_stage(stage)}, head {h}: kernel size {k!r} must be a positive odd integer "
                                  f"(padding k//2 keeps the grid), e.g. {default_kernel_sizes(h + 1)[h]}")
     if "msa" in types:
         if msa_heads < 1 or dim % msa_heads:
-            raise ValueError(f"stage {stage}: {dim} channels are not divisible by msa_heads={msa_heads}; "
+            raise ValueError(f"{_stage(stage)}: {dim} channels are not divisible by msa_heads={msa_heads}; "
                              f"choose an attention head count that divides {dim}")
 
 

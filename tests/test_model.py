@@ -178,15 +178,15 @@ def test_in_chans_and_wrong_channel_count():
 # ---- configuration -------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("kwargs, message", [
-    (dict(sam_heads=3), r"stage 0: 16 channels are not divisible by sam_heads=3"),
-    (dict(sam_heads=(4, 4, 64, 4), embed_dims=(16, 32, 48, 64)), r"stage 2: sam_heads=64 but the stage has 48"),
-    (dict(kernel_sizes=((3, 4, 5, 7), None, None, None)), r"stage 0, head 1: kernel size 4 must be a positive odd"),
-    (dict(kernel_sizes=((3, 5), None, None, None)), r"stage 0: 2 kernel sizes for 4 heads"),
-    (dict(kernel_sizes=((-1, 3, 5, 7), None, None, None)), r"stage 0, head 0: kernel size -1"),
-    (dict(block_types=("sam", "sam", "mixed", "msa")), r"stage 2: block type 'mixed' is not one of"),
-    (dict(block_types=("sam", ("sam", "sam"), "mix", "msa")), r"stage 1: 2 block types given for 1 blocks"),
-    (dict(block_types=("sam", "sam", ("sam", "attn"), "msa")), r"stage 2, block 1: block type 'attn' is neither"),
-    (dict(msa_heads=(1, 1, 3, 4)), r"stage 2: 64 channels are not divisible by msa_heads=3"),
+    (dict(sam_heads=3), r"stage 1 \(stages.0\): 16 channels are not divisible by sam_heads=3"),
+    (dict(sam_heads=(4, 4, 64, 4), embed_dims=(16, 32, 48, 64)), r"stage 3 \(stages.2\): sam_heads=64 but the stage has 48"),
+    (dict(kernel_sizes=((3, 4, 5, 7), None, None, None)), r"stage 1 \(stages.0\), head 1: kernel size 4 must be a positive odd"),
+    (dict(kernel_sizes=((3, 5), None, None, None)), r"stage 1 \(stages.0\): 2 kernel sizes for 4 heads"),
+    (dict(kernel_sizes=((-1, 3, 5, 7), None, None, None)), r"stage 1 \(stages.0\), head 0: kernel size -1"),
+    (dict(block_types=("sam", "sam", "mixed", "msa")), r"stage 3 \(stages.2\): block type 'mixed' is not one of"),
+    (dict(block_types=("sam", ("sam", "sam"), "mix", "msa")), r"stage 2 \(stages.1\): 2 block types given for 1 blocks"),
+    (dict(block_types=("sam", "sam", ("sam", "attn"), "msa")), r"stage 3 \(stages.2\), block 1: block type 'attn' is neither"),
+    (dict(msa_heads=(1, 1, 3, 4)), r"stage 3 \(stages.2\): 64 channels are not divisible by msa_heads=3"),
     (dict(sam_heads=(4, 4)), r"sam_heads has 2 entries but the model has 4 stages"),
     (dict(in_chans=0), r"in_chans=0"),
 ])

@@ -244,7 +244,7 @@ class SAMPlayground(_Base):
             self.images["canvases"] = images
         self.w_index = W.IntSlider(value=0, min=0, max=1, description="image", continuous_update=False, style=style)
         self.w_upload = W.FileUpload(accept="image/*", multiple=False, description="upload")
-        self.w_block = W.Dropdown(description="SAM block", style=style)
+        self.w_block = W.Dropdown(description="SAM block", style=style, layout=W.Layout(width="98%"))
         self.w_heads = W.IntSlider(value=4, min=1, max=8, description="heads N", continuous_update=False, style=style)
         half = W.Layout(width="50%")  # two sliders share a row: without a width each keeps a few px of track
         self.w_first = W.IntSlider(value=3, min=1, max=15, step=2, description="first kernel", continuous_update=False,
@@ -458,7 +458,7 @@ class SAMPlayground(_Base):
             masked_view = self._view_data[1]
             (c0, p0), (c1, p1) = unmasked.top5[0], masked_view.top5[0]
             text += (f". Masking head{'s' if len(masked) > 1 else ''} {', '.join(str(h + 1) for h in masked)} of "
-                     f"{self.w_block.value}: top-1 {c0} {100 * p0:.0f}% → {c1} {100 * p1:.0f}%")
+                     f"{self.w_block.value}: top-1 {c0} {100 * p0:.1f}% → {c1} {100 * p1:.1f}%")
         return text
 
     @staticmethod
