@@ -163,3 +163,24 @@ def test_ablation_panels():
     np.testing.assert_allclose(bars[0], [71, 72, 74, 66])
     np.testing.assert_allclose(bars[2], [-0.01, -0.02, -0.04, 0])  # SAA off has no low-frequency change
     assert any(t.get_text() == "n/a" for t in fig.axes[2].texts)
+
+
+def test_the_remaining_single_panel_plots():
+    from viz.plot import plot_erf, plot_group_channels, plot_head_maps, plot_image, plot_overlay, plot_saa_spectrum
+
+    freq = torch.linspace(0, 1, 5, dtype=torch.float64)
+    ax = plot_saa_spectrum(FourierCurve(freq, -freq), FourierCurve(freq, -2 * freq))
+    assert len(ax.get_lines()) == 2 and "rad" in ax.get_xlabel() and "log amplitude" in ax.get_ylabel()
+    np.testing.assert_allclose(ax.get_lines()[1].get_ydata(), -2 * freq.numpy())
+    ax = plot_overlay(np.zeros((32, 32, 3), np.uint8), torch.rand(4, 4))
+    assert ax.images[0].get_array().shape == (32, 32, 3)
+    fig = plot_group_channels(torch.randn(4, 8, 8), kernel_sizes=(3, 5, 7, 9))
+    ims = [a.images[0] for a in fig.axes if a.images]
+    assert len(ims) == 4 and ims[0].norm.vmin == -ims[0].norm.vmax  # signed: centred at zero
+    fig = plot_head_maps(torch.rand(2, 8, 8), (3, 5))
+    assert [a.get_title() for a in fig.axes if a.images] == ["head 1: 3$\\times$3", "head 2: 5$\\times$5"]
+    assert plot_image(torch.rand(3, 8, 8)).images[0].get_array().shape == (8, 8, 3)
+    ax = plot_erf(torch.rand(8, 8), colorbar=True)
+    assert (ax.images[0].norm.vmin, ax.images[0].norm.vmax) == (0, 1) and len(ax.figure.axes) == 2
+    with pytest.raises(ValueError, match="kernel size per head"):
+        plot_head_maps(torch.rand(2, 8, 8), (3, 5, 7))
