@@ -71,10 +71,8 @@ def test_run_cam(folder, tmp_path):
     assert [Path(p).name for p in res["paths"]] == ["gray.png", "rgb0.png", "rgb1.png"]
 
 
-@pytest.mark.parametrize("analysis", ["erf", "spectrum"])
-def test_two_processes_equal_one(folder, tmp_path, analysis):
-    common = ["run", analysis, "--model", "test_smt", "--images", str(folder), "--batch-size", "2",
-              "--input-size", "64"]
+def _one_and_two_processes(common, tmp_path):
+    """The same `python -m viz run ...` in one process and under torchrun with two: both records."""
     one, two = tmp_path / "one.pt", tmp_path / "two.pt"
     subprocess.run([sys.executable, "-m", "viz", *common, "--out", str(one)], check=True, env=_env(),
                    capture_output=True, timeout=300)
@@ -82,7 +80,14 @@ def test_two_processes_equal_one(folder, tmp_path, analysis):
     proc = subprocess.run([*torchrun, "-m", "viz", *common, "--out", str(two)], env=_env(), capture_output=True,
                           text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    a, b = load_result(one), load_result(two)
+    return load_result(one), load_result(two)
+
+
+@pytest.mark.parametrize("analysis", ["erf", "spectrum"])
+def test_two_processes_equal_one(folder, tmp_path, analysis):
+    common = ["run", analysis, "--model", "test_smt", "--images", str(folder), "--batch-size", "2",
+              "--input-size", "64"]
+    a, b = _one_and_two_processes(common, tmp_path)
     assert b["world_size"] == 2 and a["world_size"] == 1
     assert a["num_unreadable"] == b["num_unreadable"] == 1
     ra, rb = a["result"], b["result"]
@@ -101,14 +106,7 @@ def test_more_processes_than_batches_equal_one_process(folder, tmp_path):
     """Two processes and one batch: the idle rank adds nothing, and the result is the single process's."""
     common = ["run", "erf", "--model", "test_smt", "--images", str(folder), "--num-images", "3", "--batch-size", "4",
               "--input-size", "64"]
-    one, two = tmp_path / "one.pt", tmp_path / "two.pt"
-    subprocess.run([sys.executable, "-m", "viz", *common, "--out", str(one)], check=True, env=_env(),
-                   capture_output=True, timeout=300)
-    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
-    proc = subprocess.run([*torchrun, "-m", "viz", *common, "--out", str(two)], env=_env(), capture_output=True,
-                          text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    a, b = load_result(one), load_result(two)
+    a, b = _one_and_two_processes(common, tmp_path)
     # the first 3 files by name: broken.jpg (unreadable), gray.png, rgb0.png
     assert b["world_size"] == 2 and a["result"]["num_counted"] == b["result"]["num_counted"] == 2
     assert torch.equal(a["result"]["erf_total"], b["result"]["erf_total"])

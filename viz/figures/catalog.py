@@ -106,15 +106,20 @@ def _backbone_profiles(fs: FigureSet, what: str) -> dict[str, list]:
     return out
 
 
+def _profiles(fs: FigureSet, what: str, from_results: Callable, computed: Callable) -> tuple[list, bool, dict]:
+    """(SMT's profile, whether it came from `viz run` results, {backbone title: profile}): results files stand
+    alone; a computed profile gets the shipped backbones beside it."""
+    profile = from_results(fs)
+    if profile is not None:
+        return profile, True, {}
+    fs.require_smt(what)
+    return computed(), False, {TITLES.get(k, k): v for k, v in _backbone_profiles(fs, what).items()}
+
+
 def fig_fourier(fs: FigureSet) -> Rendered:
     from ..plot import plot_fourier
 
-    profile = _fourier_from_results(fs)
-    from_results = profile is not None
-    if profile is None:
-        fs.require_smt("fourier")
-        profile = fs.fourier
-    others = {} if from_results else {TITLES.get(k, k): v for k, v in _backbone_profiles(fs, "fourier").items()}
+    profile, from_results, others = _profiles(fs, "fourier", _fourier_from_results, lambda: fs.fourier)
     fig = plot_fourier(profile, others=others or None)
     high = {b.name: round(b.curve.highest, 4) for b in profile}
     msa = [b.curve.highest for b in profile if b.kind == "msa"]
@@ -171,12 +176,7 @@ def fig_distance(fs: FigureSet) -> Rendered:
     from ..analysis import block_index
     from ..plot import plot_distance_profile
 
-    profile = _distance_from_results(fs)
-    from_results = profile is not None
-    if profile is None:
-        fs.require_smt("distance")
-        profile = fs.distance
-    others = {} if from_results else {TITLES.get(k, k): v for k, v in _backbone_profiles(fs, "distance").items()}
+    profile, from_results, others = _profiles(fs, "distance", _distance_from_results, lambda: fs.distance)
     ax = plot_distance_profile(profile, others=others or None)
     per_stage: dict[str, float] = {}
     for s in sorted({block_index(b.name)[0] for b in profile}):

@@ -120,9 +120,7 @@ def plot_head_maps(maps: Any, kernel_sizes: Sequence[int], *, axes: Optional[Seq
     if m.ndim != 3 or m.shape[0] != len(kernel_sizes):
         raise ValueError(f"maps must be (heads, H, W) with one kernel size per head; got {m.shape} "
                          f"and {len(kernel_sizes)} kernel sizes")
-    if axes is None:
-        fig = new_figure(width, aspect=1.0 / len(kernel_sizes) + 0.15)
-        axes = fig.subplots(1, len(kernel_sizes), squeeze=False)[0]
+    axes = _head_axes(len(kernel_sizes), axes, width)
     norm = magnitude_norm(m)
     im = None
     for h, (ax, k) in enumerate(zip(axes, kernel_sizes)):
@@ -130,6 +128,14 @@ def plot_head_maps(maps: Any, kernel_sizes: Sequence[int], *, axes: Optional[Seq
     if colorbar:
         add_colorbar(im, list(axes), label=colorbar)
     return axes[0].figure
+
+
+def _head_axes(n: int, axes: Optional[Sequence], width: Optional[float]) -> list:
+    """`axes`, or one row of `n` panels in a new figure."""
+    if axes is None:
+        fig = new_figure(width, aspect=1.0 / n + 0.15)
+        axes = fig.subplots(1, n, squeeze=False)[0]
+    return list(axes)
 
 
 def centre_crop(maps: np.ndarray, size: int) -> np.ndarray:
@@ -156,17 +162,11 @@ def plot_head_erf(maps: Any, kernel_sizes: Sequence[int], *, axes: Optional[Sequ
     m = centre_crop(m, crop)
     peak = m.reshape(m.shape[0], -1).max(1).reshape(-1, 1, 1)
     m = m / np.where(peak > 0, peak, 1)
-    if axes is None:
-        fig = new_figure(width, aspect=1.0 / len(kernel_sizes) + 0.15)
-        axes = fig.subplots(1, len(kernel_sizes), squeeze=False)[0]
-    norm = magnitude_norm(m)
-    im = None
-    for h, (ax, k) in enumerate(zip(axes, kernel_sizes)):
-        im = show_map(ax, m[h], cmap=MAGNITUDE_CMAP, norm=norm, title=f"head {h + 1}: {k}$\\times${k}")
-        nz = int((m[h] > 1e-6).sum())
-        ax.text(0.03, 0.03, f"{nz} pos.", transform=ax.transAxes, color="white", fontsize="xx-small",
-                va="bottom", ha="left")
-    add_colorbar(im, list(axes), label="gradient / max")
+    axes = _head_axes(len(kernel_sizes), axes, width)
+    plot_head_maps(m, kernel_sizes, axes=axes, colorbar="gradient / max")
+    for h, ax in enumerate(axes):
+        ax.text(0.03, 0.03, f"{int((m[h] > 1e-6).sum())} pos.", transform=ax.transAxes, color="white",
+                fontsize="xx-small", va="bottom", ha="left")
     axes[0].set_ylabel(f"{m.shape[-1]}$\\times${m.shape[-1]} tokens" + (f"\n({stride} px each)" if stride else ""),
                        fontsize="x-small")
     return axes[0].figure
