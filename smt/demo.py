@@ -266,7 +266,7 @@ def _model_card(name: str, result: dict[str, Any], info: dict[str, Any], n_param
                           f"{h['val_top1']:.1f} | {h['train_seconds'] / 60:.1f} |" for h in hist)
     load = (f'smt.demo_model("{name}")  # or, the same path a user\'s file takes:\n'
             f'timm.create_model("{variant}", pretrained=True, num_classes=10,'
-            f' pretrained_cfg_overlay=dict(file="data/demo/{stem}.safetensors")'
+            f' pretrained_cfg_overlay=dict(file="data/demo/{stem}.safetensors", num_classes=10)'
             + "".join(f", {k}={v!r}" for k, v in arch.items()) + ")")
     fp32 = (f"{info['fp32_top1']:.2f}% (float32 weights, {info['fp32_n']} canvases)"
             if info.get("fp32_top1") is not None else "not evaluated")

@@ -55,7 +55,7 @@ def test_shipped_checkpoint_loads_through_the_user_path(name):
     assert path.with_suffix(".md").is_file(), "every shipped checkpoint has a model card"
     variant, arch = DEMO_MODELS[name]
     user = timm.create_model(variant, pretrained=True, num_classes=10,
-                             pretrained_cfg_overlay=dict(file=str(path)), **arch)
+                             pretrained_cfg_overlay=dict(file=str(path), num_classes=10), **arch)
     state = load_file(str(path))
     for k, v in user.state_dict().items():
         torch.testing.assert_close(v, state[k].to(v.dtype), rtol=0, atol=0, msg=k)
