@@ -599,7 +599,7 @@ class ModelExplorer(_Base):
         self.w_block = W.Dropdown(description="block", style=style)
         self.w_tap = W.Dropdown(description="tap", style=style, layout=W.Layout(width="24em"))
         self.w_view = W.ToggleButtons(options=[("mean |activation|", "mean"), ("one channel", "channel")],
-                                      value="mean", style={"button_width": "9em"})
+                                      value="mean", style={"button_width": "11em"})
         self.w_channel = W.IntSlider(value=0, min=0, max=0, description="channel", continuous_update=False,
                                      style=style)
         self.w_method = W.Dropdown(options=[m for m in CAM_METHODS if m not in ("AblationCAM", "ScoreCAM", "FullGrad",
@@ -607,8 +607,9 @@ class ModelExplorer(_Base):
                                    value="GradCAM", description="Grad-CAM method", style=style)
         self.w_target = W.Dropdown(options=[("predicted class", -1)] + [(c, i) for i, c in enumerate(self.class_names)],
                                    value=-1, description="target class", style=style)
+        # the second-to-last stage by default: SMT-nano's 7x7 stage 3 localises best (`make demo`'s pointing game)
         self.w_cam_stage = W.Dropdown(options=[(f"stage {i + 1}", i) for i in range(len(model.stages))],
-                                      value=len(model.stages) - 1, description="CAM layer", style=style)
+                                      value=max(len(model.stages) - 2, 0), description="CAM layer", style=style)
         self.w_top5 = W.HTML()
         self.w_readout = W.HTML()
         self.v_tap = _View(self._build_tap, self._refresh_tap, layout=W.Layout(width="300px"))
