@@ -142,7 +142,7 @@ def test_the_playground_follows_the_keyboard_and_the_mouse(lab, browser):
     expect(readout).to_contain_text("N = 2, kernels 5/7, expand ratio 2, SAA on, masked heads [1]; image canvas 0",
                                     timeout=WAIT_MS)
     expect(explanation).to_have_text(re.compile(re.escape(resized) + r"\. Masking head 1 of stages\.0\.blocks\.0: "
-                                                r"top-1 .+ \d+% → .+ \d+%$"))
+                                                r"top-1 .+ \d+(?:\.\d)?% → .+ \d+(?:\.\d)?%$"))
     new = _rendered(heads_view)
     assert new["hash"] != shown["hash"], "the heads view did not change with the mask"
     _clean(b, status)
