@@ -110,3 +110,24 @@ def test_display_helpers_and_pointing_game():
 
     rgb = overlay(torch.rand(3, 32, 32), img[0])
     assert rgb.shape == (32, 32, 3) and rgb.dtype == np.uint8
+
+
+@pytest.mark.parametrize("method", ["GradCAM", "GradCAMPlusPlus", "XGradCAM", "EigenCAM", "LayerCAM", "HiResCAM"])
+def test_cams_from_recorded_gradients_equal_the_package_run(model, method):
+    from viz.analysis.cam import cam_from_gradients, layer_gradients
+
+    model.eval()
+    model.zero_grad(set_to_none=True)  # the module-scoped model may carry gradients of earlier package runs
+    x = torch.randn(2, 3, 64, 64)
+    recorded = layer_gradients(model, x, [1, 4], ["stages.2", "stages.3"])
+    assert recorded.targets == (1, 4) and recorded.logits.shape[0] == 2
+    assert all(p.grad is None for p in model.parameters())  # only the layers' gradients were computed
+    for i, name in ((2, "stages.2"), (3, "stages.3")):
+        expected = class_activation_maps(model, x, [1, 4], method=method, target_layers=[model.stages[i]])
+        got = cam_from_gradients(method, *recorded.layers[name])
+        torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-6)
+    assert all(not m._forward_hooks for m in model.modules())
+    with pytest.raises(ValueError, match="runs the model again"):
+        cam_from_gradients("ScoreCAM", *recorded.layers["stages.2"])
+    predicted = layer_gradients(model, x, None, ["stages.3"])
+    assert predicted.targets == tuple(predicted.logits.argmax(1).tolist())

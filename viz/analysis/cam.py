@@ -18,6 +18,7 @@ and `token_reshape(grid_hw)` turns them into maps with the grid given explicitly
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Callable, Optional, Union
 
 import numpy as np
@@ -27,8 +28,9 @@ import torch.nn.functional as F
 
 from .common import stage_grid, tokens_to_map
 
-__all__ = ["CAM_METHODS", "class_activation_maps", "token_reshape", "default_target_layers", "stage_grid",
-           "cam_to_image", "pointing_game"]
+__all__ = ["CAM_METHODS", "GRADIENT_METHODS", "class_activation_maps", "LayerGradients", "layer_gradients",
+           "cam_from_gradients",
+           "token_reshape", "default_target_layers", "stage_grid", "cam_to_image", "pointing_game"]
 
 CAM_METHODS = ("GradCAM", "GradCAMPlusPlus", "XGradCAM", "EigenCAM", "EigenGradCAM", "LayerCAM", "ScoreCAM",
                "HiResCAM", "GradCAMElementWise", "KPCA_CAM", "RandomCAM", "AblationCAM", "FullGrad", "ShapleyCAM",
@@ -135,6 +137,70 @@ def class_activation_maps(
             m.training = training
     if per_layer:
         return [torch.from_numpy(np.ascontiguousarray(layer_maps)).float() for layer_maps in maps]
+    return torch.from_numpy(np.ascontiguousarray(maps)).float()
+
+
+#: Methods that need only a layer's activations and gradients (`cam_from_gradients` can apply them to recorded ones).
+GRADIENT_METHODS = ("GradCAM", "GradCAMPlusPlus", "XGradCAM", "EigenCAM", "EigenGradCAM", "LayerCAM", "HiResCAM",
+                    "GradCAMElementWise")
+
+
+@dataclass(frozen=True)
+class LayerGradients:
+    """One forward and one backward pass: the logits, the target of each image, and for each named module its
+    output and the gradient of the targets' summed logits with respect to it (`layers`: name -> (out, grad))."""
+    logits: torch.Tensor
+    targets: tuple[int, ...]
+    layers: dict[str, tuple[torch.Tensor, torch.Tensor]]
+
+
+def layer_gradients(model: nn.Module, images: torch.Tensor, targets: Optional[Sequence[int]],
+                    layers: Sequence[str]) -> LayerGradients:
+    """Outputs and gradients of the target class scores at the named modules, from one forward and one backward
+    pass (e.g. every SMT stage output, for `cam_from_gradients`, plus any tap).
+
+    The score is the logit of each image's target class (None: its predicted class), summed over the
+    batch, as `class_activation_maps` uses it. Only the gradients with respect to the modules' outputs
+    are computed (`torch.autograd.grad`): nothing accumulates in the parameters' `.grad`. The modes of
+    the model are not changed (use eval mode, as for any CAM).
+    """
+    from ..capture import capture
+
+    if targets is not None and len(targets) != images.shape[0]:
+        raise ValueError(f"{len(targets)} targets for {images.shape[0]} images: give one target per image")
+    layers = list(layers)
+    with torch.enable_grad(), capture(model, layers, to=None, keep_graph=True) as cap:
+        logits = model(images)
+        chosen = tuple(int(t) for t in (targets if targets is not None else logits.argmax(1)))
+        outputs = [cap[n] for n in layers]
+        score = logits[torch.arange(len(chosen)), torch.as_tensor(chosen)].sum()
+        grads = torch.autograd.grad(score, outputs)
+    return LayerGradients(logits.detach(), chosen, {n: (a.detach(), g) for n, a, g in zip(layers, outputs, grads)})
+
+
+def cam_from_gradients(method: Union[str, type], activations: torch.Tensor, gradients: torch.Tensor, *,
+                       eigen_smooth: bool = False) -> torch.Tensor:
+    """A pytorch_grad_cam method applied to a layer's recorded activations and gradients (`layer_gradients`),
+    without running the model: raw (B, h, w) maps, equal to `class_activation_maps` for that layer.
+
+    For the methods in `GRADIENT_METHODS`, which need nothing else (the package's `get_cam_image`). The
+    method object is built on a stand-in module, and its hooks are released at once.
+    """
+    base = _method_class(method)
+    if base.__name__ not in GRADIENT_METHODS:
+        raise ValueError(f"{base.__name__} needs more than activations and gradients (it runs the model again); "
+                         f"use class_activation_maps, or one of {', '.join(GRADIENT_METHODS)}")
+    if activations.ndim != 4 or activations.shape != gradients.shape:
+        raise ValueError(f"activations {tuple(activations.shape)} and gradients {tuple(gradients.shape)} must be the "
+                         f"same (B, C, h, w)")
+    stand_in = nn.Linear(1, 1)
+    cam = base(model=stand_in, target_layers=[stand_in])
+    try:
+        acts, grads = activations.detach().cpu().numpy(), gradients.detach().cpu().numpy()
+        x = torch.empty(acts.shape[0], 1, *acts.shape[2:])
+        maps = cam.get_cam_image(x, stand_in, None, acts, grads, eigen_smooth)
+    finally:
+        cam.activations_and_grads.release()
     return torch.from_numpy(np.ascontiguousarray(maps)).float()
 
 
