@@ -193,3 +193,29 @@ def test_explorer_taps_views_and_grad_cam():
     c["image"].value = 4
     assert ex.last_error is None and len(ex.v_cam.image.value) > 100
     assert np.isfinite(ex._tap[0].numpy()).all()
+
+
+def test_debounced_events_coalesce_and_flush_runs_them_now(pg):
+    import asyncio
+
+    _reset(pg)
+    c = pg.controls()
+    c["image"].value = 3
+    readout = pg.w_readout.value  # what image 3 shows, for comparison
+    c["image"].value = 0
+    pg.debounce = 60.0  # longer than the test: only flush() can run the update
+    try:
+        async def burst():
+            before, maps = len(pg.latency.get("image", [])), _view(pg).head_maps
+            for i in (1, 2, 3):
+                c["image"].value = i
+            assert len(pg.latency.get("image", [])) == before and _view(pg).head_maps is maps
+            pg.flush()
+            assert len(pg.latency.get("image", [])) == before + 1  # three events, one update, of the last value
+            assert not pg._pending and not torch.equal(_view(pg).head_maps, maps)
+            assert pg.w_readout.value == readout
+
+        asyncio.run(burst())
+    finally:
+        pg.debounce = 0.0
+    _reset(pg)

@@ -61,14 +61,21 @@ class _View:
         self.shape = None
         self._background = None
         self._dynamic: list = []
+        self._key = None
         self.image = W.Image(format="png", layout=layout or W.Layout(max_width="100%"))
         self.renders = 0
 
-    def show(self, data: Any, shape: Any) -> None:
+    def show(self, data: Any, shape: Any, key: Any = None) -> None:
+        """Show `data`; `shape` (panel count, ...) decides when the figure is rebuilt; the same `key` object as
+        the last call's (not None; compared by identity, and held so that it stays alive) means the same
+        picture, and nothing is drawn."""
         from matplotlib.backends.backend_agg import FigureCanvasAgg
 
         from .style import screen
 
+        if key is not None and key is self._key and shape == self.shape and self.fig is not None:
+            return
+        self._key = key
         with screen():
             if self.fig is None or shape != self.shape:
                 self.fig = self.build(data)
@@ -92,12 +99,13 @@ class _View:
         self.renders += 1
 
     def _capture_background(self) -> None:
+        shown = [a.get_visible() for a in self._dynamic]
         for a in self._dynamic:
             a.set_visible(False)
         self.fig.canvas.draw()
         self._background = self.fig.canvas.copy_from_bbox(self.fig.bbox)
-        for a in self._dynamic:
-            a.set_visible(True)
+        for a, v in zip(self._dynamic, shown):
+            a.set_visible(v)
 
 
 def _set_images(axes, maps, *, scale: Optional[float] = None, signed: bool = False) -> float:
@@ -118,6 +126,18 @@ def _retitle(ax, text: str) -> None:
     if ax.get_title() != text:
         ax.set_title(text)
         ax.figure._viz_redraw = True
+
+
+def _masked_mark(ax, masked: bool):
+    """A "masked" label over a head's panel, shown while the head is masked (drawn over the cached background,
+    so toggling a mask redraws no title)."""
+    t = getattr(ax, "_viz_masked", None)
+    if t is None:
+        t = ax.text(0.5, 0.5, "masked", transform=ax.transAxes, ha="center", va="center", fontsize="small",
+                    color="white", bbox={"facecolor": "black", "alpha": 0.6, "lw": 0, "pad": 2})
+        ax._viz_masked = t
+    t.set_visible(masked)
+    return t
 
 
 def _image_axes(fig) -> list:
@@ -197,11 +217,25 @@ class _Base:
                 if loop is not None:
                     old = self._pending.pop(name, None)
                     if old is not None:
-                        old.cancel()
-                    self._pending[name] = loop.call_later(self.debounce, lambda: self._guard(name, fn))
+                        old[0].cancel()
+                    self._pending[name] = (loop.call_later(self.debounce, lambda: self._run_pending(name)), fn)
                     return
             self._guard(name, fn)
         return handler
+
+    def _run_pending(self, name: str) -> None:
+        entry = self._pending.pop(name, None)
+        if entry is not None:
+            self._guard(name, entry[1])
+
+    def flush(self) -> None:
+        """Run the debounced updates that are still waiting, now (e.g. before reading `explanation_text` in
+        the same notebook cell that set a control: the event loop does not run between a cell's lines)."""
+        for name in list(self._pending):
+            entry = self._pending.get(name)
+            if entry is not None:
+                entry[0].cancel()
+                self._run_pending(name)
 
     _busy = False
 
@@ -438,7 +472,8 @@ class SAMPlayground(_Base):
         n = len(view.kernel_sizes)
         self.v_overlay.show(self._view_data, None)
         self.v_heads.show(view, n)
-        self.v_fields.show(view, (n, max(view.kernel_sizes)))  # the crop follows the largest kernel
+        # the crop follows the largest kernel; the fields depend on the model, the image and the block, not on masks
+        self.v_fields.show(view, (n, max(view.kernel_sizes)), key=view.head_fields)
         self.v_saa.show(view, None)
         label = imgs.labels[i] if imgs.labels is not None else None
         self.w_top5.value = self._top5_html(view, label, masked)
@@ -503,9 +538,12 @@ class SAMPlayground(_Base):
     def _refresh_heads(self, fig, view):
         axes = _image_axes(fig)[:len(view.kernel_sizes)]
         top = _set_images(axes, view.head_maps)
+        marks = []
         for h, (ax, k) in enumerate(zip(axes, view.kernel_sizes)):
-            _retitle(ax, f"head {h + 1}: {k}$\\times${k}" + (" (masked)" if h in view.masked else ""))
-        return [ax.images[0] for ax in axes] + [_scale_text(fig, f"maps divided by their shared maximum, {top:.3g}")]
+            _retitle(ax, f"head {h + 1}: {k}$\\times${k}")
+            marks.append(_masked_mark(ax, h in view.masked))
+        caption = _scale_text(fig, f"maps divided by their shared maximum, {top:.3g}")
+        return [ax.images[0] for ax in axes] + marks + [caption]
 
     def _build_fields(self, view):
         from .plot import plot_head_erf
@@ -577,7 +615,7 @@ class ModelExplorer(_Base):
 
         from smt.data import CLASS_NAMES
 
-        from .analysis.cam import CAM_METHODS
+        from .analysis.cam import GRADIENT_METHODS
 
         super().__init__(debounce)
         if isinstance(model, str):
@@ -589,8 +627,8 @@ class ModelExplorer(_Base):
             f"class {i}" for i in range(model.num_classes)]
         self.imageset = images if isinstance(images, ImageSet) else (
             ImageSet.photos() if images == "photos" else ImageSet.canvases())
-        self._captures: dict = {}
-        self._cams: dict = {}
+        self._captures: dict = {}   # (image, block) -> one forward pass's taps
+        self._gradients: dict = {}  # (image, target) -> every stage's activations and gradients
         style = {"description_width": "initial"}
         self.w_index = W.IntSlider(value=0, min=0, max=len(self.imageset.display) - 1, description="image",
                                    continuous_update=False, style=style)
@@ -602,9 +640,9 @@ class ModelExplorer(_Base):
                                       value="mean", style={"button_width": "11em"})
         self.w_channel = W.IntSlider(value=0, min=0, max=0, description="channel", continuous_update=False,
                                      style=style)
-        self.w_method = W.Dropdown(options=[m for m in CAM_METHODS if m not in ("AblationCAM", "ScoreCAM", "FullGrad",
-                                                                             "ShapleyCAM", "FinerCAM", "KPCA_CAM")],
-                                   value="GradCAM", description="Grad-CAM method", style=style)
+        # the methods that work from one recorded backward pass, so a method or layer change runs no model
+        self.w_method = W.Dropdown(options=list(GRADIENT_METHODS), value="GradCAM", description="Grad-CAM method",
+                                   style=style)
         self.w_target = W.Dropdown(options=[("predicted class", -1)] + [(c, i) for i, c in enumerate(self.class_names)],
                                    value=-1, description="target class", style=style)
         # the second-to-last stage by default: SMT-nano's 7x7 stage 3 localises best (`make demo`'s pointing game)
@@ -646,18 +684,22 @@ class ModelExplorer(_Base):
         self._update_all()
 
     # -- capture --------------------------------------------------------------------------------------------
-    def _capture(self, i: int):
-        """Every tap, block output and stage output of image i (one forward pass, cached)."""
-        if i not in self._captures:
+    def _capture(self, i: int, block: str):
+        """The taps, output and stage outputs of `block` for image i (one forward pass, cached; other blocks run
+        unhooked)."""
+        key = (i, block)
+        if key not in self._captures:
             from .analysis import smt_forward
             from .capture import capture
 
             x = self.imageset.model_input(i)
-            with capture(self.model, "attn_weights", strict=False) as cap:
-                fwd = smt_forward(self.model, x)
-            attn = {n: cap.activations[n][0] for n in cap.names if cap.activations[n]}
-            self._captures[i] = (fwd, attn)
-        return self._captures[i]
+            stage, j = block_index(block)
+            sam = self.model.stage_block_types[stage][j] == "sam"
+            extra = [block] + ([] if sam else [f"{block}.attn.attn_weights"])
+            with capture(self.model, extra) as cap:
+                fwd = smt_forward(self.model, x, [block] if sam else [], block_outputs=False)
+            self._captures[key] = (fwd, {n: cap[n] for n in extra})
+        return self._captures[key]
 
     def _fill_blocks(self) -> None:
         from .plot import block_label
@@ -687,15 +729,15 @@ class ModelExplorer(_Base):
         """The selected tap of the current image as (channels, H, W) and its description."""
         from .analysis import tokens_to_map
 
-        fwd, attn = self._capture(self.w_index.value)
         b, tap = self.w_block.value, self.w_tap.value
+        fwd, extra = self._capture(self.w_index.value, b)
         stage = block_index(b)[0]
         if tap == "stage":
             return fwd.stage_outputs[stage][0], f"stages.{stage} output"
         if tap == "output":
-            return tokens_to_map(fwd.block_outputs[b], fwd.grid(b))[0], f"{b} output"
+            return tokens_to_map(extra[b], fwd.grid(b))[0], f"{b} output"
         if tap == "attn_weights":
-            a = attn[f"{b}.attn.attn_weights"][0]  # (heads, N, N)
+            a = extra[f"{b}.attn.attn_weights"][0]  # (heads, N, N)
             h, w = fwd.grid(b)
             q = (h // 2) * w + w // 2
             return a[:, q, :].reshape(a.shape[0], h, w), f"{b}.attn.attn_weights, query at the centre"
@@ -708,7 +750,7 @@ class ModelExplorer(_Base):
     def _update_all(self) -> None:
         self._update_tap()
         self._update_cam()
-        fwd, _ = self._capture(self.w_index.value)
+        fwd, _ = self._capture(self.w_index.value, self.w_block.value)
         probs = torch.softmax(fwd.logits[0].double(), 0)
         top = torch.topk(probs, min(5, probs.numel()))
         rows = "".join(f"<tr><td>{html.escape(self.class_names[int(c)])}</td><td style='text-align:right'>"
@@ -753,22 +795,22 @@ class ModelExplorer(_Base):
             label = f"{what}: {'head' if self.w_tap.value == 'attn_weights' else 'channel'} {c}"
             signed = self.w_tap.value != "attn_weights"
         self._tap = (m.double(), signed, label)
-        self.v_tap.show(self._tap, (tuple(m.shape), signed))
+        self.v_tap.show(self._tap, None)
         self.w_readout.value = html.escape(f"{label}; map {m.shape[0]}x{m.shape[1]}, range "
                                            f"[{float(m.min()):.3g}, {float(m.max()):.3g}]")
 
     def _update_cam(self) -> None:
-        from .analysis.cam import class_activation_maps, default_target_layers
+        from .analysis.cam import cam_from_gradients, layer_gradients
 
         i = self.w_index.value
-        fwd, _ = self._capture(i)
+        fwd, _ = self._capture(i, self.w_block.value)
         target = self.w_target.value if self.w_target.value >= 0 else int(fwd.logits[0].argmax())
-        key = (i, self.w_method.value, target, self.w_cam_stage.value)
-        if key not in self._cams:
-            self._cams[key] = class_activation_maps(
-                self.model, self.imageset.model_input(i), [target], method=self.w_method.value,
-                target_layers=default_target_layers(self.model, self.w_cam_stage.value))[0]
-        self._cam = (self.imageset.display[i], self._cams[key],
+        if (i, target) not in self._gradients:  # one backward pass serves every method and layer
+            stages = [f"stages.{s}" for s in range(len(self.model.stages))]
+            self._gradients[(i, target)] = layer_gradients(self.model, self.imageset.model_input(i), [target], stages)
+        acts, grads = self._gradients[(i, target)].layers[f"stages.{self.w_cam_stage.value}"]
+        cam = cam_from_gradients(self.w_method.value, acts, grads)[0]
+        self._cam = (self.imageset.display[i], cam,
                      f"{self.w_method.value}, {self.class_names[target]}, stage {self.w_cam_stage.value + 1}")
         self.v_cam.show(self._cam, None)
 
@@ -785,11 +827,24 @@ class ModelExplorer(_Base):
         return fig
 
     def _refresh_tap(self, fig, data):
+        from .style import MAGNITUDE_CMAP, SIGNED_CMAP
+
         m, signed, label = data
         ax = _image_axes(fig)[0]
+        im = ax.images[0]
+        h, w = m.shape
+        if im.get_array().shape != (h, w):  # another grid: the same axes, new extent
+            im.set_extent((-0.5, w - 0.5, h - 0.5, -0.5))
+            ax.set_xlim(-0.5, w - 0.5)
+            ax.set_ylim(h - 0.5, -0.5)
+            fig._viz_redraw = True  # the axes' box may change with the aspect
+        cmap = SIGNED_CMAP if signed else MAGNITUDE_CMAP
+        if im.get_cmap().name != cmap:  # signed <-> magnitude: the colorbar changes, so the background too
+            im.set_cmap(cmap)
+            fig._viz_redraw = True
         top = _set_images([ax], [m.numpy()], signed=signed)
         _retitle(ax, label.split(": ")[-1])
-        return [ax.images[0], _scale_text(fig, f"divided by max |value| = {top:.3g}")]
+        return [im, _scale_text(fig, f"divided by max |value| = {top:.3g}")]
 
     def _build_cam(self, data):
         from .plot import new_figure, plot_cam
