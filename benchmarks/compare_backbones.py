@@ -66,10 +66,13 @@ def measure(name: str, n_images: int, queries: int) -> dict:
         attention.append(float(np.mean(att)) if att else None)
         modulation.append(float(np.mean(mod)) if mod else None)
     erf = effective_receptive_field(model, imgs[:32], batch_size=8)
-    area = high_contribution_area_ratio(erf_display(erf.erf), (0.2, 0.5, 0.99))
+    display = erf_display(erf.erf)
+    area = high_contribution_area_ratio(display, (0.2, 0.5, 0.99))
+    side = min(display.shape) - 1 if min(display.shape) % 2 == 0 else min(display.shape)  # the largest centred square
+    area_max = side ** 2 / display.numel()
     return {"name": name, "params": sum(p.numel() for p in model.parameters()), "macs": count_macs(model, 112),
-            "top1": top1, "attention": attention, "modulation": modulation, "area": area, "highest": high,
-            "seconds": time.perf_counter() - t0, "groups": len(groups)}
+            "top1": top1, "attention": attention, "modulation": modulation, "area": area, "area_max": area_max,
+            "highest": high, "seconds": time.perf_counter() - t0, "groups": len(groups)}
 
 
 def main() -> int:
@@ -82,12 +85,14 @@ def main() -> int:
     names = ["main", *available_backbones()]
     rows = [measure(n, args.images, args.queries) for n in names]
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; distances in input pixels per stage "
-          f"(ViT: per third of its blocks); '-' where a stage has no such block\n")
+          f"(ViT: per third of its blocks); '-' where a stage has no such block; an ERF area '> a' where the "
+          f"largest centred square that fits (area ratio a) holds less than that share\n")
     print("| model | params | MMACs @112 | top-1 (shipped 512) | attention distance (px) | modulation distance (px) "
           "| ERF area, last stage (t = 0.2 / 0.5 / 0.99) | highest-freq. rel. log amplitude |")
     print("|---|---|---|---|---|---|---|---|")
     for r in rows:
-        area = _fmt([r["area"][t] for t in (0.2, 0.5, 0.99)], 3)
+        area = " / ".join(f"{r['area'][t]:.3f}" if r["area"][t] is not None else f"> {r['area_max']:.3f}"
+                          for t in (0.2, 0.5, 0.99))
         print(f"| {r['name']} | {r['params'] / 1e6:.2f}M | {r['macs'] / 1e6:.0f} | {r['top1']:.1f} | "
               f"{_fmt(r['attention'])} | {_fmt(r['modulation'])} | {area} | {_fmt(r['highest'], 2)} |")
     return 0
