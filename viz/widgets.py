@@ -584,13 +584,15 @@ class SAMPlayground(_Base):
         for line, curve in zip(lines, (view.spectrum_before, view.spectrum_after)):
             line.set_data(curve.freq.numpy(), curve.value.numpy())
         lo = min(float(curve.value.min()) for curve in (view.spectrum_before, view.spectrum_after))
-        y0, y1 = c.get_ylim()
         caption = _scale_text(fig, f"maps divided by their shared maximum, {top:.3g}")
-        dynamic = [a.images[0], b.images[0], *lines, caption]
-        if lo < y0 or lo > y0 + 0.6 * (y1 - y0):  # the curves left the axis range: draw the axis anew
+        # One amplitude range per model, widened (never narrowed) as blocks, images and masks need it: curves
+        # of different blocks compare by eye, and a mask moves the curve, not the axis.
+        model = (self.resolved.kind, self.resolved.name)
+        if getattr(c, "_viz_model", None) != model or lo < c.get_ylim()[0]:
             c.set_ylim(lo - 0.1 * abs(lo) - 0.1, 0.3)
+            c._viz_model = model
             fig._viz_redraw = True
-        return dynamic
+        return [a.images[0], b.images[0], *lines, caption]
 
     # -- programmatic driving (benchmarks, tests) -------------------------------------------------------------
     def controls(self) -> dict[str, Any]:
