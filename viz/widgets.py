@@ -155,6 +155,29 @@ def _scale_text(fig, text: str):
     return t
 
 
+def _top5_html(top5, truth: Optional[str]) -> str:
+    """The top-5 table from (class name, probability) pairs, with the true class when known."""
+    rows = "".join(f"<tr><td style='white-space:nowrap'>{html.escape(c)}</td>"
+                   f"<td style='text-align:right'>{100 * p:.1f}%</td></tr>" for c, p in top5)
+    said = f"<br>true class: {html.escape(truth)}" if truth is not None else ""
+    return f"<b>top-5</b>{said}<table>{rows}</table>"
+
+
+def _top5_widget():
+    """The top-5 table: its own width (class names are not wrapped or cut), moved under the views by a
+    narrow page rather than squeezed."""
+    import ipywidgets as W
+
+    return W.HTML(layout=W.Layout(min_width="12em", flex="0 0 auto", margin="0 0 0 0.5em"))
+
+
+def _row_layout():
+    """A row of views that wraps on a narrow page."""
+    import ipywidgets as W
+
+    return W.Layout(flex_flow="row wrap", align_items="flex-start")
+
+
 def _controls_layout(width: str):
     """The controls column: a fixed width that a long line in the views column can not squeeze."""
     import ipywidgets as W
@@ -291,7 +314,7 @@ class SAMPlayground(_Base):
         self.w_saa = W.Checkbox(value=True, description="SAA", indent=False)
         self.w_masks = W.HBox([])
         self.w_readout = W.HTML()
-        self.w_top5 = W.HTML()
+        self.w_top5 = _top5_widget()
         self.v_overlay = _View(self._build_overlay, self._refresh_overlay, layout=W.Layout(width="200px"))
         self.v_heads = _View(self._build_heads, self._refresh_heads)
         self.v_fields = _View(self._build_fields, self._refresh_fields)
@@ -317,7 +340,8 @@ class SAMPlayground(_Base):
                            self.w_heads, W.HBox([self.w_first, self.w_step]), self.w_kernels,
                            W.HBox([self.w_expand, self.w_saa]), W.HTML("<b>mask heads</b> (zero them)"), self.w_masks],
                           layout=_controls_layout("430px"))
-        views = W.VBox([self.explanation, self.status, W.HBox([self.v_overlay.image, self.w_top5]),
+        views = W.VBox([self.explanation, self.status,
+                        W.HBox([self.v_overlay.image, self.w_top5], layout=_row_layout()),
                         W.HTML("<b>MHMC heads</b>: mean |output| of each head (kernel in the title)"),
                         self.v_heads.image, W.HTML("<b>receptive field of each head</b> (gradient of its central "
                                                    "output w.r.t. the block input)"), self.v_fields.image,
@@ -476,7 +500,8 @@ class SAMPlayground(_Base):
         self.v_fields.show(view, (n, max(view.kernel_sizes)), key=view.head_fields)
         self.v_saa.show(view, None)
         label = imgs.labels[i] if imgs.labels is not None else None
-        self.w_top5.value = self._top5_html(view, label, masked)
+        names = self.session.class_names
+        self.w_top5.value = _top5_html(view.top5, None if label is None else names[label])
         self.explanation_text = self._explain(masked)
         self.explanation.value = "<b>" + html.escape(self.explanation_text) + "</b>"
         self.w_readout.value = html.escape(
@@ -495,15 +520,6 @@ class SAMPlayground(_Base):
             text += (f". Masking head{'s' if len(masked) > 1 else ''} {', '.join(str(h + 1) for h in masked)} of "
                      f"{self.w_block.value}: top-1 {c0} {100 * p0:.1f}% → {c1} {100 * p1:.1f}%")
         return text
-
-    @staticmethod
-    def _top5_html(view, label: Optional[int], masked) -> str:
-        from smt.data import CLASS_NAMES
-
-        rows = "".join(f"<tr><td>{html.escape(c)}</td><td style='text-align:right'>{100 * p:.1f}%</td></tr>"
-                       for c, p in view.top5)
-        truth = f"<br>true class: {html.escape(CLASS_NAMES[label])}" if label is not None else ""
-        return f"<b>top-5</b>{truth}<table>{rows}</table>"
 
     # -- views ------------------------------------------------------------------------------------------------
     def _build_overlay(self, data):
@@ -650,7 +666,7 @@ class ModelExplorer(_Base):
         # the second-to-last stage by default: SMT-nano's 7x7 stage 3 localises best (`make demo`'s pointing game)
         self.w_cam_stage = W.Dropdown(options=[(f"stage {i + 1}", i) for i in range(len(model.stages))],
                                       value=max(len(model.stages) - 2, 0), description="CAM layer", style=style)
-        self.w_top5 = W.HTML()
+        self.w_top5 = _top5_widget()
         self.w_readout = W.HTML()
         self.v_tap = _View(self._build_tap, self._refresh_tap, layout=W.Layout(width="300px"))
         self.v_cam = _View(self._build_cam, self._refresh_cam, layout=W.Layout(width="300px"))
@@ -667,7 +683,8 @@ class ModelExplorer(_Base):
         controls = W.VBox([self.w_index, self.w_stage, self.w_block, self.w_tap, self.w_view, self.w_channel,
                            W.HTML("<b>Grad-CAM</b>"), self.w_method, self.w_target, self.w_cam_stage],
                           layout=_controls_layout("400px"))
-        views = W.VBox([self.status, W.HBox([self.v_tap.image, self.v_cam.image, self.w_top5]), self.w_readout],
+        views = W.VBox([self.status, W.HBox([self.v_tap.image, self.v_cam.image, self.w_top5], layout=_row_layout()),
+                        self.w_readout],
                        layout=_views_layout())
         self.widget = W.HBox([controls, views], layout=W.Layout(align_items="flex-start"))
         self._guard("init", self._start)
@@ -755,11 +772,9 @@ class ModelExplorer(_Base):
         fwd, _ = self._capture(self.w_index.value, self.w_block.value)
         probs = torch.softmax(fwd.logits[0].double(), 0)
         top = torch.topk(probs, min(5, probs.numel()))
-        rows = "".join(f"<tr><td>{html.escape(self.class_names[int(c)])}</td><td style='text-align:right'>"
-                       f"{100 * p:.1f}%</td></tr>" for c, p in zip(top.indices, top.values))
         label = self.imageset.labels[self.w_index.value] if self.imageset.labels is not None else None
-        truth = f"<br>true class: {html.escape(self.class_names[label])}" if label is not None else ""
-        self.w_top5.value = f"<b>top-5</b>{truth}<table>{rows}</table>"
+        self.w_top5.value = _top5_html([(self.class_names[int(c)], float(p)) for c, p in zip(top.indices, top.values)],
+                                       None if label is None else self.class_names[label])
 
     def _stage_changed(self) -> None:
         self._busy = True
