@@ -219,3 +219,17 @@ def test_debounced_events_coalesce_and_flush_runs_them_now(pg):
     finally:
         pg.debounce = 0.0
     _reset(pg)
+
+
+def test_caches_keep_the_most_recently_used_entries():
+    from collections import OrderedDict
+
+    from viz.playground import cached
+
+    store, built = OrderedDict(), []
+
+    def maker(k):
+        return lambda: built.append(k) or 10 * k
+
+    assert [cached(store, k, maker(k), size=2) for k in (1, 2, 1, 3)] == [10, 20, 10, 30]
+    assert built == [1, 2, 3] and list(store) == [1, 3]  # 1 was used after 2, so 2 went

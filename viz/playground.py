@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import os
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Optional
@@ -32,7 +32,7 @@ import torch
 import torch.nn as nn
 
 __all__ = ["Config", "Resolved", "ModelResolver", "default_kernels", "resize_kernels", "ImageSet", "Session",
-           "BlockView", "TRAINED"]
+           "BlockView", "TRAINED", "cached"]
 
 #: The trained ablation set: (N, SAA) -> demo model name (default kernels 3 + 2h, expand ratio 2).
 TRAINED = {(1, True): "heads1", (2, True): "heads2", (4, True): "heads4", (8, True): "heads8", (4, False): "nosaa"}
@@ -278,6 +278,18 @@ class BlockView:
     masked: tuple[int, ...] = ()
 
 
+def cached(store: OrderedDict, key, build: Callable[[], Any], size: int = 64):
+    """`store[key]`, built by `build()` when missing; the least recently used entries beyond `size` are
+    dropped (a widget visiting every image keeps a bounded memory)."""
+    if key in store:
+        store.move_to_end(key)
+        return store[key]
+    store[key] = build()
+    while len(store) > size:
+        store.popitem(last=False)
+    return store[key]
+
+
 @dataclass
 class Session:
     """Cached captures of one widget: per (model, image, mask) forward passes, per (model, image, block) fields."""
@@ -287,13 +299,7 @@ class Session:
     _fields: OrderedDict = field(default_factory=OrderedDict)
 
     def _lru(self, store: OrderedDict, key, build):
-        if key in store:
-            store.move_to_end(key)
-            return store[key]
-        store[key] = build()
-        while len(store) > self.cache_size:
-            store.popitem(last=False)
-        return store[key]
+        return cached(store, key, build, self.cache_size)
 
     def forward(self, model: nn.Module, image_key, x: torch.Tensor, block: str, masked: Sequence[int] = ()):
         """One forward pass recording the taps and the input of `block` (other blocks run unhooked, fused)."""

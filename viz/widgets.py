@@ -20,6 +20,7 @@ import html
 import io
 import time
 import traceback
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any, Optional
@@ -28,7 +29,7 @@ import numpy as np
 import torch
 
 from .analysis.common import block_index
-from .playground import Config, ImageSet, ModelResolver, Session, default_kernels, load_image
+from .playground import Config, ImageSet, ModelResolver, Session, cached, default_kernels, load_image
 
 __all__ = ["SAMPlayground", "ModelExplorer"]
 
@@ -645,8 +646,8 @@ class ModelExplorer(_Base):
             f"class {i}" for i in range(model.num_classes)]
         self.imageset = images if isinstance(images, ImageSet) else (
             ImageSet.photos() if images == "photos" else ImageSet.canvases())
-        self._captures: dict = {}   # (image, block) -> one forward pass's taps
-        self._gradients: dict = {}  # (image, target) -> every stage's activations and gradients
+        self._captures = OrderedDict()   # (image, block) -> one forward pass's taps (least recently used dropped)
+        self._gradients = OrderedDict()  # (image, target) -> every stage's activations and gradients
         style = {"description_width": "initial"}
         self.w_index = W.IntSlider(value=0, min=0, max=len(self.imageset.display) - 1, description="image",
                                    continuous_update=False, style=style)
@@ -706,8 +707,7 @@ class ModelExplorer(_Base):
     def _capture(self, i: int, block: str):
         """The taps, output and stage outputs of `block` for image i (one forward pass, cached; other blocks run
         unhooked)."""
-        key = (i, block)
-        if key not in self._captures:
+        def run():
             from .analysis import smt_forward
             from .capture import capture
 
@@ -717,8 +717,8 @@ class ModelExplorer(_Base):
             extra = [block] + ([] if sam else [f"{block}.attn.attn_weights"])
             with capture(self.model, extra) as cap:
                 fwd = smt_forward(self.model, x, [block] if sam else [], block_outputs=False)
-            self._captures[key] = (fwd, {n: cap[n] for n in extra})
-        return self._captures[key]
+            return fwd, {n: cap[n] for n in extra}
+        return cached(self._captures, (i, block), run)
 
     def _fill_blocks(self) -> None:
         from .plot import block_label
@@ -822,10 +822,10 @@ class ModelExplorer(_Base):
         i = self.w_index.value
         fwd, _ = self._capture(i, self.w_block.value)
         target = self.w_target.value if self.w_target.value >= 0 else int(fwd.logits[0].argmax())
-        if (i, target) not in self._gradients:  # one backward pass serves every method and layer
-            stages = [f"stages.{s}" for s in range(len(self.model.stages))]
-            self._gradients[(i, target)] = layer_gradients(self.model, self.imageset.model_input(i), [target], stages)
-        acts, grads = self._gradients[(i, target)].layers[f"stages.{self.w_cam_stage.value}"]
+        stages = [f"stages.{s}" for s in range(len(self.model.stages))]
+        recorded = cached(self._gradients, (i, target),  # one backward pass serves every method and layer
+                          lambda: layer_gradients(self.model, self.imageset.model_input(i), [target], stages))
+        acts, grads = recorded.layers[f"stages.{self.w_cam_stage.value}"]
         cam = cam_from_gradients(self.w_method.value, acts, grads)[0]
         self._cam = (self.imageset.display[i], cam,
                      f"{self.w_method.value}, {self.class_names[target]}, stage {self.w_cam_stage.value + 1}")
