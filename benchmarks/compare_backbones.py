@@ -37,7 +37,12 @@ def measure(name: str, n_images: int, queries: int) -> dict:
     from smt.demo import demo_images, demo_model
     from smt.summary import count_macs
     from viz.analysis import block_fourier_profile, smt_distance_profile, timm_attention_profile
-    from viz.analysis.erf import effective_receptive_field, erf_display, high_contribution_area_ratio
+    from viz.analysis.erf import (
+        effective_receptive_field,
+        erf_display,
+        high_contribution_area_ratio,
+        largest_square_area_ratio,
+    )
 
     model = demo_model(name)
     data = demo_images()
@@ -68,8 +73,7 @@ def measure(name: str, n_images: int, queries: int) -> dict:
     erf = effective_receptive_field(model, imgs[:32], batch_size=8)
     display = erf_display(erf.erf)
     area = high_contribution_area_ratio(display, (0.2, 0.5, 0.99))
-    side = min(display.shape) - 1 if min(display.shape) % 2 == 0 else min(display.shape)  # the largest centred square
-    area_max = side ** 2 / display.numel()
+    area_max = largest_square_area_ratio(display.shape)
     return {"name": name, "params": sum(p.numel() for p in model.parameters()), "macs": count_macs(model, 112),
             "top1": top1, "attention": attention, "modulation": modulation, "area": area, "area_max": area_max,
             "highest": high, "seconds": time.perf_counter() - t0, "groups": len(groups)}

@@ -10,6 +10,7 @@ from viz.analysis.erf import (
     erf_display,
     head_erf,
     high_contribution_area_ratio,
+    largest_square_area_ratio,
     stage_feature_map,
 )
 
@@ -86,6 +87,9 @@ def test_area_ratio_one_bright_pixel_and_unreachable_threshold():
     r = high_contribution_area_ratio(uniform, thresholds=(0.4, 0.5, 0.81, 0.9))
     assert r[0.4] == 49 / 99 and r[0.5] == 81 / 99 and r[0.81] == 81 / 99 and r[0.9] is None
     assert high_contribution_area_ratio(m, thresholds=(1.0,)) == {1.0: None}
+    # the largest measurable square: 9x9 in 9x11; 111x111 in 112x112 (the centre is (56, 56))
+    assert largest_square_area_ratio((9, 11)) == 81 / 99 == r[0.81]
+    assert largest_square_area_ratio((112, 112)) == 111 ** 2 / 112 ** 2
 
 
 def test_display_transform():

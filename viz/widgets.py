@@ -256,9 +256,8 @@ class _Base:
         """Run the debounced updates that are still waiting, now (e.g. before reading `explanation_text` in
         the same notebook cell that set a control: the event loop does not run between a cell's lines)."""
         for name in list(self._pending):
-            entry = self._pending.get(name)
-            if entry is not None:
-                entry[0].cancel()
+            if name in self._pending:  # an update run here may have settled another one
+                self._pending[name][0].cancel()
                 self._run_pending(name)
 
     _busy = False

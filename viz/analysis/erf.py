@@ -32,6 +32,7 @@ from .common import image_batches, require_eval, sam_module
 FeatureFn = Callable[[nn.Module, torch.Tensor], torch.Tensor]
 
 __all__ = ["ERFResult", "effective_receptive_field", "erf_display", "high_contribution_area_ratio",
+           "largest_square_area_ratio",
            "final_feature_map", "stage_feature_map", "stage_erfs", "head_erf", "block_head_erf"]
 
 
@@ -173,6 +174,19 @@ def erf_display(erf: torch.Tensor) -> torch.Tensor:
     return out / peak if peak > 0 else out
 
 
+def _largest_half_side(H: int, W: int) -> int:
+    """i of the largest centred square (side 2i+1, centre (H // 2, W // 2)) that fits in an H x W map."""
+    cy, cx = H // 2, W // 2
+    return min(cy, H - 1 - cy, cx, W - 1 - cx)
+
+
+def largest_square_area_ratio(shape: Sequence[int]) -> float:
+    """The area ratio of the largest centred square `high_contribution_area_ratio` can measure on an (H, W)
+    map: a threshold whose share that square does not hold gives None there."""
+    H, W = shape
+    return (2 * _largest_half_side(H, W) + 1) ** 2 / (H * W)
+
+
 def high_contribution_area_ratio(
         display: torch.Tensor, thresholds: Sequence[float] = (0.2, 0.3, 0.5, 0.99)
 ) -> dict[float, Optional[float]]:
@@ -190,7 +204,7 @@ def high_contribution_area_ratio(
     total = display.double().sum()
     if total <= 0:
         return {t: None for t in thresholds}
-    max_i = min(cy, H - 1 - cy, cx, W - 1 - cx)
+    max_i = _largest_half_side(H, W)
     fractions = [display[cy - i:cy + i + 1, cx - i:cx + i + 1].double().sum() / total for i in range(max_i + 1)]
     out: dict[float, Optional[float]] = {}
     for t in thresholds:
