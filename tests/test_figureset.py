@@ -180,14 +180,15 @@ def test_shared_caches_serve_both_sets(calls):
     assert new.forward is fs.forward and calls["smt_forward"] == 1
 
 
-def test_settings_are_fixed_and_changes_are_checked():
-    fs = FigureSet(_source(), BASE)
+def test_settings_are_fixed_and_changes_are_checked(calls):
+    fs = FigureSet(_source(), BASE, backbones={"other": _source()})
     with pytest.raises(AttributeError, match="with_settings"):
         fs.settings = dataclasses.replace(fs.settings, sam_block="stages.1.blocks.0")
     with pytest.raises(ValueError, match="unknown setting.*'blocks'"):
         fs.with_settings(blocks=3)
+    before = _read_all(fs)
     same = fs.with_settings(seed=BASE.seed)  # no change: everything is shared
-    assert all(same._caches[k] is fs._caches[k] for k in FigureSet.DEPENDS_ON)
+    assert _same(_read_all(same), before)
 
 
 def test_two_models_at_one_address_never_share_an_erf():
@@ -200,7 +201,7 @@ def test_two_models_at_one_address_never_share_an_erf():
     first = fs.erf(0, "random")[0].erf
     address = id(fs.random_model)
     later = fs.with_settings(seed=1)
-    assert later._caches["erf"] is fs._caches["erf"]
+    assert later.erf(0) is fs.erf(0)  # the ERF cache is shared: it does not depend on the seed
     del fs  # the only holder of seed 0's model: evict it
     gc.collect()
     keep = []  # bare SMT objects take the free blocks of their size, until one takes the freed model's
@@ -218,3 +219,15 @@ def test_two_models_at_one_address_never_share_an_erf():
     assert id(later.random_model) == address  # the same id() as seed 0's model had
     expected = viz.analysis.erf.stage_erfs(_build(1), images, [0], batch_size=8)[0].erf
     assert torch.equal(second, expected) and not torch.equal(second, first)
+
+
+def test_each_cache_keeps_cache_size_entries(calls):
+    small = FigureSet(_source(), BASE, cache_size=1)
+    a = small.head_erf(BLOCK)
+    small.head_erf("stages.1.blocks.0")  # evicts the first block's fields
+    assert small.head_erf(BLOCK) is not a and calls["head_erf"] == 3
+    assert [small.erf(s)[0].erf.shape for s in range(4)] == [(5, 5)] * 4  # one stage kept: computed per stage
+    assert calls["stage_erfs"] == 4
+    large = FigureSet(_source(), BASE)
+    assert large.head_erf(BLOCK) is large.head_erf(BLOCK) and calls["head_erf"] == 4
+    assert all(large.erf(s) is large.erf(s) for s in range(4)) and calls["stage_erfs"] == 4 + 1

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from ..cache import LRU
 from .source import Source, demo_source, sha256
 
 __all__ = ["Settings", "Rendered", "SkipFigure", "FigureSet", "predicted_classes"]
@@ -99,8 +100,8 @@ def _saa_blocks(model: nn.Module) -> list[str]:
 class FigureSet:
     """A source, its settings, and every analysis the figures draw, each computed on first use and cached.
 
-    Each cache holds one analysis, keyed by what determines its content (a block, a stage, a model's name and
-    seed), never by an object's `id()`. `DEPENDS_ON` says which settings each analysis depends on:
+    Each cache (a `viz.cache.LRU`) holds one analysis, keyed by what determines its content (a block, a stage,
+    a model's name and seed), never by an object's `id()`. `DEPENDS_ON` says which settings each analysis depends on:
     `with_settings` builds a set with other settings that shares every cache none of the changed settings
     touches. The settings of a set are fixed; the caches are written only by the set itself.
 
@@ -112,6 +113,7 @@ class FigureSet:
             replace the matching analyses (erf, spectrum -> fourier, distance, cam -> gradcam).
         backbones: {label: Source} of other trained models to draw beside SMT (distance, erf, fourier);
             default the comparison backbones shipped in `data/demo`, when the source is a demo model.
+        cache_size: Entries each analysis's cache keeps (blocks of `head_erf`, stages of `erf`, models).
     """
 
     #: Every cached analysis -> the settings its content depends on (directly or through another analysis).
@@ -139,12 +141,14 @@ class FigureSet:
     })
 
     def __init__(self, source: Source | Callable[[], Source], settings: Settings = Settings(), *,
-                 results: Sequence[tuple[str, dict]] = (), backbones: Optional[Mapping[str, Source]] = None):
+                 results: Sequence[tuple[str, dict]] = (), backbones: Optional[Mapping[str, Source]] = None,
+                 cache_size: int = 64):
         self._source = source
         self._settings = settings
         self.results = list(results)
         self._backbones = backbones
-        self._caches: dict[str, dict] = {name: {} for name in self.DEPENDS_ON}
+        self._cache_size = cache_size
+        self._caches: dict[str, LRU] = {name: LRU(cache_size) for name in self.DEPENDS_ON}
         self.timings: dict[str, float] = {}
 
     @property
@@ -169,17 +173,15 @@ class FigureSet:
             raise ValueError(f"unknown setting(s) {unknown}; the settings are {', '.join(sorted(known))}")
         settings = replace(self._settings, **changes)
         changed = {k for k in changes if getattr(settings, k) != getattr(self._settings, k)}
-        new = FigureSet(self._source, settings, results=self.results, backbones=self._backbones)
+        new = FigureSet(self._source, settings, results=self.results, backbones=self._backbones,
+                        cache_size=self._cache_size)
         for name, depends in self.DEPENDS_ON.items():
             if not depends & changed:
-                new._caches[name] = self._caches[name]  # the same dict: either set's results serve both
+                new._caches[name] = self._caches[name]  # the same cache: what either set computes serves both
         return new
 
     def _cached(self, analysis: str, key: Hashable, compute: Callable[[], Any]) -> Any:
-        cache = self._caches[analysis]
-        if key not in cache:
-            cache[key] = compute()
-        return cache[key]
+        return self._caches[analysis].get(key, compute)
 
     # -- source ------------------------------------------------------------------------------------------
     @property
@@ -252,14 +254,19 @@ class FigureSet:
             raise ValueError(f"model={model!r}: the ERF is of the 'trained' model or its 'random' initialisation")
         key = ("trained",) if model == "trained" else ("random", self.settings.seed)
         cache = self._caches["erf"]
-        if (key, stage) not in cache:
+
+        def compute():
             from ..analysis.erf import erf_display, stage_erfs
 
             m = self.model if model == "trained" else self.random_model
             results = stage_erfs(m, self.images(self.settings.erf_images), range(len(m.stages)), batch_size=8)
-            for s, r in results.items():
-                cache[(key, s)] = (r, erf_display(r.erf))
-        return cache[(key, stage)]
+            out = {s: (r, erf_display(r.erf)) for s, r in results.items()}
+            for s, v in out.items():
+                if s != stage:
+                    cache.put((key, s), v)
+            return out[stage]
+
+        return cache.get((key, stage), compute)
 
     def head_erf(self, block: str) -> torch.Tensor:
         """Per-head receptive fields of one SAM block (`erf.head_erf`, 8 images)."""
