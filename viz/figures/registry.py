@@ -6,13 +6,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Optional, Union
 
+from smt.demo import ABLATION_SEEDS
+
 if TYPE_CHECKING:
     from .figureset import FigureSet, Rendered
 
 __all__ = ["FigureSpec", "Need", "NEEDS", "FIGURES", "figure"]
 
-#: The models of the trained ablation set (`smt.demo.DEMO_MODELS`), in the ablation figure's order.
-ABLATION_SET = ("heads1", "heads2", "heads4", "heads8", "nosaa")
+#: The models of the trained ablation set (seed 0 of each configuration of `smt.demo.ABLATION_SEEDS`), in the
+#: ablation figure's order.
+ABLATION_SET = tuple(ABLATION_SEEDS)
 
 
 @dataclass(frozen=True)
@@ -53,7 +56,7 @@ def _lacks_demo_canvases(fs: FigureSet) -> Optional[str]:
 NEEDS: dict[str, Need] = {
     "smt": Need("an SMT model", _lacks_smt),
     "saa": Need("a SAM block with SAA", _lacks_saa),
-    "ablation_set": Need("the trained ablation set (heads1, heads2, heads4, heads8, nosaa)", _lacks_ablation_set),
+    "ablation_set": Need(f"the trained ablation set ({', '.join(ABLATION_SET)})", _lacks_ablation_set),
     "demo_canvases": Need("the shipped canvases", _lacks_demo_canvases),
 }
 
