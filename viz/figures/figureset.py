@@ -251,7 +251,10 @@ class FigureSet:
         (`model="trained"`) or the same architecture at random initialisation (`"random"`, seed `seed`);
         every stage of that model is computed at once (one forward pass per batch) and cached."""
         if model not in ("trained", "random"):
-            raise ValueError(f"model={model!r}: the ERF is of the 'trained' model or its 'random' initialisation")
+            given = repr(model) if isinstance(model, str) else f"a {type(model).__name__}"
+            raise ValueError(f"model={given}: the set's ERFs are of its 'trained' model or the 'random' "
+                             f"initialisation of its architecture (a cache keyed by a model object could serve "
+                             f"a freed model's maps to another)")
         key = ("trained",) if model == "trained" else ("random", self.settings.seed)
         cache = self._caches["erf"]
 
