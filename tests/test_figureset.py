@@ -231,3 +231,32 @@ def test_each_cache_keeps_cache_size_entries(calls):
     large = FigureSet(_source(), BASE)
     assert large.head_erf(BLOCK) is large.head_erf(BLOCK) and calls["head_erf"] == 4
     assert all(large.erf(s) is large.erf(s) for s in range(4)) and calls["stage_erfs"] == 4 + 1
+
+
+def test_the_ablation_figure_draws_from_the_sets_cached_analyses(monkeypatch):
+    from viz.figures import draw
+    from viz.figures.registry import ABLATION_SET
+
+    loaded = []
+
+    def demo(name):  # every model of the ablation set is test_smt (seed 0) on the same random canvases
+        loaded.append(name)
+        return dataclasses.replace(_source(), name=name, demo=name)
+
+    monkeypatch.setattr(figureset, "demo_source", demo)
+    fs = FigureSet(dataclasses.replace(_source(), demo="main"), Settings(num_images=4, erf_images=2))
+    first = draw(fs, "ablation")
+    assert loaded == list(ABLATION_SET) and first.png
+    src = _source()
+    with torch.no_grad():
+        top1 = float(100 * (src.model(src.images).argmax(1) == src.labels).float().mean())
+    assert [row["top1"] for row in first.numbers.values()] == [round(top1, 2)] * 5
+    assert list(first.numbers) == ["N = 1", "N = 2", "N = 4", "N = 8", "SAA off (N = 4)"]
+    assert first.numbers["SAA off (N = 4)"]["low_frequency_change"] is None
+    again = draw(fs.with_settings(radius=0.25), "ablation")  # only the low-frequency shares depend on the radius
+    assert loaded == list(ABLATION_SET)
+    assert np.array_equal(again.arrays["top1"], first.arrays["top1"])
+    assert np.array_equal(again.arrays["erf_area_0.5"], first.arrays["erf_area_0.5"], equal_nan=True)
+    change = fs.with_settings(radius=0.25).ablation_low_frequency("heads1")
+    assert [s.radius for s in change] == [0.25] * len(change)
+    assert again.numbers["N = 1"]["low_frequency_change"] == round(float(np.mean([s.change for s in change])), 4)
