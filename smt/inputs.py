@@ -21,7 +21,7 @@ from typing import Any, Optional, TypeVar
 
 __all__ = ["IMAGE_EXTENSIONS", "InputError", "InputErrors", "Checks", "cli_errors", "check_range",
            "check_model_name", "check_checkpoint", "list_image_files", "check_image_folder", "check_class_folders",
-           "check_output_file", "check_output_folder", "check_choice"]
+           "check_output_file", "check_output_folder", "check_choice", "atomic_output", "atomic_write_bytes"]
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 
@@ -68,10 +68,11 @@ class Checks:
 
 
 @contextmanager
-def cli_errors(debug: bool = False, *, exit_codes: Optional[dict[type, int]] = None) -> Iterator[list[int]]:
+def cli_errors(debug: bool = False) -> Iterator[list[int]]:
     """For a command's `main`: bad input -> one line per problem on stderr and exit code 2, no traceback.
 
-    `InputError(s)` and `smt.checkpoint.CheckpointError` (a file that is not usable weights) exit with 2;
+    `InputError(s)`, `smt.checkpoint.CheckpointError` (a file that is not usable weights) and a missing file
+    exit with 2;
     any other `OSError`, `ValueError` or `RuntimeError` with 1, as one line. With `debug` the exception
     propagates with its traceback. The yielded list holds the exit code (empty when nothing was raised).
     """
@@ -83,16 +84,15 @@ def cli_errors(debug: bool = False, *, exit_codes: Optional[dict[type, int]] = N
     except (InputError, InputErrors, CheckpointError, OSError, ValueError, RuntimeError) as e:
         if debug:
             raise
+        bad_input = isinstance(e, (InputError, InputErrors, CheckpointError, FileNotFoundError))
         lines = str(e).splitlines() or [type(e).__name__]
-        if not isinstance(e, (InputError, InputErrors)):
-            lines = [f"{type(e).__name__}: {lines[0]}" if isinstance(e, (OSError, RuntimeError)) else lines[0]] \
-                + lines[1:]
+        if not bad_input and isinstance(e, (OSError, RuntimeError)):
+            lines[0] = f"{type(e).__name__}: {lines[0]}"
         for line in lines:
             print(f"error: {line}", file=sys.stderr)
-        if not isinstance(e, (InputError, InputErrors, CheckpointError)):
+        if not bad_input:
             print("error: (run again with --debug for the traceback)", file=sys.stderr)
-        code.append((exit_codes or {}).get(type(e), 2 if isinstance(e, (InputError, InputErrors, CheckpointError))
-                                           else 1))
+        code.append(2 if bad_input else 1)
 
 
 # ---- numbers and choices ----------------------------------------------------------------------------
@@ -199,7 +199,7 @@ def check_checkpoint(path: Optional[os.PathLike], option: str = "--checkpoint") 
         with open_checkpoint(p) as f:
             locate_weights(p, f.obj)
     except CheckpointError as e:
-        raise InputError(option, f"{e}".rstrip(".") + f"; {fix}") from None
+        raise InputError(option, str(e)) from None  # the reader's message names the file, the problem, the fix
     return p
 
 
@@ -314,3 +314,26 @@ def check_output_folder(path: os.PathLike, option: str = "--out", *, files: Sequ
     else:
         _writable_parent(p, option, "choose a folder you can write")
     return p
+
+
+# ---- writing ----------------------------------------------------------------------------------------
+
+@contextmanager
+def atomic_output(path: os.PathLike) -> Iterator[Path]:
+    """A temporary path beside `path` (same folder, hidden name) to write to; renamed to `path` when the block
+    ends normally, removed whatever happens, so `path` is either the complete new file or what it was."""
+    import uuid
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.parent / f".{path.name}.{uuid.uuid4().hex[:8]}.tmp"
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def atomic_write_bytes(path: os.PathLike, data: bytes) -> None:
+    with atomic_output(path) as tmp:
+        tmp.write_bytes(data)
