@@ -279,6 +279,8 @@ def run(args: argparse.Namespace) -> Optional[dict]:
     from tqdm.auto import tqdm
 
     from smt.distributed import init_distributed
+    from smt.inputs import InputError
+    from smt.reader import CheckpointError
 
     from .validation import check_run_args
 
@@ -286,7 +288,10 @@ def run(args: argparse.Namespace) -> Optional[dict]:
     rank, world, device = init_distributed()
     try:
         torch.manual_seed(args.seed)
-        model = build_model(args.model, args.checkpoint, args.num_classes).to(device).eval()
+        try:
+            model = build_model(args.model, args.checkpoint, args.num_classes).to(device).eval()
+        except CheckpointError as e:  # weights of another architecture
+            raise InputError("--checkpoint", str(e)) from None
         _check_stage(model, args.stage)
         config = resolve_data_config({} if args.input_size is None else
                                      {"input_size": (3, args.input_size, args.input_size)}, model=model)

@@ -151,7 +151,9 @@ def check_source(fs, names: Sequence[str], *, checkpoint: Optional[str], option:
 
     try:
         _ = fs.source  # built and cached
-    except (CheckpointError, RuntimeError) as e:
+    except CheckpointError as e:
+        raise InputError(option, str(e)) from None  # names the file, both architectures and the fix
+    except RuntimeError as e:
         if checkpoint is None:
             raise
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
