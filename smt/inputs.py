@@ -120,11 +120,11 @@ def _bounds(low: Optional[float], high: Optional[float], low_open: bool) -> str:
     return f" of at most {high:g}" if high is not None else ""
 
 
-def check_choice(value: str, option: str, choices: Sequence[str]) -> str:
+def check_choice(value: str, option: str, choices: Sequence[str], what: str = "value") -> str:
     if value not in choices:
         close = difflib.get_close_matches(value, list(choices), n=1)
         hint = f"did you mean {close[0]}? " if close else ""
-        raise InputError(option, f"unknown value {value!r}; {hint}choose one of {', '.join(choices)}")
+        raise InputError(option, f"unknown {what} {value!r}; {hint}choose one of {', '.join(choices)}")
     return value
 
 

@@ -68,13 +68,15 @@ ROWS = [
     ("viz", RUN + " --stage 9", 2, "--stage: 9"),
     ("viz", RUN + " --num-classes -3", 2, "--num-classes: -3"),
     ("viz", RUN.replace("erf", "distance", 1) + " --queries 0", 2, "--queries: 0"),
-    ("viz", RUN.replace("erf", "cam", 1) + " --cam-method GradKAM", 2, "--cam-method: unknown value 'GradKAM'"),
+    ("viz", RUN.replace("erf", "cam", 1) + " --cam-method GradKAM", 2, "--cam-method: unknown CAM method 'GradKAM'"),
     ("viz", RUN + " --batch-size many", 2, "argument --batch-size: invalid int value"),
     ("viz", RUN.replace("erf", "pca", 1), 2, "invalid choice: 'pca'"),
     # viz run: model, weights, images, output
     ("viz", RUN.replace("test_smt", "not_a_model"), 2, "--model: unknown model 'not_a_model'"),
     ("viz", RUN.replace("test_smt", "smt_tiy"), 2, "did you mean smt_tiny"),
     ("viz", RUN.replace("test_smt", "main"), 2, "--model: main is a demo model"),
+    ("viz", RUN.replace("erf", "spectrum", 1).replace("test_smt", "resnet18"), 2, "--model: `viz run spectrum` runs "
+                                                                                   "on SMT models"),
     ("viz", RUN + " --checkpoint {w}/missing.pth", 2, "--checkpoint: {w}/missing.pth does not exist"),
     ("viz", RUN + " --checkpoint {w}/imgs", 2, "--checkpoint: {w}/imgs is a folder, not a weights file"),
     ("viz", RUN + " --checkpoint {w}/notes.txt", 2, "--checkpoint: {w}/notes.txt: this is a text file"),
@@ -91,7 +93,7 @@ ROWS = [
     # viz figures
     ("viz", FIG + " --only nope", 2, "--only: unknown figure(s) nope"),
     ("viz", FIG + " --format gif", 2, "--format: unknown format(s) gif"),
-    ("viz", FIG + " --venue cvpr1999", 2, "--venue: unknown value 'cvpr1999'"),
+    ("viz", FIG + " --venue cvpr1999", 2, "--venue: unknown venue 'cvpr1999'"),
     ("viz", FIG + " --num-images 0", 2, "--num-images: 0"),
     ("viz", FIG + " --rows 0", 2, "--rows: 0"),
     ("viz", FIG + " --input-size 5", 2, "--input-size: 5"),
@@ -114,7 +116,7 @@ ROWS = [
     ("viz", FIG + " --only sam_block --sam-block stages.7.blocks.0", 2, "--sam-block: stages.7.blocks.0 is not a SAM"),
     ("viz", FIG + " --only erf --checkpoint {w}/other.safetensors", 2, "--checkpoint: {w}/other.safetensors: holds"),
     # viz demo
-    ("viz", DEMO + " --demo-model heads3", 2, "--demo-model: unknown value 'heads3'; did you mean heads8?"),
+    ("viz", DEMO + " --demo-model heads3", 2, "--demo-model: unknown demo model 'heads3'; did you mean heads8?"),
     ("viz", DEMO + " --demo-model vit", 2, "--demo-model: vit is a comparison backbone"),
     ("viz", DEMO + " --num-images 0", 2, "--num-images: 0 is out of range"),
     ("viz", DEMO + " --num-images 100000", 2, "--num-images: 100000 is out of range"),

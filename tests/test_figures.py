@@ -96,7 +96,7 @@ def test_bad_input_is_a_clear_error(folder, tmp_path, capsys):
     assert main(["figures", "--out", str(tmp_path), "--only", "nope", *TINY]) == 2
     assert "--only: unknown figure(s) nope" in capsys.readouterr().err
     assert main(["figures", "--out", str(tmp_path), "--venue", "cvpr1999", *TINY]) == 2
-    assert "unknown venue" in capsys.readouterr().err
+    assert "--venue: unknown venue" in capsys.readouterr().err
     assert main(["figures", "--out", str(tmp_path), "--checkpoint", str(tmp_path / "missing.pth"), *TINY]) == 2
     assert "does not exist" in capsys.readouterr().err
 

@@ -108,7 +108,7 @@ def check_formats(formats: str, option: str = "--format") -> list[str]:
 def check_venue(venue: str, option: str = "--venue") -> str:
     from .style import VENUES
 
-    return check_choice(venue, option, list(VENUES))
+    return check_choice(venue, option, list(VENUES), "venue")
 
 
 def figures_needing_source(names: Sequence[str], results: Sequence[tuple[str, dict]]) -> list[str]:
@@ -170,6 +170,20 @@ def check_source(fs, names: Sequence[str], *, checkpoint: Optional[str], option:
 
 # ---- each command's checks ----------------------------------------------------------------------------
 
+def _check_smt_model(name: str, analysis: str, option: str = "--model") -> None:
+    """`spectrum` and `distance` read SMT's block outputs and SAM taps: an SMT variant only."""
+    from smt.demo import DEMO_MODELS
+    from smt.model import VARIANTS
+
+    if analysis not in ("spectrum", "distance") or name.split(".")[0] in VARIANTS or name in DEMO_MODELS:
+        return
+    other = {"spectrum": "viz.analysis.block_fourier_profile (any timm model with blocks)",
+             "distance": "viz.analysis.timm_attention_profile (ViT, Swin)"}[analysis]
+    raise InputError(option, f"`viz run {analysis}` runs on SMT models ({', '.join(VARIANTS)}), and {name} is not "
+                             f"one; for other models use {other} from Python, or `viz run erf` / `viz run cam`, "
+                             f"which run on any timm model")
+
+
 def check_run_args(args) -> None:
     """`python -m viz run`: every input checked, all problems reported together."""
     from .analysis.cam import CAM_METHODS
@@ -187,7 +201,9 @@ def check_run_args(args) -> None:
     c(check_range, args.seed, "--seed", 0)
     c(check_range, args.stage, "--stage", -4, 3, what="stages 1-4 are 0-3; negative counts from the last")
     if args.analysis == "cam":
-        c(check_choice, args.cam_method, "--cam-method", list(CAM_METHODS))
+        c(check_choice, args.cam_method, "--cam-method", list(CAM_METHODS), "CAM method")
+    if not any(e.option == "--model" for e in c.errors):  # a known name: is it one the analysis runs on?
+        c(_check_smt_model, args.model, args.analysis)
     c(check_output_file, args.out, "--out", overwrite=getattr(args, "overwrite", False),
       example=f"{args.analysis}.pt")
     c.done()
@@ -225,7 +241,7 @@ def check_demo_args(args) -> tuple[list[str], list[str]]:
                               f"demo reports on an SMT model: give one of "
                               f"{', '.join(n for n in DEMO_MODELS if n not in BACKBONES)}")
     else:
-        c(check_choice, args.demo_model, "--demo-model", [n for n in DEMO_MODELS if n not in BACKBONES])
+        c(check_choice, args.demo_model, "--demo-model", [n for n in DEMO_MODELS if n not in BACKBONES], "demo model")
     c(check_checkpoint, args.checkpoint, "--checkpoint" if not os.environ.get("SMT_CHECKPOINT") else
       "--checkpoint (or SMT_CHECKPOINT)")
     c(check_range, args.num_images, "--num-images", 1, 512, what="the shipped canvases")
