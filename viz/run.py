@@ -341,6 +341,10 @@ def run(args: argparse.Namespace) -> Optional[dict]:
             dist.destroy_process_group()
 
 
+#: What every record `run` writes holds (and the figures read).
+_RECORD_KEYS = ("analysis", "model", "settings", "data_config", "num_files", "result")
+
+
 def load_result(path: os.PathLike) -> dict:
     """Read a file written by `python -m viz run` (no pickled code is executed).
 
@@ -363,6 +367,10 @@ def load_result(path: os.PathLike) -> dict:
             AttributeError, TypeError) as e:
         raise ValueError(f"{path} is not a `viz run` result ({_what_file(path, e)}); {fix}") from None
     if isinstance(rec, dict) and rec.get("analysis") in ANALYSES and isinstance(rec.get("result"), dict):
+        missing = [k for k in _RECORD_KEYS if k not in rec]
+        if missing:
+            raise ValueError(f"{path} is an incomplete `viz run {rec['analysis']}` result (no {', '.join(missing)});"
+                             f" write it again with `python -m viz run`")
         return rec
     if isinstance(rec, dict) and rec and all(isinstance(v, torch.Tensor) for v in rec.values()):
         what = f"a state dict of {len(rec)} tensors: weights, which go to --checkpoint"
