@@ -450,7 +450,7 @@ def convert_checkpoint(src: os.PathLike, dst: os.PathLike, to_official: bool = F
         state = to_official_state_dict(state)
     # own, contiguous memory per tensor: safetensors refuses shared storage, torch.save would keep views' bases
     state = {k: v.detach().clone(memory_format=torch.contiguous_format) for k, v in state.items()}
-    from .inputs import atomic_output
+    from .files import atomic_output
 
     with atomic_output(dst) as tmp:  # dst is the complete file or untouched, never half-written
         if dst.suffix == ".safetensors":

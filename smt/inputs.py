@@ -21,7 +21,7 @@ from typing import Any, Optional, TypeVar
 
 __all__ = ["IMAGE_EXTENSIONS", "InputError", "InputErrors", "Checks", "cli_errors", "check_range",
            "check_model_name", "check_checkpoint", "list_image_files", "check_image_folder", "check_class_folders",
-           "check_output_file", "check_output_folder", "check_choice", "atomic_output", "atomic_write_bytes"]
+           "check_output_file", "check_output_folder", "check_choice"]
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 
@@ -314,26 +314,3 @@ def check_output_folder(path: os.PathLike, option: str = "--out", *, files: Sequ
     else:
         _writable_parent(p, option, "choose a folder you can write")
     return p
-
-
-# ---- writing ----------------------------------------------------------------------------------------
-
-@contextmanager
-def atomic_output(path: os.PathLike) -> Iterator[Path]:
-    """A temporary path beside `path` (same folder, hidden name) to write to; renamed to `path` when the block
-    ends normally, removed whatever happens, so `path` is either the complete new file or what it was."""
-    import uuid
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f".{path.name}.{uuid.uuid4().hex[:8]}.tmp"
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def atomic_write_bytes(path: os.PathLike, data: bytes) -> None:
-    with atomic_output(path) as tmp:
-        tmp.write_bytes(data)

@@ -292,7 +292,7 @@ def main(args: argparse.Namespace) -> int:
                       f": {names}{' ...' if result.num_unreadable > 10 else ''}; the accuracy is over the "
                       f"{result.count} images read", file=sys.stderr)
             if args.results_json:
-                from .inputs import atomic_write_bytes
+                from .files import atomic_write_bytes
 
                 atomic_write_bytes(Path(args.results_json), (json.dumps(asdict(result), indent=1) + "\n").encode())
     finally:

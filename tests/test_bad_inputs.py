@@ -15,7 +15,8 @@ import pytest
 import torch
 from PIL import Image
 
-from smt.inputs import InputErrors, atomic_output
+from smt.files import atomic_output
+from smt.inputs import InputErrors
 
 matplotlib.use("Agg")
 

@@ -27,6 +27,9 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("demo", help="the main job: report and figures on the demo model (python -m viz demo --help)")
     args = parser.parse_args(argv)
     with cli_errors(args.debug) as code:
+        from .validation import check_run_args
+
+        check_run_args(args)  # every input, before any work (a bad one: one line each, exit code 2)
         args.func(args)
     return code[0] if code else 0
 

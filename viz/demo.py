@@ -119,10 +119,10 @@ def main(argv: Optional[list[str]] = None) -> int:
 
 
 def _run(args: argparse.Namespace, argv: Optional[list[str]]) -> int:
-    from .figures import FigureSet, Settings, load_source, print_outcomes, render
+    from .figures import FIGURES, FigureSet, Settings, load_source, print_outcomes, render
     from .validation import check_demo_args, check_source
 
-    names, formats = check_demo_args(args)  # every input, before the variant table or any model
+    names, formats = check_demo_args(args, FIGURES)  # every input, before the variant table or any model
     t0 = time.perf_counter()
     torch.manual_seed(0)
     settings = Settings(num_images=min(args.num_images, 128), venue=args.venue)

@@ -258,7 +258,7 @@ def _reduce(analysis: Analysis, unreadable: list[str], world: int, device: torch
 
 def _write(record: dict, out: Path) -> None:
     """Through a temporary file in `out`'s folder, renamed into place (removed if writing fails)."""
-    from smt.inputs import atomic_output
+    from smt.files import atomic_output
 
     with atomic_output(out) as tmp:
         torch.save(record, tmp)
@@ -282,9 +282,6 @@ def run(args: argparse.Namespace) -> Optional[dict]:
     from smt.inputs import InputError
     from smt.reader import CheckpointError
 
-    from .validation import check_run_args
-
-    check_run_args(args)  # every input, before any work (a bad one: one line each, exit code 2)
     rank, world, device = init_distributed()
     try:
         torch.manual_seed(args.seed)

@@ -82,9 +82,9 @@ def check_results(paths: Sequence[os.PathLike], figures: Sequence[str], option: 
 
 # ---- figures ----------------------------------------------------------------------------------------
 
-def check_figure_names(only: Optional[str], option: str = "--only") -> list[str]:
-    from .figures.catalog import FIGURES
-
+def check_figure_names(only: Optional[str], figures: Sequence[str], option: str = "--only") -> list[str]:
+    """The names `--only` gives, each one of `figures` (the figure set's, `viz.figures.FIGURES`); all when None."""
+    FIGURES = list(figures)
     if only is None:
         return list(FIGURES)
     names = [n.strip() for n in only.split(",") if n.strip()]
@@ -209,10 +209,11 @@ def check_run_args(args) -> None:
     c.done()
 
 
-def check_figures_args(args) -> tuple[list[str], list[str], list[tuple[str, dict]]]:
-    """`python -m viz figures`: returns (figure names, formats, results); raises `InputErrors`."""
+def check_figures_args(args, figures: Sequence[str]) -> tuple[list[str], list[str], list[tuple[str, dict]]]:
+    """`python -m viz figures` (`figures`: the set's names): returns (figure names, formats, results); raises
+    `InputErrors`."""
     c = Checks()
-    names = c(check_figure_names, args.only) or []
+    names = c(check_figure_names, args.only, figures) or []
     formats = c(check_formats, args.format) or []
     c(check_venue, args.venue)
     results = c(check_results, args.results, names) if names else None
@@ -231,8 +232,8 @@ def check_figures_args(args) -> tuple[list[str], list[str], list[tuple[str, dict
     return names, formats, results
 
 
-def check_demo_args(args) -> tuple[list[str], list[str]]:
-    """`python -m viz demo`: returns (figure names, formats); raises `InputErrors`."""
+def check_demo_args(args, figures: Sequence[str]) -> tuple[list[str], list[str]]:
+    """`python -m viz demo` (`figures`: the set's names): returns (figure names, formats); raises `InputErrors`."""
     from smt.demo import BACKBONES, DEMO_MODELS
 
     c = Checks()
@@ -245,7 +246,7 @@ def check_demo_args(args) -> tuple[list[str], list[str]]:
     c(check_checkpoint, args.checkpoint, "--checkpoint" if not os.environ.get("SMT_CHECKPOINT") else
       "--checkpoint (or SMT_CHECKPOINT)")
     c(check_range, args.num_images, "--num-images", 1, 512, what="the shipped canvases")
-    names = c(check_figure_names, args.only) or []
+    names = c(check_figure_names, args.only, figures) or []
     if args.no_summary and not args.only and "summary" in names:
         names.remove("summary")
     formats = c(check_formats, args.format) or []

@@ -71,7 +71,7 @@ def figure_set_from_args(args, results: Optional[list] = None) -> FigureSet:
 def run_command(args, command: str = "") -> int:
     from ..validation import check_figures_args, check_source, figures_needing_source
 
-    names, formats, results = check_figures_args(args)  # every input, before any work
+    names, formats, results = check_figures_args(args, FIGURES)  # every input, before any work
     out = Path(args.out)
     fs = figure_set_from_args(args, results)
     if figures_needing_source(names, results):  # the model and images once, before the first figure

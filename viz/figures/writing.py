@@ -41,7 +41,7 @@ def write_npz(path: os.PathLike, arrays: Mapping[str, np.ndarray]) -> None:
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
-    from smt.inputs import atomic_write_bytes
+    from smt.files import atomic_write_bytes
 
     atomic_write_bytes(path, data)
 
