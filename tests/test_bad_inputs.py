@@ -43,10 +43,12 @@ def work(tmp_path_factory):
     save_file(timm.create_model("test_smt", num_classes=2).state_dict(), str(w / "test_smt.safetensors"))
     save_file(timm.create_model("test_smt", embed_dims=(24, 48, 96, 192)).state_dict(), str(w / "other.safetensors"))
     torch.save(torch.nn.Linear(3, 2).state_dict(), w / "linear.pth")
+    from viz.run import _RESULT_KEYS
+
     for name, analysis in (("erf", "erf"), ("spec1", "spectrum"), ("spec2", "spectrum"), ("alien", "pca")):
         torch.save({"analysis": analysis, "model": "test_smt", "settings": {}, "data_config": {}, "num_files": 1,
-                    "result": {"x": torch.zeros(2)}}, w / f"{name}.pt")
-    torch.save({"analysis": "erf", "result": {}}, w / "partial.pt")
+                    "result": {k: torch.zeros(2) for k in _RESULT_KEYS.get(analysis, ("x",))}}, w / f"{name}.pt")
+    torch.save({"analysis": "erf", "result": {"erf": torch.zeros(2)}}, w / "partial.pt")
     torch.save([1, 2, 3], w / "list.pt")
     (w / "existing.pt").write_bytes(b"keep me")
     (w / "done").mkdir()
@@ -115,7 +117,8 @@ ROWS = [
     ("viz", FIG + " --only erf --results {w}/list.pt", 2, "holding list, not a result record"),
     ("viz", FIG + " --only erf --results {w}/alien.pt", 2, "analysis 'pca', which is none of"),
     ("viz", FIG + " --only erf --results {w}/missing.pt", 2, "--results: {w}/missing.pt does not exist"),
-    ("viz", FIG + " --only erf --results {w}/partial.pt", 2, "an incomplete `viz run erf` result (no model, settings"),
+    ("viz", FIG + " --only erf --results {w}/partial.pt", 2, "an incomplete `viz run erf` result (no model, settings, "
+                                                             "data_config, num_files, result['num_counted'])"),
     ("viz", FIG + " --only fourier --results {w}/spec1.pt {w}/spec2.pt", 2, "--results: 2 `spectrum` results"),
     ("viz", FIG + " --only sam_block --sam-block stages.7.blocks.0", 2, "--sam-block: stages.7.blocks.0 is not a SAM"),
     ("viz", FIG + " --only erf --checkpoint {w}/other.safetensors", 2, "--checkpoint: {w}/other.safetensors: holds"),

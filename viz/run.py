@@ -340,6 +340,11 @@ def run(args: argparse.Namespace) -> Optional[dict]:
 
 #: What every record `run` writes holds (and the figures read).
 _RECORD_KEYS = ("analysis", "model", "settings", "data_config", "num_files", "result")
+#: What each analysis's result holds (`finalize`), the parts the figures draw.
+_RESULT_KEYS = {"erf": ("erf", "num_counted"),
+                "spectrum": ("blocks", "kinds", "depth", "freq", "relative_log_amplitude"),
+                "distance": ("blocks", "kinds", "per_head", "block"),
+                "cam": ("paths", "predicted", "cams", "method", "stage")}
 
 
 def load_result(path: os.PathLike) -> dict:
@@ -365,6 +370,7 @@ def load_result(path: os.PathLike) -> dict:
         raise ValueError(f"{path} is not a `viz run` result ({_what_file(path, e)}); {fix}") from None
     if isinstance(rec, dict) and rec.get("analysis") in ANALYSES and isinstance(rec.get("result"), dict):
         missing = [k for k in _RECORD_KEYS if k not in rec]
+        missing += [f"result['{k}']" for k in _RESULT_KEYS[rec["analysis"]] if k not in rec["result"]]
         if missing:
             raise ValueError(f"{path} is an incomplete `viz run {rec['analysis']}` result (no {', '.join(missing)});"
                              f" write it again with `python -m viz run`")
