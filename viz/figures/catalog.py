@@ -291,6 +291,8 @@ def fig_gradcam(fs: FigureSet) -> Rendered:
 def _gradcam_from_results(fs: FigureSet, recs) -> Rendered:
     from PIL import Image
 
+    from smt.images import open_rgb
+
     from ..plot import plot_cam_grid
 
     rows = fs.settings.rows
@@ -307,12 +309,11 @@ def _gradcam_from_results(fs: FigureSet, recs) -> Rendered:
         if not Path(p).is_file():
             raise FileNotFoundError(f"{p} (an image of the results file) is not readable here; Grad-CAM overlays need "
                                     f"the images: run on a machine that has them, or draw only erf, fourier, distance")
-        with Image.open(p) as im:
-            im = im.convert("RGB")
-            s = size / min(im.size)
-            im = im.resize((max(size, round(im.size[0] * s)), max(size, round(im.size[1] * s))), Image.BICUBIC)
-            x0, y0 = (im.size[0] - size) // 2, (im.size[1] - size) // 2
-            display.append(np.asarray(im.crop((x0, y0, x0 + size, y0 + size))))
+        im = open_rgb(p)  # the project's one loader (16-bit, alpha, EXIF orientation)
+        s = size / min(im.size)
+        im = im.resize((max(size, round(im.size[0] * s)), max(size, round(im.size[1] * s))), Image.BICUBIC)
+        x0, y0 = (im.size[0] - size) // 2, (im.size[1] - size) // 2
+        display.append(np.asarray(im.crop((x0, y0, x0 + size, y0 + size))))
     display = np.stack(display)
     fig = plot_cam_grid(display, cams, columns=columns)
     caption = f"{recs[0][1]['result']['method']} maps of the predicted class from `viz run cam` results."
