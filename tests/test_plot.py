@@ -238,6 +238,9 @@ def _views():
                       lambda h, b: update_head_maps(h, b, (3, 5, 7, 9)), rand[0], rand[1]),
         "head erf": (lambda a: plot_head_erf(a, (3, 5, 7, 9), width=7.0),
                      lambda h, b: update_head_erf(h, b, (3, 5, 7, 9)), fields[0], fields[1]),
+        "map, new grid of the same aspect": (lambda a: plot_relative_map(a, ax=_ax(), title="t"),
+                                             lambda h, b: update_relative_map(h, b, title="t"),
+                                             torch.rand(28, 28, generator=g), torch.rand(7, 7, generator=g)),
         "signed map": (lambda a: plot_relative_map(a, signed=True, ax=_ax(), title="t"),
                        lambda h, b: update_relative_map(h, b, signed=True, title="t"),
                        torch.randn(7, 7, generator=g), 5 * torch.randn(7, 7, generator=g)),
@@ -269,14 +272,16 @@ def test_an_update_that_changes_more_than_data_says_so():
 
     h = plot_relative_map(torch.rand(7, 7), ax=_ax())
     assert update_relative_map(h, torch.rand(7, 7)) is False
-    assert update_relative_map(h, torch.rand(14, 14)) is True and h.ax.get_xlim() == (-0.5, 13.5)
+    assert update_relative_map(h, torch.rand(14, 14)) is False and h.ax.get_xlim() == (-0.5, 13.5)  # same aspect
+    assert update_relative_map(h, torch.rand(14, 7)) is True
     assert update_relative_map(h, torch.randn(14, 14), signed=True) is True
     assert h.image.get_cmap().name == "RdBu_r" and (h.image.norm.vmin, h.image.norm.vmax) == (-1, 1)
     s = plot_saa_spectrum(_curve(1), _curve(2))
-    assert update_saa_spectrum(s, _curve(1, 3.0), _curve(2)) is True and s.ax.get_ylim()[0] < -3
-    low = s.ax.get_ylim()
-    assert update_saa_spectrum(s, _curve(1), _curve(2), widen_only=True) is False and s.ax.get_ylim() == low
-    assert update_saa_spectrum(s, _curve(1), _curve(2)) is True and s.ax.get_ylim()[0] > -3
+    assert s.ax.get_ylim() == (-2.0, 0.3)  # -1 less 10% and 0.1, rounded down to a whole unit
+    assert update_saa_spectrum(s, _curve(2, 1.2), _curve(1)) is False  # -1.2: the same whole-unit range
+    assert update_saa_spectrum(s, _curve(1, 3.0), _curve(2)) is True and s.ax.get_ylim() == (-4.0, 0.3)
+    assert update_saa_spectrum(s, _curve(1), _curve(2), ylim=(-4.0, 0.3)) is False  # a range the caller keeps
+    assert update_saa_spectrum(s, _curve(1), _curve(2)) is True and s.ax.get_ylim() == (-2.0, 0.3)
 
 
 def test_display_transforms_are_the_ones_the_plots_draw():

@@ -473,11 +473,12 @@ class SAMSession:
         of an earlier request that have not started)."""
         import copy
 
+        # the copy is made here, on the caller's thread between two of its computations: copied while the caller
+        # runs, the model would carry the caller's hooks or masked weights
+        twin = replace(resolved, model=self._replicas.get(resolved.key, lambda: copy.deepcopy(resolved.model)))
+
         def job(i):
-            def run():
-                twin = self._replicas.get(resolved.key, lambda: copy.deepcopy(resolved.model))
-                self.block_view(replace(resolved, model=twin), images.key(i), images.model_input(i), block, masked)
-            return run
+            return lambda: self.block_view(twin, images.key(i), images.model_input(i), block, masked)
         n = len(images.display)
         self.prefetcher.request([job(i) for i in indices if 0 <= i < n])
 
@@ -632,13 +633,11 @@ class ExplorerSession:
         """Capture these images' `block` and gradients in the background (replacing earlier jobs not started)."""
         import copy
 
-        def twin():
-            return self._replicas.get("model", lambda: copy.deepcopy(self.model))
-
+        # copied here, on the caller's thread between two of its computations (not while its hooks are on the model)
+        twin = self._replicas.get("model", lambda: copy.deepcopy(self.model))
         n, jobs = len(self.images.display), []
         for i in (i for i in indices if 0 <= i < n):
-            jobs += [lambda i=i: self.capture(i, block, model=twin()),
-                     lambda i=i: self._gradients(i, target, model=twin())]
+            jobs += [lambda i=i: self.capture(i, block, model=twin), lambda i=i: self._gradients(i, target, model=twin)]
         self.prefetcher.request(jobs)
 
 

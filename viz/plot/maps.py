@@ -317,17 +317,19 @@ def plot_relative_map(values: Any, *, ax=None, signed: bool = False, title: Opti
 
 def update_relative_map(artists: MapArtists, values: Any, *, signed: bool = False,
                         title: Optional[str] = None) -> bool:
-    """Set another map on `plot_relative_map`'s artists; True when its grid or its colour map changed (the axes'
-    box and the colorbar are then redrawn)."""
+    """Set another map on `plot_relative_map`'s artists; True when the axes' box or the colorbar changes (a grid of
+    another aspect ratio, a switch between magnitude and signed colours): draw the figure afresh then. A grid of
+    the same aspect (28x28 -> 14x14) only changes the image's extent."""
     shown, _ = display_relative(values)
     im, ax = artists.image, artists.ax
     static = False
     h, w = shown.shape
-    if im.get_array().shape != (h, w):  # another grid: the same axes, new extent
+    old = im.get_array().shape
+    if old != (h, w):  # another grid: the same axes, new extent
         im.set_extent((-0.5, w - 0.5, h - 0.5, -0.5))
         ax.set_xlim(-0.5, w - 0.5)
         ax.set_ylim(h - 0.5, -0.5)
-        static = True
+        static = old[0] * w != old[1] * h
     cmap = SIGNED_CMAP if signed else MAGNITUDE_CMAP
     if im.get_cmap().name != cmap:  # signed <-> magnitude: the colour map and range change, and the colorbar
         im.set_cmap(cmap)
@@ -362,9 +364,10 @@ class SAAArtists:
 
 
 def plot_saa_maps(saa_input: Any, modulator: Any, before: Any, after: Any, *, axes: Optional[Sequence] = None,
-                  width: float = 7.0) -> SAAArtists:
+                  width: float = 7.0, ylim: Optional[tuple[float, float]] = None) -> SAAArtists:
     """SAA's input and output: mean |SAA input| and mean |modulator| on one scale (`display_saa_maps`) beside
-    their spectra (`plot_saa_spectrum`). `axes`: three Axes; default a new figure of `width` inches."""
+    their spectra (`plot_saa_spectrum`, amplitude range `ylim`). `axes`: three Axes; default a new figure of
+    `width` inches."""
     from .spectrum import plot_saa_spectrum
 
     if axes is None:
@@ -376,19 +379,19 @@ def plot_saa_maps(saa_input: Any, modulator: Any, before: Any, after: Any, *, ax
     ia = show_map(a, x, cmap=MAGNITUDE_CMAP, norm=norm, title="mean |SAA input|")
     ib = show_map(b, m, cmap=MAGNITUDE_CMAP, norm=norm, title="mean |modulator|")
     add_colorbar(ib, b, label="/ max of both")
-    return SAAArtists(ia, ib, plot_saa_spectrum(before, after, ax=c))
+    return SAAArtists(ia, ib, plot_saa_spectrum(before, after, ax=c, ylim=ylim))
 
 
 def update_saa_maps(artists: SAAArtists, saa_input: Any, modulator: Any, before: Any, after: Any, *,
-                    widen_only: bool = False) -> bool:
-    """Set other maps and spectra on `plot_saa_maps`' artists; True when the spectrum's range changed
-    (`widen_only`: the range grows to fit, never shrinks, so curves of successive updates compare by eye)."""
+                    ylim: Optional[tuple[float, float]] = None) -> bool:
+    """Set other maps and spectra (amplitude range `ylim`) on `plot_saa_maps`' artists; True when the spectrum's
+    range changed."""
     from .spectrum import update_saa_spectrum
 
     x, m, _ = display_saa_maps(saa_input, modulator)
     artists.input_image.set_data(x)
     artists.modulator_image.set_data(m)
-    return update_saa_spectrum(artists.spectrum, before, after, widen_only=widen_only)
+    return update_saa_spectrum(artists.spectrum, before, after, ylim=ylim)
 
 
 def plot_group_channels(channels: Any, *, axes: Optional[Sequence] = None, width: Optional[float] = None,

@@ -123,10 +123,13 @@ def plot_low_frequency_shares(shares: Sequence, *, ax=None):
 def display_saa_spectrum(before, after) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray,
                                                   tuple[float, float]]:
     """The curves of SAA's input and output (`FourierCurve`s) as drawn: (freq, value) of each, and the amplitude
-    range that holds both (from 10% below the lowest value to 0.3 above zero frequency's 0)."""
+    range that holds both: from 10% below the lowest value, rounded down to a whole unit (so that similar
+    curves share a range), to 0.3 above zero frequency's 0."""
+    import math
+
     fb, vb, fa, va = (to_numpy(v) for v in (before.freq, before.value, after.freq, after.value))
     lo = float(min(vb.min(), va.min()))
-    return fb, vb, fa, va, (lo - 0.1 * abs(lo) - 0.1, 0.3)
+    return fb, vb, fa, va, (float(math.floor(lo - 0.1 * abs(lo) - 0.1)), 0.3)
 
 
 @dataclass
@@ -145,31 +148,31 @@ class SpectrumArtists:
         return [self.before, self.after]
 
 
-def plot_saa_spectrum(before, after, *, ax=None) -> SpectrumArtists:
+def plot_saa_spectrum(before, after, *, ax=None, ylim: Optional[tuple[float, float]] = None) -> SpectrumArtists:
     """Relative log amplitude of SAA's input (`before`) and output (`after`), two `FourierCurve`s, on one axis:
-    a curve that falls more slowly keeps more high-frequency signal. Returns the artists
-    (`update_saa_spectrum`)."""
+    a curve that falls more slowly keeps more high-frequency signal. `ylim`: the amplitude range (default
+    `display_saa_spectrum`'s). Returns the artists (`update_saa_spectrum`)."""
     ax = new_axes(ax)
-    fb, vb, fa, va, ylim = display_saa_spectrum(before, after)
+    fb, vb, fa, va, fit = display_saa_spectrum(before, after)
     (lb,) = ax.plot(fb, vb, color=COLORS["grey"], lw=1.0, ls="--", marker="o", ms=2, label="SAA input")
     (la,) = ax.plot(fa, va, color=COLORS["output"], lw=1.2, marker="o", ms=2, label="SAA output")
     ax.set_xlabel(_FREQ_LABEL)
     ax.set_ylabel(_AMP_LABEL)
     ax.set_xlim(0, 1)
-    ax.set_ylim(*ylim)
+    ax.set_ylim(*(ylim or fit))
     ax.legend(fontsize="x-small", loc="lower left")
     return SpectrumArtists(ax, lb, la)
 
 
-def update_saa_spectrum(artists: SpectrumArtists, before, after, *, widen_only: bool = False) -> bool:
-    """Set other curves on `plot_saa_spectrum`'s lines; True when the amplitude range changed (with
-    `widen_only` it only grows)."""
-    fb, vb, fa, va, (lo, hi) = display_saa_spectrum(before, after)
+def update_saa_spectrum(artists: SpectrumArtists, before, after, *,
+                        ylim: Optional[tuple[float, float]] = None) -> bool:
+    """Set other curves on `plot_saa_spectrum`'s lines (and `ylim`, default `display_saa_spectrum`'s range);
+    True when the amplitude range changed (its ticks, and so the layout, may change: draw afresh)."""
+    fb, vb, fa, va, fit = display_saa_spectrum(before, after)
     artists.before.set_data(fb, vb)
     artists.after.set_data(fa, va)
-    old = artists.ax.get_ylim()
-    new = (min(lo, old[0]), hi) if widen_only else (lo, hi)
-    if new != tuple(old):
+    new = tuple(float(v) for v in (ylim or fit))
+    if new != tuple(float(v) for v in artists.ax.get_ylim()):
         artists.ax.set_ylim(*new)
         return True
     return False

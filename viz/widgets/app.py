@@ -8,7 +8,7 @@ import html
 import time
 import traceback
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any, Optional
 
 __all__ = ["App"]
@@ -42,6 +42,9 @@ class App:
         self.traceback: Optional[str] = None
         self.pending: dict[str, Any] = {}
         self._quiet = 0
+        # entered around every handler: the session's torch thread count (viz.sessions.TorchThreads), so that
+        # building a model and preparing an input run like the session's forward passes
+        self.compute: AbstractContextManager = nullcontext()
 
     # -- status -------------------------------------------------------------------------------------------------
     def say(self, text: str, error: bool = False) -> None:
@@ -77,7 +80,8 @@ class App:
         """Run an update; record its latency; show any error in the status line (the widget stays usable)."""
         t0 = time.perf_counter()
         try:
-            fn()
+            with self.compute:
+                fn()
             self._set_error(None)
         except Exception as e:  # shown in the widget, with its traceback behind "details"
             self._set_error(e)

@@ -40,6 +40,7 @@ class ModelExplorer(App):
         imageset = images if isinstance(images, ImageSet) else (
             ImageSet.photos() if images == "photos" else ImageSet.canvases())
         self.session = ExplorerSession(model, imageset)
+        self.compute = self.session.threads
         self.prefetch = prefetch
         self.tap: TapView | None = None  # what the views show now
         self.cam: CamView | None = None

@@ -39,6 +39,7 @@ class SAMPlayground(App):
         super().__init__(debounce)
         self.resolver = ModelResolver()
         self.session = SAMSession(list(CLASS_NAMES))
+        self.compute = self.session.threads
         self.prefetch = prefetch
         self.images = {"canvases": None, "photos": None, "upload": None}
         base = model if model in ("main", "random") else "checkpoint"
@@ -46,6 +47,7 @@ class SAMPlayground(App):
         self.resolved = None
         self.view_data: tuple | None = None  # (image shown, BlockView) of the last update
         self.explanation_text = ""
+        self._saa_range: tuple = (None, None)  # (model key, amplitude range of the SAA spectrum)
         style = {"description_width": "initial"}
 
         def c(w, name):
@@ -323,21 +325,29 @@ class SAMPlayground(App):
 
         return f"maps divided by their shared maximum, {display_saa_maps(view.saa_input, view.modulator)[2]:.3g}"
 
+    def _saa_ylim(self, view: BlockView) -> tuple[float, float]:
+        """One amplitude range per model, widened (never narrowed) as blocks, images and masks need it: curves
+        of different blocks compare by eye, and a mask moves the curve, not the axis."""
+        from ..plot import display_saa_spectrum
+
+        fit = display_saa_spectrum(view.spectrum_before, view.spectrum_after)[-1]
+        model, old = self._saa_range
+        rng = fit if model != self.resolved.key or old is None else (min(old[0], fit[0]), max(old[1], fit[1]))
+        self._saa_range = (self.resolved.key, rng)
+        return rng
+
     def _plot_saa(self, view: BlockView) -> Panel:
         from ..plot import plot_saa_maps
 
-        art = plot_saa_maps(view.saa_input, view.modulator, view.spectrum_before, view.spectrum_after)
-        return Panel(art, [caption(art.figure, self._saa_caption(view))], {"model": self.resolved.key})
+        art = plot_saa_maps(view.saa_input, view.modulator, view.spectrum_before, view.spectrum_after,
+                            ylim=self._saa_ylim(view))
+        return Panel(art, [caption(art.figure, self._saa_caption(view))])
 
     def _update_saa(self, panel: Panel, view: BlockView) -> bool:
         from ..plot import update_saa_maps
 
-        # One amplitude range per model, widened (never narrowed) as blocks, images and masks need it: curves
-        # of different blocks compare by eye, and a mask moves the curve, not the axis.
-        same_model = panel.state.get("model") == self.resolved.key
-        panel.state["model"] = self.resolved.key
         changed = update_saa_maps(panel.artists, view.saa_input, view.modulator, view.spectrum_before,
-                                  view.spectrum_after, widen_only=same_model)
+                                  view.spectrum_after, ylim=self._saa_ylim(view))
         panel.texts[0].set_text(self._saa_caption(view))
         return changed
 

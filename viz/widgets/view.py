@@ -65,7 +65,8 @@ class View:
         self._background = None
         self.image = W.Image(format="png", layout=layout or W.Layout(max_width="100%"))
         self.image.add_class("viz-view").add_class(css)
-        self.renders = 0
+        self.renders = 0  # PNGs sent
+        self.builds = 0   # figures drawn afresh (a new layout); the other renders blit the dynamic artists
 
     @property
     def figure(self):
@@ -83,6 +84,7 @@ class View:
         with screen():
             if self.handles is None or shape != self.shape or self.update(self.handles, data):
                 self.handles = self.plot(data)
+                self.builds += 1
                 fig = self.handles.figure
                 fig.set_dpi(self.dpi)
                 FigureCanvasAgg(fig)
