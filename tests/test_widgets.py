@@ -256,3 +256,47 @@ def test_updated_views_show_what_fresh_views_show(pg):
         fresh = View(v.plot, v.update, css="fresh")
         fresh.show(data)
         assert v.renders > 1 and fresh.image.value == v.image.value
+
+
+def test_a_bad_value_stays_reported_while_other_controls_change_and_the_views_keep_the_last_good_model(pg):
+    _reset(pg)
+    c = pg.controls()
+    c["heads"].value = 3  # smt_nano's channels do not split into 3 heads
+    assert "not divisible by sam_heads=3" in pg.status.value.lower() and pg.standing
+    png = pg.v_heads.image.value
+    c["image"].value = 4  # another control works on the last good model ...
+    assert pg.view.kernel_sizes == (3, 5, 7, 9) and pg.resolved.name == "main" and pg.v_heads.image.value != png
+    assert "not divisible by sam_heads=3" in pg.status.value.lower()  # ... and the bad value is still reported
+    assert c["heads"].value == 3 and pg.last_error and "sam_heads=3" in pg.traceback
+    c["heads"].value = 4
+    assert pg.last_error is None and not pg.standing
+    c["kernels"].value = "3,5,7,8"  # an even kernel list, then a block change: the same
+    assert "kernel size 8 is even" in pg.status.value.lower()
+    c["block"].value = "stages.1.blocks.0"
+    assert pg.view.block == "stages.1.blocks.0" and "kernel size 8 is even" in pg.status.value.lower()
+    c["kernels"].value = ""
+    assert pg.last_error is None and pg.status.value == "" and not pg.standing
+    _reset(pg)
+
+
+def test_constructor_arguments_that_can_not_be_used_are_errors_in_the_widget(tmp_path):
+    w = SAMPlayground(images="nowhere", block="stages.9.blocks.0", seed=-1, prefetch=False)
+    text = w.status.value.lower()
+    assert "seed -1" in text and w.controls()["seed"].value == -1  # shown as given, not clamped
+    assert set(w.standing) == {"images", "model"} and "images 'nowhere'" in str(w.standing["images"][0])
+    w.controls()["seed"].value = 0  # fixed: the model works; its blocks show that the block argument is unusable
+    assert w.resolved is not None and set(w.standing) == {"images", "block"} and w.last_error
+    assert "stages.9.blocks.0" in str(w.standing["block"][0]) and "stages.9.blocks.0" in w.status.value
+    assert w.controls()["block"].value == "stages.0.blocks.0"
+    missing = SAMPlayground(str(tmp_path / "missing.pth"), prefetch=False)
+    assert "does not exist" in missing.status.value and missing.resolved is None
+    missing.controls()["image"].value = 1  # nothing to draw yet: the error stays, nothing else is said
+    assert "does not exist" in missing.status.value and "attribute" not in missing.status.value
+
+
+def test_the_explorer_says_in_the_widget_what_it_can_not_show_of_a_non_smt_model():
+    ex = ModelExplorer(torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3)), prefetch=False)
+    assert "explorer shows smt models" in ex.status.value.lower() and "Sequential" in ex.status.value
+    assert ex.last_error and ex.controls() == {} and "viz-model-explorer" in ex.widget._dom_classes
+    with pytest.raises(ValueError, match="images 'nowhere'"):
+        ModelExplorer(images="nowhere")

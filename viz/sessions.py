@@ -101,6 +101,8 @@ def _check(cfg: Config) -> None:
     if bad:
         raise ValueError(f"kernel size {bad[0]} is even (or not positive): depthwise kernels must be odd "
                          f"(1, 3, 5, ...) so that they stay centred")
+    if not 0 <= cfg.seed < 2 ** 31:
+        raise ValueError(f"seed {cfg.seed}: use a seed from 0 to {2 ** 31 - 1}")
     if cfg.expand_ratio <= 0:
         raise ValueError(f"expand ratio {cfg.expand_ratio}: use a positive ratio (the trained models use 2)")
 
@@ -516,6 +518,10 @@ class ExplorerSession:
                  cache_size: int = 64, threads: Optional[int] = 1):
         from smt.data import CLASS_NAMES
 
+        if not hasattr(model, "stage_block_types"):
+            raise ValueError(f"the explorer shows SMT models (stages of SAM and MSA blocks and their named taps); "
+                             f"{type(model).__name__} has none: use viz.analysis.cam.class_activation_maps or "
+                             f"viz.capture on its own modules")
         self.model, self.images = model, images
         n = getattr(model, "num_classes", 10)
         self.class_names = list(class_names) if class_names is not None else (

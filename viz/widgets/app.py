@@ -38,6 +38,9 @@ class App:
                                   self.w_traceback]).add_class("viz-status-box")
         self.explanation = W.HTML(value="").add_class("viz-explanation")
         self.latency: dict[str, list[float]] = {}
+        # errors of values that are still set, by what they concern ("model", "block", ...): shown until fixed,
+        # whatever other control changes meanwhile (the views keep the last good state)
+        self.standing: dict[str, tuple[Exception, str]] = {}
         self.last_error: Optional[str] = None
         self.traceback: Optional[str] = None
         self.pending: dict[str, Any] = {}
@@ -54,7 +57,9 @@ class App:
     def _show_traceback(self, shown: bool) -> None:
         self.w_traceback.layout.display = "" if shown and self.traceback else "none"
 
-    def _set_error(self, e: Optional[Exception]) -> None:
+    def _set_error(self, e: Optional[Exception], tb: Optional[str] = None) -> None:
+        if e is None and self.standing:  # another control worked, but a bad value is still set: keep saying so
+            e, tb = next(reversed(self.standing.values()))
         if e is None:
             self.last_error = self.traceback = None
             self.say("")
@@ -62,12 +67,24 @@ class App:
             self.w_traceback.value = ""
         else:
             self.last_error = f"{type(e).__name__}: {e}"
-            self.traceback = traceback.format_exc()
+            self.traceback = tb or traceback.format_exc()
             self.say(self.plain(e), error=True)
             self.w_traceback.value = ("<pre style='font-size:smaller;white-space:pre-wrap;margin:0'>"
                                       f"{html.escape(self.traceback)}</pre>")
             self.w_details.layout.display = ""
         self._show_traceback(self.w_details.value)
+
+    @contextmanager
+    def standing_error(self, what: str) -> Iterator[None]:
+        """An error raised inside concerns a value that stays set (`what`): it is shown until a later run of this
+        block succeeds, also while other controls change."""
+        try:
+            yield
+        except Exception as e:
+            self.standing.pop(what, None)
+            self.standing[what] = (e, traceback.format_exc())
+            raise
+        self.standing.pop(what, None)
 
     @staticmethod
     def plain(e: Exception) -> str:

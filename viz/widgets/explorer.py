@@ -6,6 +6,7 @@ and the views' data to the `viz.plot` functions the paper figures use.
 from __future__ import annotations
 
 import html
+import traceback
 from typing import Any
 
 from ..sessions import CamView, ExplorerSession, ImageSet, TapView
@@ -37,13 +38,21 @@ class ModelExplorer(App):
             from smt.demo import demo_model
 
             model = demo_model(model)
+        if not isinstance(images, ImageSet) and images not in ("canvases", "photos"):
+            raise ValueError(f"images {images!r}: choose 'canvases' or 'photos', or pass an ImageSet")
         imageset = images if isinstance(images, ImageSet) else (
             ImageSet.photos() if images == "photos" else ImageSet.canvases())
-        self.session = ExplorerSession(model, imageset)
-        self.compute = self.session.threads
-        self.prefetch = prefetch
         self.tap: TapView | None = None  # what the views show now
         self.cam: CamView | None = None
+        try:
+            self.session = ExplorerSession(model, imageset)
+        except ValueError as e:  # a model the explorer can not show: the widget says so, and shows nothing else
+            self._set_error(e, "".join(traceback.format_exception(e)))
+            self.session = None
+            self.widget = W.VBox([self.status_box]).add_class("viz-app").add_class("viz-model-explorer")
+            return
+        self.compute = self.session.threads
+        self.prefetch = prefetch
         stages = len(model.stages)
         style = {"description_width": "initial"}
 
@@ -189,7 +198,9 @@ class ModelExplorer(App):
         return update_cam(artists, cam.image, cam.cam)
 
     def controls(self) -> dict[str, Any]:
-        """The controls by name (for scripts and benchmarks)."""
+        """The controls by name (for scripts and benchmarks); none for a model the explorer can not show."""
+        if self.session is None:
+            return {}
         return {"image": self.w_index, "stage": self.w_stage, "block": self.w_block, "tap": self.w_tap,
                 "view": self.w_view, "channel": self.w_channel, "method": self.w_method, "target": self.w_target,
                 "CAM layer": self.w_cam_stage}

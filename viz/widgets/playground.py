@@ -6,6 +6,7 @@ block's view, cached) and the view's data to the `viz.plot` functions the paper 
 from __future__ import annotations
 
 import html
+import traceback
 from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
@@ -58,10 +59,11 @@ class SAMPlayground(App):
         self.w_model = c(W.Dropdown(options=models, value=base, description="model", style=style), "model")
         self.w_path = c(W.Text(value=self.cfg.checkpoint or "", placeholder="path/to/checkpoint.pth",
                                description="file", style=style, continuous_update=False), "file")
-        self.w_seed = c(W.BoundedIntText(value=seed, min=0, max=2 ** 31 - 1, description="seed", style=style,
-                                         layout=W.Layout(width="9em")), "seed")
+        # any integer is shown as given (a bad seed is an error in the widget, not a silent clamp)
+        self.w_seed = c(W.IntText(value=seed, description="seed", style=style, layout=W.Layout(width="9em")), "seed")
         sources = [("shipped canvases", "canvases"), ("photos (data/images)", "photos"), ("upload", "upload")]
-        self.w_source = c(W.Dropdown(options=sources, value=images if isinstance(images, str) else "canvases",
+        known = isinstance(images, ImageSet) or images in dict(sources).values()
+        self.w_source = c(W.Dropdown(options=sources, value=images if isinstance(images, str) and known else "canvases",
                                      description="images", style=style), "source")
         if isinstance(images, ImageSet):
             self.images["canvases"] = images
@@ -118,7 +120,18 @@ class SAMPlayground(App):
         self.widget = W.HBox([tagged(controls, "viz-controls"), tagged(views, "viz-views")],
                              layout=W.Layout(align_items="flex-start"))
         self.widget.add_class("viz-app").add_class("viz-sam-playground")
+        self._first_block = block
+        if not known:
+            self._bad_argument("images", ValueError(f"images {images!r}: choose 'canvases', 'photos' or 'upload', or "
+                                                    f"pass an ImageSet; the shipped canvases are shown"))
         self.guard("init", self._start)
+
+    def _bad_argument(self, what: str, e: Exception) -> None:
+        """A constructor argument that can not be used: an error shown in the widget (never replaced silently)."""
+        try:
+            raise e
+        except Exception:
+            self.standing[what] = (e, traceback.format_exc())
 
     @property
     def model(self):
@@ -166,6 +179,11 @@ class SAMPlayground(App):
 
         names = sam_block_names(self.model)
         current = self.w_block.value
+        if self._first_block is not None:  # the constructor's block, once
+            current, self._first_block = self._first_block, None
+            if current not in names:
+                why = f"block {current!r} is not a SAM block of this model: choose one of {', '.join(names)}"
+                self._bad_argument("block", ValueError(f"{why}; {names[0]} is shown"))
         with self.quiet():
             self.w_block.options = [(f"{block_label(n)} ({n})", n) for n in names]
             self.w_block.value = current if current in names else names[0]
@@ -190,8 +208,9 @@ class SAMPlayground(App):
 
     # -- handlers -------------------------------------------------------------------------------------------
     def _model_changed(self) -> None:
-        cfg = self._requested()
-        resolved = self.resolver.resolve(cfg)
+        with self.standing_error("model"):  # a bad configuration stays reported until it is changed
+            cfg = self._requested()
+            resolved = self.resolver.resolve(cfg)
         self.cfg, self.resolved = cfg, resolved
         if resolved.kind == "checkpoint":
             self._sync_controls_to_model()
@@ -213,6 +232,7 @@ class SAMPlayground(App):
         self._model_changed()
 
     def _source_changed(self) -> None:
+        self.standing.pop("images", None)
         with self.quiet():
             self.w_index.value = 0
             self.w_index.max = max(0, len(self._imageset().display) - 1)
@@ -232,10 +252,13 @@ class SAMPlayground(App):
         self._refresh_all()
 
     def _block_changed(self) -> None:
+        self.standing.pop("block", None)  # a block chosen here replaces a bad constructor argument
         self._set_masks()
         self._refresh_all()
 
     def _refresh_all(self) -> None:
+        if self.resolved is None:  # no configuration has worked yet: its error stays shown, nothing to draw
+            return
         imgs = self._imageset()
         i = min(self.w_index.value, len(imgs.display) - 1)
         key, x, block, masked = imgs.key(i), imgs.model_input(i), self.w_block.value, self._masked()

@@ -47,10 +47,11 @@ class View:
     """A figure that `plot(data)` draws once (returning handles with `.figure` and `.dynamic` artists) and
     `update(handles, data)` changes in place (returning True when something outside `.dynamic` changed).
 
-    Between updates only the dynamic artists are drawn over a cached background (blitting). The figure is
-    drawn afresh by `plot` when `shape` (panel count, ...) changes or `update` says that more than the dynamic
-    artists changed (ticks, ranges, colour maps: the layout may change with them), so an updated view always
-    shows what a fresh one would.
+    Between updates only the dynamic artists are drawn over a cached background (blitting), so an updated view
+    shows what a fresh one would (`tests/test_widgets.py`). The figure is built afresh by `plot` when `shape`
+    (panel count, ...) changes; when `update` says that more than the dynamic artists changed (ticks, ranges,
+    colour maps), the whole figure is drawn again within the layout of its first drawing (a fresh figure's
+    layout could differ by a few pixels where tick labels changed width).
     The pixels go to the browser as PNG bytes in `image` (a `widgets.Image` with CSS class `css`).
     """
 
@@ -82,7 +83,7 @@ class View:
             return
         self.key = key
         with screen():
-            if self.handles is None or shape != self.shape or self.update(self.handles, data):
+            if self.handles is None or shape != self.shape:
                 self.handles = self.plot(data)
                 self.builds += 1
                 fig = self.handles.figure
@@ -91,6 +92,8 @@ class View:
                 fig.canvas.draw()  # lay out once (constrained layout), then freeze the positions
                 fig.set_layout_engine("none")
                 self.shape = shape
+                self._background = None
+            elif self.update(self.handles, data):
                 self._background = None
             fig = self.handles.figure
             dynamic = self.handles.dynamic
