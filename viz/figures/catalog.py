@@ -403,6 +403,12 @@ def fig_summary(fs: FigureSet) -> Rendered:
     return Rendered(None, arrays, caption, numbers, texts={".md": md, ".tex": tex})
 
 
+def fig_claims(fs: FigureSet) -> Rendered:
+    from ..claims import claims_rendered
+
+    return claims_rendered(fs, ablation_records=getattr(fs, "ablation_records", None))
+
+
 #: The figure set, in order: name -> (function, width: "column" or "full" of the venue).
 FIGURES: dict[str, tuple[Callable[[FigureSet], Rendered], str]] = {
     "modulator_maps": (fig_modulator_maps, "column"),
@@ -414,6 +420,7 @@ FIGURES: dict[str, tuple[Callable[[FigureSet], Rendered], str]] = {
     "gradcam": (fig_gradcam, "column"),
     "ablation": (fig_ablation, "full"),
     "summary": (fig_summary, "column"),
+    "claims": (fig_claims, "column"),
 }
 
 
