@@ -297,7 +297,7 @@ def ablation_set(fs, records: Optional[Mapping[str, Sequence[SeedMeasure]]] = No
             continue
         key = ("ablation-measure", cfg)
         if key not in fs._cache:
-            src = demo_source(cfg)
+            src = demo_source(cfg, num_images=len(fs.source.images))  # top-1 over the source's canvases
             fs._cache[key] = measure_model(cfg, src.model, src.images, src.labels, fs.settings.erf_images,
                                            len(fs.images()), fs.settings.radius, seed=0)
         out[cfg] = [fs._cache[key]]

@@ -174,7 +174,8 @@ class FigureSet:
             from ..analysis.erf import erf_display, stage_erfs
 
             m = model if model is not None else self.model
-            results = stage_erfs(m, self.images(self.settings.erf_images), range(len(m.stages)), batch_size=8)
+            results = stage_erfs(m, self.images(self.settings.erf_images), range(len(m.stages)), batch_size=8,
+                                 keep_per_image=True)  # per-image maps: the area ratios' intervals
             for s, r in results.items():
                 self._cache[("erf", s, key[2])] = (r, erf_display(r.erf))
         return self._cache[key]
