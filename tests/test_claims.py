@@ -91,3 +91,29 @@ def test_claims_from_viz_run_results(tmp_path):
     assert numbers["a"]["from_results"] and numbers["a"]["effect"]["n"] == 3
     assert numbers["c stage 1 (display)"]["from_results"] and numbers["c stage 1 (display)"]["effect"]["n"] == 3
     assert not numbers["f"]["from_results"]
+
+
+def test_claims_d_e_take_several_seeded_models_per_config():
+    import timm
+    import torch
+
+    from viz.claims import ABLATION, measure_model
+
+    torch.manual_seed(0)
+    x, labels = torch.randn(6, 3, 32, 32), torch.randint(0, 10, (6,))
+    ablation = {}
+    for cfg, (heads, saa) in ABLATION.items():
+        ablation[cfg] = []
+        for seed in (0, 1):
+            torch.manual_seed(seed)
+            arch = {"sam_heads": heads} if saa else {"saa": False}
+            model = timm.create_model("test_smt", num_classes=10, **arch).eval()
+            m = measure_model(cfg, model, x, labels, erf_images=4, lf_images=4, radius=0.5, seed=seed)
+            assert m.correct.shape == (6,) and m.erf_maps.shape == (4, 32, 32)
+            assert (m.low_frequency_change is None) == (not saa)
+            ablation[cfg].append(m)
+    d, e = claim_d(ablation, resamples=100), claim_e(ablation, resamples=100)
+    assert d.effect.seeds == e.effect.seeds == 2 and d.effect.n == 4 and e.effect.n == 6
+    assert e.effect.estimate == pytest.approx(np.mean([s.top1 for s in ablation["heads4"]])
+                                              - np.mean([s.top1 for s in ablation["nosaa"]]))
+    assert d.effect.has_interval and d.numbers["seeds"]["heads8"] == [0, 1]

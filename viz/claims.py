@@ -281,9 +281,10 @@ def measure_model(config: str, model, images: torch.Tensor, labels: torch.Tensor
 
 def ablation_set(fs, records: Optional[Mapping[str, Sequence[SeedMeasure]]] = None
                  ) -> dict[str, list[SeedMeasure]]:
-    """{config: [SeedMeasure per seed]}: records where given, else the shipped model measured on the shipped
-    canvases (cached in the figure set). Empty when the shipped ablation set is not there."""
-    from smt.demo import demo_weights_path
+    """{config: [SeedMeasure per seed]}: records where given, else every shipped seed's model (`heads2`,
+    `heads2_s1`, ...; `smt.demo.ablation_seeds`) measured on the source's canvases (cached in the figure set).
+    Configs without shipped weights are left out."""
+    from smt.demo import ablation_seeds
 
     from .figures.source import demo_source
 
@@ -293,14 +294,17 @@ def ablation_set(fs, records: Optional[Mapping[str, Sequence[SeedMeasure]]] = No
         if records.get(cfg):
             out[cfg] = list(records[cfg])
             continue
-        if not demo_weights_path(cfg).is_file():
-            continue
-        key = ("ablation-measure", cfg)
-        if key not in fs._cache:
-            src = demo_source(cfg, num_images=len(fs.source.images))  # top-1 over the source's canvases
-            fs._cache[key] = measure_model(cfg, src.model, src.images, src.labels, fs.settings.erf_images,
-                                           len(fs.images()), fs.settings.radius, seed=0)
-        out[cfg] = [fs._cache[key]]
+        seeds = []
+        for name in ablation_seeds(cfg):
+            key = ("ablation-measure", name)
+            if key not in fs._cache:
+                src = demo_source(name, num_images=len(fs.source.images))  # top-1 over the source's canvases
+                seed = int(name.rsplit("_s", 1)[1]) if "_s" in name else 0
+                fs._cache[key] = measure_model(cfg, src.model, src.images, src.labels, fs.settings.erf_images,
+                                               len(fs.images()), fs.settings.radius, seed=seed)
+            seeds.append(fs._cache[key])
+        if seeds:
+            out[cfg] = seeds
     return out
 
 
