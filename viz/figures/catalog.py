@@ -425,7 +425,7 @@ def fig_ablation(fs: FigureSet) -> Rendered:
     fig = plot_ablation(rows)
     n_seeds = sorted({len(s) for s in sets.values()})
     caption = (f"The trained ablation set (smt_nano, 900 steps each, {'/'.join(map(str, n_seeds))} seed(s) per "
-               f"configuration): top-1 on {rows[0].seeds and numbers[rows[0].label]['num_images'][0]} canvases, the "
+               f"configuration): top-1 on {numbers[rows[0].label]['num_images'][0]} canvases, the "
                f"last stage's ERF area ratio (t = {ERF_THRESHOLD:g}, {fs.settings.erf_images} canvases) and SAA's "
                f"mean low-frequency change ({len(fs.images())} canvases). Dots: seeds; diamonds: the mean over seeds "
                f"with its 95% interval across seeds and images (none for a single seed's low-frequency change); "
