@@ -11,7 +11,7 @@ def test_demo_reports_accuracy_localisation_and_modulation(capsys):
     m = re.search(r"top-1 on the 24 shipped test canvases: " + ci, out)
     top1, lo, hi, n = float(m.group(1)), float(m.group(2)), float(m.group(3)), int(m.group(4))
     assert 0 <= lo <= top1 <= hi <= 100 and n == 24
-    classes = re.findall(r"^  \S.* +" + ci + "$", out, flags=re.M)  # per-class lines
+    classes = re.findall(r"^  (?!stage )\S.* +" + ci + "$", out, flags=re.M)  # per-class lines
     assert len(classes) >= 5 and sum(int(c[3]) for c in classes) == 24
     assert re.search(r"pointing game vs item boxes \(a uniformly random point: " + ci + r"\):", out)
     stages = re.findall(r"stage \d output \(\d+x\d+\) " + ci, out)

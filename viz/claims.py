@@ -83,6 +83,15 @@ class Claim:
         return verdict(self.effect)
 
 
+def _memo(fs, key: tuple, compute):
+    """What the claims compute beyond the figure set's own analyses, kept with the figure set (keyed by what
+    determines it: the analysis and the model's name), so the claims entry and the ablation figure share it."""
+    cache = fs.__dict__.setdefault("_claims_cache", {})
+    if key not in cache:
+        cache[key] = compute()
+    return cache[key]
+
+
 def _none(n: int, method: str, seeds: Optional[int] = None) -> Estimate:
     return Estimate(float("nan"), float("nan"), float("nan"), n, method, seeds=seeds)
 
@@ -152,10 +161,8 @@ def claim_g(fs, profile) -> Claim:
     if vit is None:
         return Claim("g", text, source, measure, _none(0, "paired bootstrap"),
                      "no ViT backbone beside this model (the shipped backbones come with the demo models)")
-    key = ("claims-distance", "vit")
-    if key not in fs._cache:
-        fs._cache[key] = timm_attention_profile(vit.model, vit.images[:fs.settings.distance_images], progress=False)
-    vprof = fs._cache[key]
+    vprof = _memo(fs, ("backbone-distance", "vit", fs.settings.distance_images),
+                  lambda: timm_attention_profile(vit.model, vit.images[:fs.settings.distance_images], progress=False))
     smt_ratio = profile[0].per_image / profile[-1].per_image
     vit_ratio = vprof[0].per_image / vprof[-1].per_image
     n = min(len(smt_ratio), len(vit_ratio))
@@ -296,13 +303,14 @@ def ablation_set(fs, records: Optional[Mapping[str, Sequence[SeedMeasure]]] = No
             continue
         seeds = []
         for name in ablation_seeds(cfg):
-            key = ("ablation-measure", name)
-            if key not in fs._cache:
+            def measure(name=name, cfg=cfg):
                 src = demo_source(name, num_images=len(fs.source.images))  # top-1 over the source's canvases
                 seed = int(name.rsplit("_s", 1)[1]) if "_s" in name else 0
-                fs._cache[key] = measure_model(cfg, src.model, src.images, src.labels, fs.settings.erf_images,
-                                               len(fs.images()), fs.settings.radius, seed=seed)
-            seeds.append(fs._cache[key])
+                return measure_model(cfg, src.model, src.images, src.labels, fs.settings.erf_images,
+                                     len(fs.images()), fs.settings.radius, seed=seed)
+            key = ("ablation", name, len(fs.source.images), fs.settings.erf_images, len(fs.images()),
+                   fs.settings.radius)
+            seeds.append(_memo(fs, key, measure))
         if seeds:
             out[cfg] = seeds
     return out
