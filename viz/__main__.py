@@ -13,7 +13,7 @@ def main(argv: list[str] | None = None) -> int:
 
         return demo(argv[1:])
     if argv[:1] == ["claims"]:
-        from .claims import main as claims
+        from .figures.cli import claims_main as claims
 
         try:
             return claims(argv[1:])

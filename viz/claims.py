@@ -10,10 +10,11 @@ supported when the interval lies above zero, contradicted when below, inconclusi
 The table is also the `claims` entry of the figure set, so `make demo` writes `claims.md` and
 `claims.json` beside the figures and lists them in `index.html`.
 
-`--ablation-records` is a JSON file {config: [record, ...]} with one record per training seed, for
-configs heads1, heads2, heads4, heads8, nosaa: {"seed": 1, "top1": 69.9 (per cent), "num_images": 10000,
-"erf_area": {"0.5": 0.047}}. A config with records uses them (include the shipped seed's own record);
-a config without uses its shipped model, measured here on the shipped canvases.
+The command line lives with the figure command (`viz.figures.cli.claims_main`), which draws the table
+as the figure set's `claims` entry. `--ablation-records` is a JSON file {config: [record, ...]} with one
+record per training seed, for configs heads1, heads2, heads4, heads8, nosaa: {"seed": 1, "top1": 69.9
+(per cent), "num_images": 10000, "erf_area": {"0.5": 0.047}}. A config with records uses them (include
+the shipped seed's own record); a config without uses its shipped models, measured on the shipped canvases.
 
 Which definition of the low-frequency share answers which question (claim (c)):
 - energy-weighted over channels: does SAA move the modulator's *energy* toward low frequencies? A few
@@ -25,11 +26,9 @@ Which definition of the low-frequency share answers which question (claim (c)):
 """
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import re
-import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,7 +47,7 @@ from .analysis.stats import (
 )
 
 __all__ = ["Claim", "SeedMeasure", "compute_claims", "claims_markdown", "claims_numbers", "claims_rendered",
-           "ablation_set", "load_ablation_records", "ABLATION", "main"]
+           "ablation_set", "load_ablation_records", "ABLATION"]
 
 #: The ablation set: config -> (heads N, SAA on).
 ABLATION = {"heads1": (1, True), "heads2": (2, True), "heads4": (4, True), "heads8": (8, True), "nosaa": (4, False)}
@@ -446,30 +445,3 @@ def claims_rendered(fs, *, ablation_records=None):
     arrays = {"estimate": np.array([c.effect.estimate for c in claims]),
               "low": np.array([c.effect.low for c in claims]), "high": np.array([c.effect.high for c in claims])}
     return Rendered(None, arrays, caption, claims_numbers(claims), texts={".md": claims_markdown(claims)})
-
-
-def main(argv: Optional[list[str]] = None) -> int:
-    """`python -m viz claims ...` (argv without the word `claims`)."""
-    import shlex
-
-    from .figures.cli import _without_out, add_arguments, figure_set_from_args
-    from .figures.writing import print_outcomes, render
-
-    argv = list(sys.argv[1:] if argv is None else argv)
-    p = argparse.ArgumentParser(prog="python -m viz claims", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_arguments(p)
-    p.add_argument("--ablation-records", help="JSON file of per-seed metrics of the ablation set (see above)")
-    if not any(a == "--out" or a.startswith("--out=") for a in argv):
-        argv = ["--out", "figures", *argv]
-    args = p.parse_args(argv)
-    fs = figure_set_from_args(args)
-    fs.ablation_records = load_ablation_records(args.ablation_records)
-    out = Path(args.out)
-    outcomes = render(fs, out, ["claims"], formats=["png"], progress=not args.no_progress,
-                      command="python -m viz claims " + shlex.join(_without_out(argv)))
-    print_outcomes(outcomes, out)
-    md = out / "claims.md"
-    if md.is_file():
-        print("\n" + md.read_text())
-    return 1 if any(o.status == "failed" for o in outcomes) else 0
