@@ -1,4 +1,5 @@
 """`python -m viz figures`: every figure on a tiny model, reproducible data files, failures, official files."""
+import dataclasses
 import json
 import re
 import subprocess
@@ -71,7 +72,7 @@ def test_a_failing_figure_leaves_the_others_and_the_exit_code_says_so(folder, tm
     def broken(fs):
         raise RuntimeError("injected failure")
 
-    monkeypatch.setitem(F.FIGURES, "fourier", (broken, "full"))
+    monkeypatch.setitem(F.FIGURES, "fourier", dataclasses.replace(F.FIGURES["fourier"], draw=broken))
     out = tmp_path / "out"
     rc = main(["figures", "--out", str(out), "--images", str(folder), "--only", "fourier,low_frequency,ablation",
                *TINY])

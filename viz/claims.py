@@ -91,6 +91,13 @@ def _memo(fs, key: tuple, compute):
     return cache[key]
 
 
+def _require_smt(fs) -> None:
+    if not getattr(fs.model, "stage_block_types", None):
+        from .figures.figureset import SkipFigure
+
+        raise SkipFigure(f"the claims need an SMT model; {fs.source.name} is a {type(fs.model).__name__}")
+
+
 def _none(n: int, method: str, seeds: Optional[int] = None) -> Estimate:
     return Estimate(float("nan"), float("nan"), float("nan"), n, method, seeds=seeds)
 
@@ -106,7 +113,7 @@ def _distance_profile(fs) -> tuple[list, bool]:
         if "per_image" in r:
             return [BlockDistance(b, k, r["per_head"][b], float(v), r["per_image"][b])
                     for b, k, v in zip(r["blocks"], r["kinds"], r["block"].tolist())], True
-    fs.require_smt("claims")
+    _require_smt(fs)
     return fs.distance, False
 
 
@@ -193,7 +200,7 @@ def _low_frequency_terms(fs) -> tuple[dict, int, bool]:
         r = rec["result"]
         return ({d: {b: (t["saa_input"], t["modulator"]) for b, t in r["terms"][d].items()} for d in r["terms"]},
                 int(r["num_images"]), True)
-    fs.require_smt("claims")
+    _require_smt(fs)
     sam = {b: f for b, f in fs.forward.sam.items()
            if not isinstance(fs.model.get_submodule(b).attn.saa, torch.nn.Identity)}
     out = {d: {b: (low_frequency_terms(f.saa_input, fs.settings.radius, d),
@@ -372,7 +379,7 @@ def claim_e(ablation: Mapping[str, Sequence[SeedMeasure]], resamples: int = 1000
 def claim_f(fs) -> Claim:
     from .analysis import block_index, sam_block_names, stage_grid
 
-    fs.require_smt("claims")
+    _require_smt(fs)
     size = fs.input_size
     checked, exact, rows = 0, 0, {}
     for b in sam_block_names(fs.model):

@@ -1,4 +1,5 @@
-"""The figures of the set, one function each (`FigureSet -> Rendered`), and `FIGURES`, their order and width."""
+"""The figures of the set, one function each (`FigureSet -> Rendered`), each registered in `FIGURES` by `@figure`
+with its width and what it needs (checked before it is drawn, `registry.FigureSpec.unmet`)."""
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -12,6 +13,7 @@ from smt.presets import TITLES
 
 from ..plot.base import to_numpy
 from .figureset import FigureSet, Rendered, SkipFigure
+from .registry import FIGURES, figure
 
 __all__ = ["FIGURES", "draw"]
 
@@ -20,11 +22,12 @@ def _names(fs: FigureSet, idx: torch.Tensor) -> list[str]:
     return [fs.source.class_names[int(i)] for i in idx]
 
 
+@figure("modulator_maps", width="column", needs="smt")
 def fig_modulator_maps(fs: FigureSet) -> Rendered:
+    """Mean |modulator| of the last SAM block of stages 1-3, per image."""
     from ..analysis import last_sam_blocks, modulator_map
     from ..plot import plot_modulator_maps
 
-    fs.require_smt("modulator_maps")
     stages = [s for s in (0, 1, 2) if any(t == "sam" for t in fs.model.stage_block_types[s])]
     blocks = last_sam_blocks(fs.model, stages)
     rows = min(fs.settings.rows, len(fs.images()))
@@ -42,11 +45,12 @@ def fig_modulator_maps(fs: FigureSet) -> Rendered:
     return Rendered(fig, arrays, caption, {"blocks": list(maps), "predicted": preds, "labels": labels})
 
 
+@figure("sam_block", width="full", needs="smt")
 def fig_sam_block(fs: FigureSet) -> Rendered:
+    """Inside one SAM block: each head's output and receptive field, SAA's input group and the modulator."""
     from ..analysis import block_index, group_channel_maps, head_activation_maps, modulator_map, stage_stride
     from ..plot import plot_sam_block
 
-    fs.require_smt("sam_block")
     block = fs.settings.sam_block
     feats = fs.forward.sam.get(block)
     if feats is None:
@@ -86,41 +90,24 @@ def _fourier_from_results(fs: FigureSet) -> Optional[list]:
             for b, k, d in zip(r["blocks"], r["kinds"], r["depth"].tolist())]
 
 
-def _backbone_profiles(fs: FigureSet, what: str) -> dict[str, list]:
-    from ..analysis import block_fourier_profile, timm_attention_profile
-
-    out = {}
-    for name, src in fs.backbones.items():
-        key = (what, name)
-        if key not in fs._cache:
-            if what == "fourier":
-                fs._cache[key] = block_fourier_profile(src.model, src.images[:fs.settings.num_images])
-            else:
-                try:
-                    fs._cache[key] = timm_attention_profile(src.model, src.images[:fs.settings.distance_images],
-                                                            progress=False)
-                except ValueError:
-                    fs._cache[key] = None
-        if fs._cache[key] is not None:
-            out[name] = fs._cache[key]
-    return out
-
-
-def _profiles(fs: FigureSet, what: str, from_results: Callable, computed: Callable) -> tuple[list, bool, dict]:
+def _profiles(fs: FigureSet, from_results: Callable, computed: Callable, backbone: Callable
+              ) -> tuple[list, bool, dict]:
     """(SMT's profile, whether it came from `viz run` results, {backbone title: profile}): results files stand
-    alone; a computed profile gets the shipped backbones beside it."""
+    alone; a computed profile gets the shipped backbones beside it (those that have one)."""
     profile = from_results(fs)
     if profile is not None:
         return profile, True, {}
-    fs.require_smt(what)
-    return computed(), False, {TITLES.get(k, k): v for k, v in _backbone_profiles(fs, what).items()}
+    others = {TITLES.get(name, name): backbone(name) for name in fs.backbones}
+    return computed(), False, {k: v for k, v in others.items() if v is not None}
 
 
+@figure("fourier", width="full", needs="smt", results="spectrum")
 def fig_fourier(fs: FigureSet) -> Rendered:
+    """Relative log amplitude of every block's Fourier-transformed output, against frequency and depth."""
     from ..analysis.stats import mean_interval
     from ..plot import plot_fourier
 
-    profile, from_results, others = _profiles(fs, "fourier", _fourier_from_results, lambda: fs.fourier)
+    profile, from_results, others = _profiles(fs, _fourier_from_results, lambda: fs.fourier, fs.backbone_fourier)
     bands = [mean_interval(b.per_image[:, -1]) for b in profile] if all(b.per_image is not None for b in profile) \
         else []
     fig = plot_fourier(profile, others=others or None,
@@ -151,13 +138,12 @@ def fig_fourier(fs: FigureSet) -> Rendered:
     return Rendered(fig, arrays, caption, numbers)
 
 
+@figure("low_frequency", width="column", needs=("smt", "saa"))
 def fig_low_frequency(fs: FigureSet) -> Rendered:
+    """Low-frequency share of SAA's input and output in every SAM block."""
     from ..plot import plot_low_frequency_shares
 
-    fs.require_smt("low_frequency")
     shares = fs.low_frequency
-    if not shares:
-        raise SkipFigure(f"{fs.source.name} has no SAM block with SAA (SAA is off)")
     ax = plot_low_frequency_shares(shares)
     changes = {s.block: s.change_interval() for s in shares}  # paired bootstrap over the same images
     up = sum(e.low > 0 for e in changes.values())
@@ -192,11 +178,14 @@ def _distance_from_results(fs: FigureSet) -> Optional[list]:
             for b, k, v in zip(r["blocks"], r["kinds"], r["block"].tolist())]
 
 
+@figure("distance", width="column", needs="smt", results="distance")
 def fig_distance(fs: FigureSet) -> Rendered:
+    """Modulation distance of SAM blocks and attention distance of MSA blocks, in pixels, against depth."""
     from ..analysis import block_index
     from ..plot import plot_distance_profile
 
-    profile, from_results, others = _profiles(fs, "distance", _distance_from_results, lambda: fs.distance)
+    profile, from_results, others = _profiles(fs, _distance_from_results, lambda: fs.distance,
+                                              fs.backbone_distance)
     ax = plot_distance_profile(profile, others=others or None)
     per_stage: dict[str, float] = {}
     for s in sorted({block_index(b.name)[0] for b in profile}):
@@ -227,14 +216,10 @@ def fig_distance(fs: FigureSet) -> Rendered:
     return Rendered(ax.figure, arrays, caption, numbers)
 
 
+@figure("erf", width="full", needs="smt", results="erf")
 def fig_erf(fs: FigureSet) -> Rendered:
-    from ..analysis.erf import (
-        area_ratio_intervals,
-        effective_receptive_field,
-        erf_display,
-        final_feature_map,
-        high_contribution_area_ratio,
-    )
+    """Effective receptive field of every stage, trained and at random initialisation, with area ratios."""
+    from ..analysis.erf import area_ratio_intervals, erf_display, high_contribution_area_ratio
     from ..plot import area_ratio_table, plot_erf_grid
 
     ts = fs.settings.thresholds
@@ -256,12 +241,11 @@ def fig_erf(fs: FigureSet) -> Rendered:
         pixels = int(recs[0][1]["data_config"]["input_size"][-1])
         what = f"`viz run erf` results over {'/'.join(map(str, counted))} images"
     else:
-        fs.require_smt("erf")
         stages = list(range(len(fs.model.stages)))
         columns = [f"stage {s + 1}" for s in stages]
-        models = {"trained": None}
+        models = {"trained": "trained"}
         if fs.source.build_random is not None:
-            models["random init."] = fs.random_model
+            models["random init."] = "random"
         for label, m in models.items():
             maps[label] = []
             for s in stages:
@@ -275,14 +259,10 @@ def fig_erf(fs: FigureSet) -> Rendered:
         what = f"every stage of {fs.source.name}{init}, {len(fs.images(fs.settings.erf_images))} images"
     ratios = {label: [high_contribution_area_ratio(d, ts) for d in row] for label, row in maps.items()}
     table = {f"{label}, {col}": r for label, row in ratios.items() for col, r in zip(columns, row)}
-    for name, src in ({} if recs else fs.backbones).items():  # results files stand alone
-        key = ("erf-backbone", name)
-        if key not in fs._cache:
-            r = effective_receptive_field(src.model, src.images[:fs.settings.erf_images], final_feature_map,
-                                          batch_size=8)
-            fs._cache[key] = erf_display(r.erf)
-        table[f"{TITLES.get(name, name)}, last stage"] = high_contribution_area_ratio(fs._cache[key], ts)
-        raw[f"{name}/last stage"] = to_numpy(fs._cache[key])
+    for name in ({} if recs else fs.backbones):  # results files stand alone
+        display = fs.backbone_erf(name)
+        table[f"{TITLES.get(name, name)}, last stage"] = high_contribution_area_ratio(display, ts)
+        raw[f"{name}/last stage"] = to_numpy(display)
     fig = plot_erf_grid(maps, ratios, columns=columns, pixels=pixels)
     first = next(iter(maps))
     last = ratios[first][-1]
@@ -306,13 +286,14 @@ def fig_erf(fs: FigureSet) -> Rendered:
                     texts={".md": area_ratio_table(table), ".tex": area_ratio_table(table, latex=True)})
 
 
+@figure("gradcam", width="column", needs="smt", results="cam")
 def fig_gradcam(fs: FigureSet) -> Rendered:
+    """Grad-CAM of the true class at the output of stages 2-4, with the pointing game against item boxes."""
     from ..plot import plot_cam_grid
 
     recs = fs.result_record("cam")
     if recs:
         return _gradcam_from_results(fs, recs)
-    fs.require_smt("gradcam")
     rows = min(fs.settings.rows, len(fs.images()))
     stages = sorted(fs.cams)
     cams = [fs.cams[s][:rows] for s in stages]
@@ -384,7 +365,10 @@ def _gradcam_from_results(fs: FigureSet, recs) -> Rendered:
                     {"from_results": True})
 
 
+@figure("ablation", width="full", needs=("ablation_set", "demo_canvases"))
 def fig_ablation(fs: FigureSet) -> Rendered:
+    """The trained ablation set (N = 1, 2, 4, 8 heads; SAA off), each training seed a dot, the mean with its
+    interval across seeds and images: top-1, ERF area ratio, low-frequency change."""
     from ..analysis.stats import grouped_bootstrap
     from ..claims import ABLATION, ERF_THRESHOLD, _erf_statistic, _values, ablation_set
     from ..plot import AblationRow, plot_ablation
@@ -442,7 +426,9 @@ def fig_ablation(fs: FigureSet) -> Rendered:
     return Rendered(fig, arrays, caption, numbers)
 
 
+@figure("summary", width="column")
 def fig_summary(fs: FigureSet) -> Rendered:
+    """The registered SMT variants: parameters, multiply-adds and feature sizes (a table)."""
     rows = fs.summary
     head = ["model", "params (M)", "GMACs", "input", "features per stage (C x H x W)"]
     body = [[r.name, f"{r.params / 1e6:.2f}", f"{r.macs / 1e9:.2f}", f"{r.resolution}",
@@ -465,25 +451,12 @@ def fig_summary(fs: FigureSet) -> Rendered:
     return Rendered(None, arrays, caption, numbers, texts={".md": md, ".tex": tex})
 
 
+@figure("claims", width="column", needs="smt")
 def fig_claims(fs: FigureSet) -> Rendered:
+    """The paper's claims: each effect with its 95% interval and N, and the verdict its interval gives (a table)."""
     from ..claims import claims_rendered
 
     return claims_rendered(fs, ablation_records=getattr(fs, "ablation_records", None))
-
-
-#: The figure set, in order: name -> (function, width: "column" or "full" of the venue).
-FIGURES: dict[str, tuple[Callable[[FigureSet], Rendered], str]] = {
-    "modulator_maps": (fig_modulator_maps, "column"),
-    "sam_block": (fig_sam_block, "full"),
-    "fourier": (fig_fourier, "full"),
-    "low_frequency": (fig_low_frequency, "column"),
-    "distance": (fig_distance, "column"),
-    "erf": (fig_erf, "full"),
-    "gradcam": (fig_gradcam, "column"),
-    "ablation": (fig_ablation, "full"),
-    "summary": (fig_summary, "column"),
-    "claims": (fig_claims, "column"),
-}
 
 
 def draw(fs: FigureSet, name: str, *, venue: Optional[str] = None, dpi: int = 110) -> Rendered:
@@ -495,9 +468,12 @@ def draw(fs: FigureSet, name: str, *, venue: Optional[str] = None, dpi: int = 11
 
     if name not in FIGURES:
         raise ValueError(f"unknown figure {name!r}; the figures are {', '.join(FIGURES)}")
-    fn, width = FIGURES[name]
-    with (paper(venue, width) if venue else screen()):
-        r = fn(fs)
+    spec = FIGURES[name]
+    reason = spec.unmet(fs)
+    if reason is not None:
+        raise SkipFigure(reason)
+    with (paper(venue, spec.width) if venue else screen()):
+        r = spec.draw(fs)
         if r.fig is not None:
             buf = io.BytesIO()
             r.fig.savefig(buf, format="png", dpi=dpi)

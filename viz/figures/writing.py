@@ -112,10 +112,13 @@ def render(fs: FigureSet, out: os.PathLike, names: Optional[Sequence[str]] = Non
     bar = tqdm(names, desc="figures", unit="fig", disable=not progress)
     for name in bar:
         bar.set_postfix_str(name)
-        fn, width = FIGURES[name]
+        spec = FIGURES[name]
         t0 = time.perf_counter()
         try:
-            outcomes.append(_render_one(fs, name, fn, width, out, formats, version, command, t0))
+            reason = spec.unmet(fs)  # a figure the setting cannot make is skipped with the reason
+            if reason is not None:
+                raise SkipFigure(reason)
+            outcomes.append(_render_one(fs, name, spec.draw, spec.width, out, formats, version, command, t0))
         except SkipFigure as e:
             outcomes.append(Outcome(name, "skipped", time.perf_counter() - t0, message=str(e)))
         except Exception as e:  # one figure's failure must not stop the others
