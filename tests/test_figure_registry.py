@@ -28,7 +28,7 @@ def _smt(**arch) -> Source:
 
 def test_every_figure_is_registered_where_it_is_defined_in_order():
     assert list(FIGURES) == ["modulator_maps", "sam_block", "fourier", "low_frequency", "distance", "erf", "gradcam",
-                             "ablation", "summary"]
+                             "ablation", "summary", "claims"]
     erf = FIGURES["erf"]
     assert erf == FigureSpec("erf", catalog.fig_erf, "full", ("smt",), "erf", erf.description)
     assert erf.description and erf.description == catalog.fig_erf.__doc__.strip().splitlines()[0]

@@ -295,7 +295,7 @@ def measure_model(config: str, model, images: torch.Tensor, labels: torch.Tensor
 def ablation_set(fs, records: Optional[Mapping[str, Sequence[SeedMeasure]]] = None
                  ) -> dict[str, list[SeedMeasure]]:
     """{config: [SeedMeasure per seed]}: records where given, else every shipped seed's model (`heads2`,
-    `heads2_s1`, ...; `smt.demo.ablation_seeds`) measured on the source's canvases (cached in the figure set).
+    `heads2_s1`, ...; `smt.demo.ablation_seeds`) measured on the shipped canvases (kept with the figure set).
     Configs without shipped weights are left out."""
     from smt.demo import ablation_seeds
 
@@ -303,6 +303,8 @@ def ablation_set(fs, records: Optional[Mapping[str, Sequence[SeedMeasure]]] = No
 
     records = dict(records or {})
     out: dict[str, list[SeedMeasure]] = {}
+    # the figure set's own (cached) ablation models where it has them
+    source_of = getattr(fs, "ablation_source", None) or demo_source
     for cfg in ABLATION:
         if records.get(cfg):
             out[cfg] = list(records[cfg])
@@ -310,12 +312,11 @@ def ablation_set(fs, records: Optional[Mapping[str, Sequence[SeedMeasure]]] = No
         seeds = []
         for name in ablation_seeds(cfg):
             def measure(name=name, cfg=cfg):
-                src = demo_source(name, num_images=len(fs.source.images))  # top-1 over the source's canvases
+                src = source_of(name)  # top-1 over every shipped canvas, the analyses over the set's images
                 seed = int(name.rsplit("_s", 1)[1]) if "_s" in name else 0
                 return measure_model(cfg, src.model, src.images, src.labels, fs.settings.erf_images,
                                      len(fs.images()), fs.settings.radius, seed=seed)
-            key = ("ablation", name, len(fs.source.images), fs.settings.erf_images, len(fs.images()),
-                   fs.settings.radius)
+            key = ("ablation", name, fs.settings.erf_images, len(fs.images()), fs.settings.radius)
             seeds.append(_memo(fs, key, measure))
         if seeds:
             out[cfg] = seeds
