@@ -109,7 +109,7 @@ def calls(monkeypatch):
     def forward(model, images):
         return SimpleNamespace(sam={b: None for b in viz.analysis.sam_block_names(model)}, n=len(images))
 
-    def stage_erfs(model, images, stages, batch_size):
+    def stage_erfs(model, images, stages, batch_size, keep_per_image=False):
         return {s: SimpleNamespace(erf=torch.rand(5, 5)) for s in stages}
 
     def cams(model, x, targets, method, target_layers, per_layer):
