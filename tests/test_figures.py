@@ -43,6 +43,9 @@ def test_each_figure_writes_itself_and_its_data(name, folder, tmp_path):
     if name == "summary":
         assert {"summary.md", "summary.tex"} <= set(files)
         assert r"\toprule" in (out / "summary.tex").read_text() and "`test_smt`" in (out / "summary.md").read_text()
+    elif name == "claims":
+        assert "claims.md" in files and "| a |" in (out / "claims.md").read_text()
+        assert data["numbers"]["a"]["verdict"] in ("supported", "contradicted", "inconclusive")
     else:
         assert {f"{name}.png", f"{name}.pdf"} <= set(files)
         assert data["source"]["model"] == "test_smt" and data["source"]["image_files"] == [

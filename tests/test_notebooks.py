@@ -10,7 +10,7 @@ import pytest
 
 NOTEBOOKS = sorted((Path(__file__).resolve().parent.parent / "notebooks").glob("*.ipynb"))
 EXPECTED = ["00_tour", "01_sam_playground", "02_feature_maps", "03_frequency", "04_distance", "05_erf",
-            "06_gradcam", "07_ablations", "08_paper_figures"]
+            "06_gradcam", "07_ablations", "08_paper_figures", "09_claims"]
 
 
 def test_the_suite_is_complete():

@@ -7,10 +7,10 @@
    the items' boxes for each stage's output, next to the hit rate of a uniformly random point.
 3. What Scale-Aware Modulation does in it: the ERF's high-contribution area ratios, the per-head
    receptive fields of the first SAM block, and the low-frequency share of SAA input vs output per
-   SAM block.
+   SAM block. Every average comes with its 95% interval and N (`viz.analysis.stats`).
 4. The figure set (`python -m viz figures`) into `figures/` with `index.html`, drawn from the same
    analyses as the report (one `viz.figures.FigureSet`), then the list of written files and each
-   figure's wall time.
+   figure's wall time, and the paper's claims as a table with verdicts (`python -m viz claims`).
 
 A user's own checkpoint (an official release file, say) is one flag or variable away:
 `--checkpoint PATH` or `SMT_CHECKPOINT=PATH` (the architecture is read from the file); steps 2-4
@@ -28,39 +28,48 @@ from typing import Optional
 
 import torch
 
+from .analysis.stats import format_estimate
+
 
 def _pct(x: float) -> str:
     return f"{x:5.1f}%"
 
 
+def _pct_ci(e) -> str:
+    """A proportion with its interval, in per cent: `71.5% [67.4, 75.2], N=512`."""
+    return format_estimate(e.scaled(100), ".1f").replace(" [", "% [", 1)
+
+
 def report(fs) -> None:
-    """Print the demo's analyses of a `viz.figures.FigureSet`'s source (the figures reuse what it computes)."""
+    """Print the demo's analyses of a `viz.figures.FigureSet`'s source (the figures reuse what it computes), every
+    average with its 95% interval and N (Wilson for proportions, bootstrap over images otherwise)."""
     from .analysis import sam_block_names
-    from .analysis.erf import high_contribution_area_ratio
+    from .analysis.cam import pointing_hits
+    from .analysis.stats import mean_interval, proportion_interval
 
     src = fs.source
     model = src.model
     if src.labels is not None:
         correct = fs.predictions == src.labels
-        print(f"\ntop-1 on the {len(src.labels)} shipped test canvases: {_pct(100 * correct.float().mean().item())}")
+        print(f"\ntop-1 on the {len(src.labels)} shipped test canvases: {_pct_ci(proportion_interval(correct))}")
         for c, name in enumerate(src.class_names):
             sel = src.labels == c
-            print(f"  {name:<12} {_pct(100 * correct[sel].float().mean().item())}  ({int(sel.sum())} images)")
+            print(f"  {name:<12} {_pct_ci(proportion_interval(correct[sel]))}")
     if src.boxes is not None:
         n = len(fs.images())
         b = src.boxes[:n].float()
-        chance = ((b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1]) / fs.input_size ** 2).mean().item()
-        print(f"Grad-CAM (true class) pointing game vs item boxes (a uniformly random point: {_pct(100 * chance)}), "
-              f"{n} canvases:")
-        for s, hits in fs.pointing.items():
-            cams = fs.cams[s]
-            print(f"  stage {s + 1} output ({cams.shape[-2]}x{cams.shape[-1]}) {_pct(100 * hits)}")
+        chance = mean_interval((b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1]) / fs.input_size ** 2)
+        print(f"Grad-CAM (true class) pointing game vs item boxes (a uniformly random point: {_pct_ci(chance)}):")
+        for s, cams in fs.cams.items():
+            hits = pointing_hits(cams, b, (fs.input_size, fs.input_size))
+            print(f"  stage {s + 1} output ({cams.shape[-2]}x{cams.shape[-1]}) {_pct_ci(proportion_interval(hits))}")
 
     last = len(model.stages) - 1
     r, display = fs.erf(last)
-    ratios = high_contribution_area_ratio(display, fs.settings.thresholds)
-    text = ", ".join(f"t={t}: {'n/a' if v is None else f'{v:.4f}'}" for t, v in ratios.items())
-    print(f"\nERF of the last stage ({r.num_images} images, {r.num_skipped} skipped): area ratio {text}")
+    ratios = r.area_ratio_intervals(fs.settings.thresholds)
+    print(f"\nERF of the last stage ({r.num_images} images, {r.num_skipped} skipped), area ratio with 95% interval:")
+    for t, e in ratios.items():
+        print(f"  t={t}: {format_estimate(e, '.4f')}")
 
     first = sam_block_names(model)[0]
     maps = fs.head_erf(first)
@@ -71,10 +80,10 @@ def report(fs) -> None:
     if not fs.low_frequency:
         print("\nSAA is off in this model: no low-frequency share before/after SAA")
         return
-    print(f"\nlow-frequency share (radius {fs.settings.radius} pi) of SAA input -> output, per SAM block "
-          f"({len(fs.images())} images):")
+    print(f"\nlow-frequency share (radius {fs.settings.radius} pi, energy-weighted over channels) of SAA input -> "
+          f"output, per SAM block, and the change (output - input; paired bootstrap over the same images):")
     for s in fs.low_frequency:
-        print(f"  {s.block:<20} {s.saa_input:.3f} -> {s.modulator:.3f}")
+        print(f"  {s.block:<20} {s.saa_input:.3f} -> {s.modulator:.3f}  change {format_estimate(s.change_interval())}")
 
 
 def _checkpoint_source(path: str, num_images: Optional[int]):
@@ -157,6 +166,9 @@ def _run(args: argparse.Namespace, argv: Optional[list[str]]) -> int:
     command = "python -m viz demo " + " ".join(shown)
     outcomes = render(fs, out, names, formats=formats, command=command.strip(), debug=args.debug)
     print_outcomes(outcomes, out)
+    claims = out / "claims.md"
+    if "claims" in names and claims.is_file():
+        print(f"\nthe paper's claims (python -m viz claims; {claims}):\n{claims.read_text()}")
     print(f"total: {time.perf_counter() - t0:.1f} s")
     return 1 if any(o.status == "failed" for o in outcomes) else 0
 

@@ -14,7 +14,7 @@ from .figureset import FigureSet, Settings
 from .source import Source, load_source
 from .writing import print_outcomes, render
 
-__all__ = ["main", "add_arguments", "settings_from_args", "figure_set_from_args", "run_command"]
+__all__ = ["main", "add_arguments", "settings_from_args", "figure_set_from_args", "run_command", "claims_main"]
 
 
 def add_arguments(p) -> None:
@@ -108,3 +108,31 @@ def _without_out(argv: Sequence[str]) -> list[str]:
         elif not a.startswith("--out=") and a not in ("--overwrite", "--debug"):
             out.append(a)
     return out
+
+
+def claims_main(argv: Optional[list[str]] = None) -> int:
+    """`python -m viz claims ...` (argv without the word `claims`): the figure set's `claims` entry (`viz.claims`)
+    into `--out` (default `figures/`), then the table printed."""
+    import argparse
+
+    from ..claims import __doc__ as claims_doc
+    from ..claims import load_ablation_records
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    p = argparse.ArgumentParser(prog="python -m viz claims", description=claims_doc,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(p)
+    p.add_argument("--ablation-records", help="JSON file of per-seed metrics of the ablation set (see above)")
+    if not any(a == "--out" or a.startswith("--out=") for a in argv):
+        argv = ["--out", "figures", *argv]
+    args = p.parse_args(argv)
+    fs = figure_set_from_args(args)
+    fs.ablation_records = load_ablation_records(args.ablation_records)
+    out = Path(args.out)
+    outcomes = render(fs, out, ["claims"], formats=["png"], progress=not args.no_progress,
+                      command="python -m viz claims " + shlex.join(_without_out(argv)))
+    print_outcomes(outcomes, out)
+    md = out / "claims.md"
+    if md.is_file():
+        print("\n" + md.read_text())
+    return 1 if any(o.status == "failed" for o in outcomes) else 0

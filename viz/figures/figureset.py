@@ -262,7 +262,8 @@ class FigureSet:
             from ..analysis.erf import erf_display, stage_erfs
 
             m = self.model if model == "trained" else self.random_model
-            results = stage_erfs(m, self.images(self.settings.erf_images), range(len(m.stages)), batch_size=8)
+            results = stage_erfs(m, self.images(self.settings.erf_images), range(len(m.stages)), batch_size=8,
+                                 keep_per_image=True)  # per-image maps: the area ratios' intervals
             out = {s: (r, erf_display(r.erf)) for s, r in results.items()}
             for s, v in out.items():
                 if s != stage:
