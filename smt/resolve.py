@@ -15,7 +15,7 @@ anything else is `class 17`. A model never shows another dataset's names.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional, Union
@@ -214,8 +214,8 @@ def resolve_model(model: Optional[ModelLike] = "main", *, checkpoint: Optional[U
     Args:
         model: A demo model name (`main`, `heads2`, `vit`, ... see `smt.demo.DEMO_MODELS`); a timm model
             name (`smt_tiny`, `smt_large.in22k_ft_in1k_384`, `resnet50`); the path of an SMT checkpoint
-            alone (the variant is read from the weights, as `smt inspect` does); or an `nn.Module`. None
-            with a `checkpoint`: the checkpoint alone.
+            alone (the variant is read from the weights, as `smt inspect` does); or an `nn.Module`. None:
+            `checkpoint` alone, or `main` without one.
         checkpoint: Weights for a demo or timm name (the authors' release file, ours, `.safetensors`).
         labels: A labels file or list of class names (see `class_names`).
         device: Where the model runs; default CUDA when available, else the CPU.
@@ -243,10 +243,8 @@ def resolve_model(model: Optional[ModelLike] = "main", *, checkpoint: Optional[U
     if ck is not None and not ck.is_file():
         raise FileNotFoundError(f"checkpoint {ck} does not exist" + (" (it is a directory)" if ck.is_dir() else "")
                                 + f"; give a weights file ({_accepted()})")
-    if model is None:
-        if ck is None:
-            raise ModelNameError(f"no model given: {_accepted()}")
-        model, ck = ck, None
+    if model is None:  # the checkpoint alone, or the main demo model without one
+        model, ck = (ck, None) if ck is not None else ("main", None)
     demo = None
     if isinstance(model, nn.Module):
         net, spec, ck_out = model, _spec_of(model), None
@@ -261,6 +259,8 @@ def resolve_model(model: Optional[ModelLike] = "main", *, checkpoint: Optional[U
             arch, arch_kwargs = DEMO_MODELS[given]
             spec = (arch, {"num_classes": int(net.num_classes), **arch_kwargs})
             ck_out = str(ck) if ck is not None else str(demo_weights_path(given))
+        elif path.is_dir():
+            raise ModelNameError(f"{given} is a directory, not a checkpoint file; {_accepted()}")
         elif path.is_file() or (not timm.is_model(given) and _looks_like_path(given)):
             if ck is not None:
                 raise ModelNameError(f"model {given!r} is a file and a checkpoint {ck} is given too: name the "
@@ -271,8 +271,6 @@ def resolve_model(model: Optional[ModelLike] = "main", *, checkpoint: Optional[U
             spec = _smt_spec(net)
             arch = net.pretrained_cfg.get("architecture", spec[0])
             name, ck_out = path.name, str(path)
-        elif path.is_dir():
-            raise ModelNameError(f"{given} is a directory, not a checkpoint file; {_accepted()}")
         elif timm.is_model(given):
             name = arch = given
             if ck is not None:

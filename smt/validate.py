@@ -162,21 +162,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _build_model(args: argparse.Namespace) -> nn.Module:
-    import timm
+    """The model `--model`/`--checkpoint` name (`smt.resolve.resolve_model`); a timm name alone loads its released
+    weights."""
+    from .resolve import resolve_model
 
-    from .checkpoint import _load_state, create_model_from_checkpoint, read_checkpoint
-
-    if args.model is None:
-        if args.checkpoint is None:
-            raise SystemExit("error: give --model, --checkpoint or both")
-        return create_model_from_checkpoint(args.checkpoint)
-    if args.checkpoint is None:
-        return timm.create_model(args.model, pretrained=True)
-    state = read_checkpoint(args.checkpoint)
-    num_classes = state["head.weight"].shape[0] if "head.weight" in state else 0
-    model = timm.create_model(args.model, num_classes=num_classes)
-    _load_state(model, state, Path(args.checkpoint))
-    return model
+    if args.model is None and args.checkpoint is None:
+        raise SystemExit("error: give --model, --checkpoint or both")
+    return resolve_model(args.model, checkpoint=args.checkpoint, pretrained=args.checkpoint is None,
+                         device="cpu").model
 
 
 def main(args: argparse.Namespace) -> int:

@@ -153,9 +153,9 @@ class ModelResolver:
         return value
 
     def demo(self, name: str) -> nn.Module:
-        from smt.demo import demo_model
+        from smt.resolve import resolve_model
 
-        return self._cached(("demo", name), lambda: demo_model(name))
+        return self._cached(("demo", name), lambda: resolve_model(name, device="cpu").model)
 
     def _random(self, cfg: Config, why: str) -> Resolved:
         import timm
@@ -199,14 +199,14 @@ class ModelResolver:
         return Resolved(model, "resized", f"{name} resized", f"{label} ({setting}) with its kernels resized: {note}")
 
     def _checkpoint(self, cfg: Config) -> Resolved:
-        import smt
+        from smt.resolve import resolve_model
 
         path = cfg.checkpoint or ""
         if not path or not Path(path).is_file():
             raise FileNotFoundError(f"checkpoint file {path!r} does not exist: give the path of a .pth or "
                                     f".safetensors file")
         model = self._cached(("file", os.path.abspath(path), os.path.getmtime(path)),
-                             lambda: smt.create_model_from_checkpoint(path).eval())
+                             lambda: resolve_model(path, device="cpu").model)
         stage = next(i for i, t in enumerate(model.stage_block_types) if "sam" in t)
         kernels = tuple(model.stage_kernel_sizes[stage])
         return Resolved(model, "checkpoint", Path(path).name,

@@ -351,9 +351,10 @@ def fig_ablation(fs: FigureSet) -> Rendered:
     rows = []
     n_images = len(fs.images())
     for n in names:
-        src = demo_source(n)  # top-1 over every shipped canvas; the analyses over the set's images
+        # top-1 over every shipped canvas; the analyses over the set's images
+        src = demo_source(n, device=fs.source.images.device)
         with torch.no_grad():
-            pred = torch.cat([src.model(src.images[i:i + 128]).argmax(1) for i in range(0, len(src.images), 128)])
+            pred = torch.cat([src.model(src.images[i:i + 128]).argmax(1) for i in range(0, len(src.images), 128)]).cpu()
         top1 = float(100 * (pred == src.labels).float().mean())
         r = effective_receptive_field(src.model, src.images[:fs.settings.erf_images], batch_size=8)
         area = high_contribution_area_ratio(erf_display(r.erf), fs.settings.thresholds)

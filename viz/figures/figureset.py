@@ -150,7 +150,7 @@ class FigureSet:
         """Predicted class of every image of the source (batched)."""
         x = self.source.images
         with torch.no_grad():
-            return torch.cat([self.model(x[i:i + 128]).argmax(1) for i in range(0, len(x), 128)])
+            return torch.cat([self.model(x[i:i + 128]).argmax(1) for i in range(0, len(x), 128)]).cpu()
 
     @cached_property
     def fourier(self) -> list:
@@ -241,7 +241,7 @@ class FigureSet:
 
         out = {}
         for name in available_backbones():
-            src = demo_source(name, num_images=self.settings.num_images)
+            src = demo_source(name, num_images=self.settings.num_images, device=self.source.images.device)
             out[name] = src
         return out
 
