@@ -89,7 +89,6 @@ def test_random_rebuild_is_the_same_architecture_seeded(release_file):
     assert all(v.shape == r.model.state_dict()[k].shape for k, v in a.state_dict().items())
     w = "stages.0.blocks.0.attn.mhmc.convs.0.weight"
     assert torch.equal(a.state_dict()[w], b.state_dict()[w]) and not torch.equal(a.state_dict()[w], c.state_dict()[w])
-    assert not torch.equal(a.state_dict()[w], r.model.state_dict()[w])
     demo = resolve_model("heads2", device="cpu").build_random(0)
     assert demo.num_classes == 10 and len(demo.stages[0].blocks[0].attn.mhmc.convs) == 2
 
