@@ -15,6 +15,7 @@ anything else is `class 17`. A model never shows another dataset's names.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,7 +38,9 @@ ModelLike = Union[str, os.PathLike, nn.Module]
 def _accepted() -> str:
     from .demo import DEMO_MODELS
 
-    return ("a model is named by one of: a demo model (" + ", ".join(DEMO_MODELS) + "); a timm model name "
+    names = [n for n in DEMO_MODELS if not re.fullmatch(r".+_s\d+", n)]  # the ablation seeds by pattern
+    seeds = "; and the ablation seeds, heads2_s1, ..." if len(names) < len(DEMO_MODELS) else ""
+    return ("a model is named by one of: a demo model (" + ", ".join(names) + seeds + "); a timm model name "
             "(smt_tiny, smt_small, smt_base, smt_large, resnet50, ...; `timm.list_models()`), with an optional "
             "checkpoint file for its weights; an SMT checkpoint file alone (.pth, .pt or .safetensors: the "
             "variant is read from the weights); or a model object (from Python)")
