@@ -30,7 +30,10 @@ def test_demo_on_a_users_checkpoint(tmp_path, capsys, monkeypatch):
     path = tmp_path / "mine.safetensors"
     save_file(timm.create_model("test_smt", num_classes=7).state_dict(), str(path))
     monkeypatch.setenv("SMT_CHECKPOINT", str(path))
-    assert main(["demo", "--no-summary", "--num-images", "4", "--no-figures"]) == 0
+    labels = tmp_path / "labels.txt"
+    labels.write_text("".join(f"kind {i}\n" for i in range(7)))
+    assert main(["demo", "--no-summary", "--num-images", "4", "--no-figures", "--device", "cpu", "--labels",
+                 str(labels)]) == 0
     out = capsys.readouterr().out
-    assert "mine.safetensors" in out and "top-1" not in out
+    assert "mine.safetensors" in out and "top-1" not in out and "on cpu ==" in out
     assert "ERF of the last stage (4 images" in out

@@ -86,29 +86,19 @@ def report(fs) -> None:
         print(f"  {s.block:<20} {s.saa_input:.3f} -> {s.modulator:.3f}  change {format_estimate(s.change_interval())}")
 
 
-def _checkpoint_source(path: str, num_images: Optional[int]):
-    import smt
-
-    from .figures import DATA_IMAGES, folder_source
-
-    model = smt.create_model_from_checkpoint(path)
-    name = model.pretrained_cfg.get("architecture", "smt") if hasattr(model, "pretrained_cfg") else "smt"
-    size = model.pretrained_cfg.get("input_size", (3, 224, 224))[-1]
-    src = folder_source(name, DATA_IMAGES, checkpoint=path, num_images=num_images, input_size=size,
-                        num_classes=model.num_classes)
-    src.name = Path(path).name
-    return src
-
-
 def main(argv: Optional[list[str]] = None) -> int:
     from .figures import FIGURES
 
     p = argparse.ArgumentParser(prog="python -m viz demo", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--checkpoint", default=os.environ.get("SMT_CHECKPOINT"),
-                   help="an SMT checkpoint to analyse instead of the demo model (env SMT_CHECKPOINT)")
-    p.add_argument("--demo-model", default="main",
-                   help="which shipped demo model (main, heads1, heads2, heads4, heads8, nosaa)")
+                   help="an SMT checkpoint to analyse instead of the demo model (env SMT_CHECKPOINT); with --model, "
+                        "that model's weights")
+    p.add_argument("--model", "--demo-model", dest="model", default=None,
+                   help="a demo model (main, heads1, heads2, heads4, heads8, nosaa), a timm name (smt_tiny) or an SMT "
+                        "checkpoint file (default: main, or --checkpoint alone)")
+    p.add_argument("--labels", help="class names, one per line (default: from the model's outputs)")
+    p.add_argument("--device", help="cpu, cuda, cuda:N (default: cuda when available, else cpu)")
     p.add_argument("--no-summary", action="store_true", help="skip the variant table")
     p.add_argument("--num-images", type=int, default=512, help="shipped canvases to evaluate (at most 512); "
                                                                 "the analyses use at most 128 of them")
@@ -135,14 +125,14 @@ def _run(args: argparse.Namespace, argv: Optional[list[str]]) -> int:
     t0 = time.perf_counter()
     torch.manual_seed(0)
     settings = Settings(num_images=min(args.num_images, 128), venue=args.venue)
-    if args.checkpoint:
-        fs = FigureSet(lambda: _checkpoint_source(args.checkpoint, args.num_images), settings)
-        check_source(fs, (), checkpoint=args.checkpoint)
-        source = fs.source
-        print(f"\n== {args.checkpoint} ({sum(p.numel() for p in fs.model.parameters()) / 1e6:.2f}M params), "
-              f"{len(source.images)} images of data/images at {fs.input_size}px ==")
-    else:
-        fs = FigureSet(load_source(args.demo_model, num_images=args.num_images), settings)
+    fs = FigureSet(lambda: load_source(args.model, checkpoint=args.checkpoint, num_images=args.num_images,
+                                       labels=args.labels, device=args.device), settings)
+    check_source(fs, (), checkpoint=args.checkpoint)  # the model and images once: one error, before any report
+    source = fs.source
+    if source.demo is None:
+        print(f"\n== {source.name} ({sum(p.numel() for p in fs.model.parameters()) / 1e6:.2f}M params), "
+              f"{len(source.images)} images of {source.image_source} at {fs.input_size}px, "
+              f"on {source.images.device} ==")
     if not args.no_summary:
         from smt.reference import reference_path
         from smt.summary import format_table
@@ -154,9 +144,9 @@ def _run(args: argparse.Namespace, argv: Optional[list[str]]) -> int:
         if bad:
             print(f"reference logits NOT reproduced for: {', '.join(bad)}")
             return 1
-    if not args.checkpoint:
-        print(f"\n== demo model {args.demo_model!r}: smt_nano trained on Scaled Fashion-MNIST "
-              f"(data/demo/; model card next to the weights) ==")
+    if source.demo is not None:
+        print(f"\n== demo model {source.demo!r}: smt_nano trained on Scaled Fashion-MNIST "
+              f"(data/demo/; model card next to the weights), on {source.images.device} ==")
     report(fs)
     print(f"\nreport: {time.perf_counter() - t0:.1f} s")
     if args.no_figures:

@@ -58,7 +58,7 @@ class Analysis:
         self.meta: dict[str, Any] = {}
 
     def _add(self, key: str, value: torch.Tensor) -> None:
-        value = value.detach().double().cpu()
+        value = value.detach().double()  # stays on the model's device; `_reduce` moves the sums once
         self.sums[key] = self.sums[key] + value if key in self.sums else value.clone()
 
     def update(self, model: nn.Module, images: torch.Tensor, paths: list[str]) -> None:
@@ -277,27 +277,15 @@ def _sha256(path: Path) -> str:
 
 
 def build_model(name: str, checkpoint: Optional[str], num_classes: Optional[int]) -> nn.Module:
-    """A timm model by name (SMT variants registered), with weights from `checkpoint` if given.
+    """The model `smt.resolve.resolve_model` names (a timm name with weights from `checkpoint`, a demo name, or a
+    checkpoint file alone), in eval mode on the CPU.
 
     For SMT the classifier size is read from the checkpoint unless `num_classes` is given, so a
     fine-tuned file (e.g. the 10-class demo model) keeps its trained head.
     """
-    import timm
+    from smt.resolve import resolve_model
 
-    import smt  # noqa: F401  (registers the SMT variants)
-    from smt.model import VARIANTS
-
-    kwargs = {} if num_classes is None else {"num_classes": num_classes}
-    if not checkpoint:
-        return timm.create_model(name, **kwargs)
-    if not Path(checkpoint).is_file():
-        raise FileNotFoundError(f"checkpoint {checkpoint} does not exist")
-    if name.split(".")[0] in VARIANTS and num_classes is None:
-        from smt.checkpoint import read_checkpoint
-
-        head = read_checkpoint(checkpoint).get("head.weight")
-        kwargs["num_classes"] = 0 if head is None else head.shape[0]
-    return timm.create_model(name, pretrained=True, pretrained_cfg_overlay=dict(file=str(checkpoint)), **kwargs)
+    return resolve_model(name, checkpoint=checkpoint, num_classes=num_classes, device="cpu").model
 
 
 def shard_batches(num_files: int, batch_size: int, rank: int, world: int) -> list[list[int]]:
@@ -356,23 +344,24 @@ def _check_stage(model: nn.Module, stage: Optional[int]) -> None:
 
 def run(args: argparse.Namespace) -> Optional[dict]:
     """Run one analysis; returns the saved record on rank 0 (None on other ranks)."""
-    from timm.data import create_transform, resolve_data_config
+    from timm.data import create_transform
     from tqdm.auto import tqdm
 
     from smt.distributed import init_distributed
     from smt.inputs import InputError
     from smt.reader import CheckpointError
+    from smt.resolve import resolve_model
 
-    rank, world, device = init_distributed()
+    rank, world, device = init_distributed(getattr(args, "device", None))
     try:
         torch.manual_seed(args.seed)
         try:
-            model = build_model(args.model, args.checkpoint, args.num_classes).to(device).eval()
+            resolved = resolve_model(args.model, checkpoint=args.checkpoint, num_classes=args.num_classes,
+                                     device=device, input_size=args.input_size, seed=args.seed)
         except CheckpointError as e:  # weights of another architecture
             raise InputError("--checkpoint", str(e)) from None
+        model, config = resolved.model, resolved.data_config
         _check_stage(model, args.stage)
-        config = resolve_data_config({} if args.input_size is None else
-                                     {"input_size": (3, args.input_size, args.input_size)}, model=model)
         files = list_images(args.images, args.num_images)
         loader = torch.utils.data.DataLoader(ImageFiles(files, create_transform(**config)),
                                              batch_sampler=shard_batches(len(files), args.batch_size, rank, world),
@@ -399,8 +388,8 @@ def run(args: argparse.Namespace) -> Optional[dict]:
         record = {
             "analysis": args.analysis,
             "model": args.model,
-            "checkpoint": str(args.checkpoint) if args.checkpoint else None,
-            "checkpoint_sha256": _sha256(Path(args.checkpoint)) if args.checkpoint else None,
+            "checkpoint": resolved.checkpoint,
+            "checkpoint_sha256": _sha256(Path(resolved.checkpoint)) if resolved.checkpoint else None,
             "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()
                          if k not in ("func",)},
             "data_config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in config.items()},
@@ -492,7 +481,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("run", help="run an analysis over an image folder (torchrun-ready)",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("analysis", choices=sorted(ANALYSES))
-    p.add_argument("--model", required=True, help="timm model name, e.g. smt_tiny, resnet50")
+    p.add_argument("--model", required=True, help="timm model name (smt_tiny, resnet50), a demo model (main, ...) "
+                                                  "or an SMT checkpoint file alone")
     p.add_argument("--checkpoint", help="weights file (official SMT release, ours, or safetensors)")
     p.add_argument("--num-classes", type=int, help="classifier size, when the checkpoint's differs from the default")
     p.add_argument("--images", required=True, help="folder of images (searched recursively)")
@@ -505,6 +495,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--cam-method", default="GradCAM", help="pytorch_grad_cam method for `cam`")
     p.add_argument("--queries", type=int, default=16, help="query tokens per SAM block for `distance`")
     p.add_argument("--radius", type=float, default=0.5, help="low-frequency cut-off for `lowfreq`, units of pi")
+    p.add_argument("--device", help="default: cuda:LOCAL_RANK when CUDA is available, else cpu")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     p.add_argument("--debug", action="store_true", help="show the traceback of an error")

@@ -168,9 +168,9 @@ class ModelResolver:
 
     def demo(self, name: str) -> nn.Module:
         """The trained demo model `name` (cached)."""
-        from smt.demo import demo_model
+        from smt.resolve import resolve_model
 
-        return self.models.get(("demo", name), lambda: demo_model(name))
+        return self.models.get(("demo", name), lambda: resolve_model(name, device="cpu").model)
 
     def _random(self, cfg: Config, why: str) -> Resolved:
         import timm
@@ -218,14 +218,14 @@ class ModelResolver:
                         rkey)
 
     def _checkpoint(self, cfg: Config) -> Resolved:
-        import smt
+        from smt.resolve import resolve_model
 
         path = cfg.checkpoint or ""
         if not path or not Path(path).is_file():
             raise FileNotFoundError(f"checkpoint file {path!r} does not exist: give the path of a .pth or "
                                     f".safetensors file")
         key = ("file", os.path.abspath(path), os.path.getmtime(path))
-        model = self.models.get(key, lambda: smt.create_model_from_checkpoint(path).eval())
+        model = self.models.get(key, lambda: resolve_model(path, device="cpu").model)
         stage = next(i for i, t in enumerate(model.stage_block_types) if "sam" in t)
         kernels = tuple(model.stage_kernel_sizes[stage])
         return Resolved(model, "checkpoint", Path(path).name,

@@ -140,15 +140,15 @@ def effective_receptive_field(
     for x in batches:
         contrib = _batch_contributions(model, x, feature_fn).double()
         finite = ~torch.isnan(contrib).flatten(1).any(dim=1)
-        skipped += int((~finite).sum())
-        counted += int(finite.sum())
-        part = contrib[finite].sum(dim=0).cpu()
+        skipped += (~finite).sum()  # tensors: no host sync per batch
+        counted += finite.sum()
+        part = contrib[finite].sum(dim=0)  # stays on the model's device until the end
         total = part if total is None else total + part
         if keep_per_image:
             kept.append(contrib[finite].float().cpu())
     if total is None:
         raise ValueError("no images were given")
-    return ERFResult(total, counted, skipped, torch.cat(kept) if keep_per_image else None)
+    return ERFResult(total.cpu(), int(counted), int(skipped), torch.cat(kept) if keep_per_image else None)
 
 
 def stage_erfs(model: nn.Module, images: Union[torch.Tensor, Iterable[torch.Tensor]], stages: Sequence[int], *,
@@ -174,16 +174,16 @@ def stage_erfs(model: nn.Module, images: Union[torch.Tensor, Iterable[torch.Tens
             (grad,) = torch.autograd.grad(central, x, retain_graph=k < len(stages) - 1)
             contrib = torch.relu(grad).sum(dim=1).double()  # (B, H, W)
             finite = ~torch.isnan(contrib).flatten(1).any(dim=1)
-            skipped[s] += int((~finite).sum())
-            counted[s] += int(finite.sum())
-            part = contrib[finite].sum(dim=0).cpu()
+            skipped[s] += (~finite).sum()  # tensors: no host sync per batch
+            counted[s] += finite.sum()
+            part = contrib[finite].sum(dim=0)  # stays on the model's device until the end
             totals[s] = part if totals[s] is None else totals[s] + part
             if keep_per_image:
                 kept[s].append(contrib[finite].float().cpu())
     if any(t is None for t in totals.values()):
         raise ValueError("no images were given")
-    return {s: ERFResult(totals[s], counted[s], skipped[s], torch.cat(kept[s]) if keep_per_image else None)
-            for s in stages}
+    return {s: ERFResult(totals[s].cpu(), int(counted[s]), int(skipped[s]),
+                         torch.cat(kept[s]) if keep_per_image else None) for s in stages}
 
 
 def erf_display(erf: torch.Tensor) -> torch.Tensor:
@@ -304,7 +304,7 @@ def head_erf(model: nn.Module, images: torch.Tensor, block: str, *, reduce: str 
     if reduce not in ("abs", "relu"):
         raise ValueError(f"reduce={reduce!r}: use 'abs' or 'relu'")
     sam_module(model, block)
-    with torch.no_grad(), capture(model, block, inputs=True) as cap:
+    with torch.no_grad(), capture(model, block, inputs=True, to=None) as cap:  # the input stays on the device
         model(images)
     x, H, W = cap[block]
     return block_head_erf(model.get_submodule(block), x, (int(H), int(W)), reduce=reduce)
@@ -317,7 +317,8 @@ def block_head_erf(block: nn.Module, x: torch.Tensor, grid_hw: tuple[int, int], 
     if reduce not in ("abs", "relu"):
         raise ValueError(f"reduce={reduce!r}: use 'abs' or 'relu'")
     H, W = grid_hw
-    x = x.detach().clone().requires_grad_(True)  # (B, N, C)
+    device = next(block.parameters()).device
+    x = x.detach().to(device, copy=True).requires_grad_(True)  # (B, N, C), where the block runs
     with torch.enable_grad(), capture(block.attn, "mhmc.heads.*", to=None, keep_graph=True) as heads:
         block.attn(block.norm1(x), H, W)
     maps = []
@@ -327,4 +328,4 @@ def block_head_erf(block: nn.Module, x: torch.Tensor, grid_hw: tuple[int, int], 
         (g,) = torch.autograd.grad(central, x, retain_graph=True)  # (B, N, C)
         g = g.abs() if reduce == "abs" else torch.relu(g)
         maps.append(g.sum(dim=(0, 2)).reshape(H, W).double())
-    return torch.stack(maps)
+    return torch.stack(maps).cpu()  # the result only

@@ -19,9 +19,14 @@ __all__ = ["main", "add_arguments", "settings_from_args", "figure_set_from_args"
 
 def add_arguments(p) -> None:
     p.add_argument("--out", required=True, help="output folder (nothing is written outside it)")
-    p.add_argument("--model", default="main",
-                   help="a demo model (main, heads1, heads2, heads4, heads8, nosaa) or a timm model name (smt_small)")
+    p.add_argument("--model", default=None,
+                   help="a demo model (main, heads1, heads2, heads4, heads8, nosaa), a timm model name (smt_small), or "
+                        "an SMT checkpoint file alone (the variant is read from it); default main, or --checkpoint "
+                        "alone")
     p.add_argument("--checkpoint", help="weights file for --model (official SMT release, ours, safetensors)")
+    p.add_argument("--labels", help="class names, one per line, as many as the model's outputs (default: from the "
+                                    "number of outputs: Scaled Fashion-MNIST, ImageNet-1k or -22k, else 'class i')")
+    p.add_argument("--device", help="cpu, cuda, cuda:N (default: cuda when available, else cpu)")
     p.add_argument("--images", help="image folder (default: the shipped canvases for demo models, data/images else)")
     p.add_argument("--num-images", type=int, default=Settings.num_images, help="images the analyses average over")
     p.add_argument("--input-size", type=int, help="square input size (default the model's)")
@@ -61,9 +66,16 @@ def figure_set_from_args(args, results: Optional[list] = None) -> FigureSet:
         results = [(p, load_result(p)) for p in args.results]
     settings = settings_from_args(args)
 
+    if args.labels is not None and not Path(args.labels).is_file():
+        raise FileNotFoundError(f"labels file {args.labels} does not exist; give a text file with one class name per "
+                                f"line")
+    from smt.resolve import resolve_device
+
+    device = resolve_device(args.device)  # a bad device fails before any figure
+
     def source() -> Source:
         return load_source(args.model, checkpoint=args.checkpoint, images=args.images, num_images=None,
-                           input_size=args.input_size, seed=args.seed)
+                           input_size=args.input_size, seed=args.seed, labels=args.labels, device=device)
 
     return FigureSet(source, settings, results=results)
 
