@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import Any, Optional, TypeVar
 
 __all__ = ["IMAGE_EXTENSIONS", "InputError", "InputErrors", "Checks", "cli_errors", "check_range",
-           "check_model_name", "check_checkpoint", "list_image_files", "check_image_folder", "check_class_folders",
+           "check_model_name", "check_device", "check_checkpoint",
+           "list_image_files", "check_image_folder", "check_class_folders",
            "check_output_file", "check_output_folder", "check_choice"]
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
@@ -129,6 +130,18 @@ def check_choice(value: str, option: str, choices: Sequence[str], what: str = "v
 
 
 # ---- the model name ---------------------------------------------------------------------------------
+
+def check_device(device: Optional[str], option: str = "--device") -> None:
+    """`device` names a device this machine has (`smt.resolve.resolve_device`); None means the default."""
+    from .resolve import resolve_device
+
+    if device is None:
+        return
+    try:
+        resolve_device(device)
+    except ValueError as e:
+        raise InputError(option, str(e)) from None
+
 
 def check_model_name(name: str, option: str = "--model") -> str:
     """`name` is a model the commands can build (`smt.resolve.resolve_model` takes it): a shipped demo model,

@@ -108,9 +108,12 @@ def resolve_device(device: Union[None, str, torch.device] = None) -> torch.devic
     try:
         dev = torch.device(device)
     except (RuntimeError, TypeError) as e:
-        raise ValueError(f"device {device!r}: {e}; use cpu, cuda or cuda:N") from None
+        raise ValueError(f"{device!r} is not a device; use cpu, cuda or cuda:N") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {device!r}: CUDA is not available on this machine; use --device cpu")
+        raise ValueError(f"device {device!r}: CUDA is not available on this machine; use cpu")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise ValueError(f"device {device!r}: there are {torch.cuda.device_count()} CUDA devices; use cuda:0 to "
+                         f"cuda:{torch.cuda.device_count() - 1}")
     return dev
 
 

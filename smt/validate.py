@@ -214,7 +214,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def check_args(args: argparse.Namespace) -> None:
     """Every input of `python -m smt validate`, before a model is built (`smt.inputs`: one line each)."""
-    from .inputs import Checks, check_checkpoint, check_class_folders, check_model_name, check_output_file, check_range
+    from .inputs import (
+        Checks,
+        check_checkpoint,
+        check_class_folders,
+        check_device,
+        check_model_name,
+        check_output_file,
+        check_range,
+    )
 
     c = Checks()
     if args.model is None and args.checkpoint is None:
@@ -229,26 +237,10 @@ def check_args(args: argparse.Namespace) -> None:
     c(check_range, args.img_size, "--img-size", 16, 4096)
     c(check_range, args.crop_pct, "--crop-pct", 0, 1, low_open=True, what="the centre crop's share of the resized "
                                                                           "image; timm's default is 0.875")
-    c(_check_device, args.device)
+    c(check_device, args.device)
     if args.results_json is not None:
         c(check_output_file, args.results_json, "--results-json", overwrite=args.overwrite, example="result.json")
     c.done()
-
-
-def _check_device(device: Optional[str], option: str = "--device") -> None:
-    from .inputs import InputError
-
-    if device is None:
-        return
-    try:
-        d = torch.device(device)
-    except (RuntimeError, ValueError):
-        raise InputError(option, f"{device!r} is not a device; give cpu, cuda or cuda:N") from None
-    if d.type == "cuda" and not torch.cuda.is_available():
-        raise InputError(option, f"{device}: CUDA is not available here; give cpu")
-    if d.type == "cuda" and d.index is not None and d.index >= torch.cuda.device_count():
-        raise InputError(option, f"{device}: there are {torch.cuda.device_count()} CUDA devices; give cuda:0 to "
-                                 f"cuda:{torch.cuda.device_count() - 1}")
 
 
 def _build_model(args: argparse.Namespace) -> nn.Module:

@@ -80,7 +80,6 @@ ROWS = [
     # viz run: model, weights, images, output
     ("viz", RUN.replace("test_smt", "not_a_model"), 2, "--model: unknown model 'not_a_model'"),
     ("viz", RUN.replace("test_smt", "smt_tiy"), 2, "did you mean smt_tiny"),
-    ("viz", RUN.replace("test_smt", "main"), 2, "--model: main is a demo model"),
     ("viz", RUN.replace("erf", "spectrum", 1).replace("test_smt", "resnet18"), 2, "--model: `viz run spectrum` runs "
                                                                                    "on SMT models"),
     ("viz", RUN + " --checkpoint {w}/missing.pth", 2, "--checkpoint: {w}/missing.pth does not exist"),
@@ -124,8 +123,8 @@ ROWS = [
     ("viz", FIG + " --only sam_block --sam-block stages.7.blocks.0", 2, "--sam-block: stages.7.blocks.0 is not a SAM"),
     ("viz", FIG + " --only erf --checkpoint {w}/other.safetensors", 2, "--checkpoint: {w}/other.safetensors: holds"),
     # viz demo
-    ("viz", DEMO + " --demo-model heads3", 2, "--demo-model: unknown demo model 'heads3'; did you mean heads8?"),
-    ("viz", DEMO + " --demo-model vit", 2, "--demo-model: vit is a comparison backbone"),
+    ("viz", DEMO + " --demo-model heads3", 2, "--model: unknown model 'heads3'; did you mean heads"),
+    ("viz", DEMO + " --demo-model vit", 2, "--model: vit is a comparison backbone"),
     ("viz", DEMO + " --num-images 0", 2, "--num-images: 0 is out of range"),
     ("viz", DEMO + " --num-images 100000", 2, "--num-images: 100000 is out of range"),
     ("viz", DEMO + " --checkpoint {w}/missing.pth", 2, "--checkpoint: {w}/missing.pth does not exist"),

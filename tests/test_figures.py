@@ -151,7 +151,7 @@ def test_device_and_labels_file(folder, tmp_path, capsys):
     short.write_text("a\nb\n")
     assert main(["figures", "--out", str(tmp_path / "o2"), "--images", str(folder), "--only", "modulator_maps",
                  "--labels", str(short), "--device", "cpu", *TINY]) == 1  # the figure fails, with the reason
-    assert "has 2 names but the model has 1000 outputs" in capsys.readouterr().out
+    assert "has 2 names but the model has 1000 outputs" in capsys.readouterr().err
     assert main(["figures", "--out", str(tmp_path / "o3"), "--device", "tpu7", *TINY]) == 2
     assert "use cpu, cuda or cuda:N" in capsys.readouterr().err
     assert not (tmp_path / "o3").exists()

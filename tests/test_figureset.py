@@ -129,7 +129,7 @@ def calls(monkeypatch):
             (viz.analysis.cam, "class_activation_maps", cams),
             (viz.analysis.cam, "pointing_game", lambda cam, boxes, size: float(len(cam))),
             (figureset, "predicted_classes", lambda model, images: torch.zeros(len(images), dtype=torch.long)),
-            (figureset, "demo_source", lambda name: _source()),
+            (figureset, "demo_source", lambda name, **kw: _source()),
             (smt.summary, "summarize", lambda name: SimpleNamespace(name=name))]:
         monkeypatch.setattr(module, name, counting(name, result))
     return counts
@@ -239,11 +239,12 @@ def test_the_ablation_figure_draws_from_the_sets_cached_analyses(monkeypatch):
 
     loaded = []
 
-    def demo(name):  # every model of the ablation set is test_smt (seed 0) on the same random canvases
+    def demo(name, **kw):  # every model of the ablation set is test_smt (seed 0) on the same random canvases
         loaded.append(name)
         return dataclasses.replace(_source(), name=name, demo=name)
 
     monkeypatch.setattr(figureset, "demo_source", demo)
+    monkeypatch.setattr("smt.demo.ablation_seeds", lambda config: [config])  # one seed each, whatever is shipped
     fs = FigureSet(dataclasses.replace(_source(), demo="main"), Settings(num_images=4, erf_images=2))
     first = draw(fs, "ablation")
     assert loaded == list(ABLATION_SET) and first.png

@@ -414,7 +414,8 @@ _RECORD_KEYS = ("analysis", "model", "settings", "data_config", "num_files", "re
 _RESULT_KEYS = {"erf": ("erf", "num_counted"),
                 "spectrum": ("blocks", "kinds", "depth", "freq", "relative_log_amplitude"),
                 "distance": ("blocks", "kinds", "per_head", "block"),
-                "cam": ("paths", "predicted", "cams", "method", "stage")}
+                "cam": ("paths", "predicted", "cams", "method", "stage"),
+                "lowfreq": ("blocks", "radius", "paths", "terms", "change")}
 
 
 def load_result(path: os.PathLike) -> dict:

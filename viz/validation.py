@@ -18,6 +18,7 @@ from smt.inputs import (
     InputError,
     check_checkpoint,
     check_choice,
+    check_device,
     check_image_folder,
     check_model_name,
     check_output_file,
@@ -71,6 +72,10 @@ def check_results(paths: Sequence[os.PathLike], figures: Sequence[str], registry
             continue
         analysis = rec["analysis"]
         takers = result_figures(registry, analysis)
+        if not takers:
+            checks.add(option, f"{p} holds a `viz run {analysis}` result, which no figure draws; give it to "
+                               f"`python -m viz claims --results` instead, or drop the file")
+            continue
         if not set(takers) & set(figures):
             checks.add(option, f"{p} holds a `viz run {analysis}` result, which only the figure "
                                f"{' and '.join(takers)} draws, and --only asks for {', '.join(figures)}; add "
@@ -198,6 +203,7 @@ def check_run_args(args) -> None:
     c = Checks()
     c(check_model_name, args.model, "--model")
     c(check_checkpoint, args.checkpoint, "--checkpoint")
+    c(check_device, getattr(args, "device", None))
     c(check_image_folder, args.images, "--images")
     c(check_range, args.num_images, "--num-images", 1)
     c(check_range, args.batch_size, "--batch-size", 1)
@@ -228,6 +234,7 @@ def check_figures_args(args, figures: Mapping[str, Any]) -> tuple[list[str], lis
     if figures_needing_source(names, results, figures) or not names:
         c(check_model_name, args.model, "--model")
     c(check_checkpoint, args.checkpoint, "--checkpoint")
+    c(check_device, getattr(args, "device", None))
     c(check_image_folder, args.images, "--images")
     c(check_range, args.num_images, "--num-images", 1)
     c(check_range, args.rows, "--rows", 1, 64)
@@ -252,6 +259,7 @@ def check_demo_args(args, figures: Sequence[str]) -> tuple[list[str], list[str]]
         c(check_model_name, args.model, "--model")
     c(check_checkpoint, args.checkpoint, "--checkpoint" if not os.environ.get("SMT_CHECKPOINT") else
       "--checkpoint (or SMT_CHECKPOINT)")
+    c(check_device, getattr(args, "device", None))
     c(check_range, args.num_images, "--num-images", 1, 512, what="the shipped canvases")
     names = c(check_figure_names, args.only, figures) or []
     if args.no_summary and not args.only and "summary" in names:
