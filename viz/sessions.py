@@ -236,8 +236,7 @@ def scan_ablations(folder: os.PathLike) -> tuple[list[AblationFile], list[str]]:
     Raises:
         FileNotFoundError: `folder` is not a directory.
     """
-    from smt.checkpoint import infer_config
-    from smt.reader import read_checkpoint
+    from smt.checkpoint import infer_config, read_checkpoint
     from smt.resolve import CHECKPOINT_SUFFIXES
 
     folder = Path(folder).expanduser()
