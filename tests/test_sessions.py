@@ -190,7 +190,6 @@ def test_default_kernels():
 def release(tmp_path_factory):
     """A release-format test_smt file (1000 outputs, input 64), and an ablation folder with N = 2 and SAA off."""
     from checkpoint_files import official_file
-
     from smt.model import to_official_state_dict
 
     root = tmp_path_factory.mktemp("release")

@@ -309,9 +309,9 @@ def release(tmp_path_factory):
     """A release-format test_smt file (1000 outputs, input 64), an ablation folder with N = 2, and an image
     folder."""
     import timm
-    from checkpoint_files import official_file
     from PIL import Image
 
+    from checkpoint_files import official_file
     from smt.model import to_official_state_dict
 
     root = tmp_path_factory.mktemp("release")
