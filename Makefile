@@ -1,7 +1,8 @@
 # make setup: .venv with the project (editable) and its test extras; quick when nothing changed.
 # make demo:  the main job on the bundled defaults (report, then the figure set into figures/).
 # make test:  the lint step (ruff), then the test suite and every notebook in fast mode.
-# make lab:   JupyterLab on notebooks/, on localhost.
+# make lab:   JupyterLab on notebooks/, on localhost (LAB_PORT, default 8888; LAB_ARGS pass through; as root,
+#             with --allow-root, as in a container or CI).
 # make data:  the Fashion-MNIST idx files (Debian package dataset-fashion-mnist) for training.
 # make sysdeps: Debian's chromium (browser test) and fonts-liberation2 (Times-metric serif for figures),
 #             installed when missing and the user is root; otherwise says what to install.
@@ -40,8 +41,13 @@ test: setup sysdeps
 	$(PY) -m ruff check .
 	SMT_NOTEBOOK_FAST=1 $(PY) -m pytest -n 2 --dist loadgroup --durations=15 tests notebooks --nbmake $(PYTEST_ARGS)
 
+LAB_PORT ?= 8888
+LAB_USER_ID ?= $(shell id -u)
+LAB_ROOT := $(if $(filter 0,$(LAB_USER_ID)),--allow-root)
+
 lab: setup
-	$(PY) -m jupyter lab --ip 127.0.0.1 --notebook-dir notebooks $(LAB_ARGS)
+	@echo "JupyterLab: http://127.0.0.1:$(LAB_PORT)/lab (its token is printed below; a busy port is an error, not another port)"
+	$(PY) -m jupyter lab --ip 127.0.0.1 --port $(LAB_PORT) --ServerApp.port_retries=0 --notebook-dir notebooks $(LAB_ROOT) $(LAB_ARGS)
 
 FMNIST_DIR ?= /usr/share/datasets/fashion-mnist
 

@@ -11,7 +11,8 @@ from __future__ import annotations
 import argparse
 
 from smt.data import ScaledFashionMNIST, load_fashion_mnist
-from smt.demo import DEMO_MODELS, demo_model
+from smt.demo import DEMO_MODELS
+from smt.resolve import resolve_model
 from smt.train import evaluate
 
 EDGES = (0.5, 0.7, 1.0, 1.4, 2.0, 3.0)
@@ -24,7 +25,7 @@ def main() -> None:
     p.add_argument("--n", type=int, default=10000, help="test canvases")
     p.add_argument("--data-dir", default=None)
     args = p.parse_args()
-    model = demo_model(args.model, checkpoint=args.checkpoint)
+    model = resolve_model(args.model, checkpoint=args.checkpoint, device="cpu").model
     images, labels = load_fashion_mnist("test", args.data_dir)
     test = ScaledFashionMNIST(images, labels, seed=12345)
     n = min(args.n, len(test))

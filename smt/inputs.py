@@ -130,39 +130,37 @@ def check_choice(value: str, option: str, choices: Sequence[str], what: str = "v
 
 # ---- the model name ---------------------------------------------------------------------------------
 
-def check_model_name(name: str, option: str = "--model", *, demo_names: bool = True) -> str:
-    """`name` is a model the commands can build: a shipped demo model (when `demo_names`) or a timm name
-    (SMT variants registered; a pretrained tag such as `smt_large.in22k_ft_in1k_384` allowed).
+def check_model_name(name: str, option: str = "--model") -> str:
+    """`name` is a model the commands can build (`smt.resolve.resolve_model` takes it): a shipped demo model,
+    a timm name (SMT variants registered; a pretrained tag such as `smt_large.in22k_ft_in1k_384` allowed) or
+    a checkpoint file alone. Builds nothing; returns the name.
 
-    This is the one place a model name is checked; returns the name.
+    This is the one place a model name is checked.
     """
     import timm
 
     from . import model as _registers_smt  # noqa: F401
     from .demo import DEMO_MODELS
+    from .resolve import looks_like_path
 
     if not name or not name.strip():
-        raise InputError(option, "empty model name; give a timm name (smt_tiny) or a demo model (main)")
+        raise InputError(option, "empty model name; give a timm name (smt_tiny), a demo model (main) or a "
+                                 "checkpoint file")
     if name in DEMO_MODELS:
-        if demo_names:
-            return name
-        variant, _ = DEMO_MODELS[name]
-        raise InputError(option, f"{name} is a demo model, which this command does not take by name; give "
-                                 f"--model {variant} --checkpoint data/demo/{Path(_demo_file(name)).name}")
-    if timm.is_model(name) or timm.is_model(name.split(".")[0]):
         return name
-    pool = (list(DEMO_MODELS) if demo_names else []) + timm.list_models()
+    is_timm = timm.is_model(name) or timm.is_model(name.split(".")[0])
+    if Path(name).expanduser().is_dir() or Path(name).expanduser().is_file() or (
+            not is_timm and looks_like_path(name)):
+        check_checkpoint(Path(name).expanduser(), option)
+        return name
+    if is_timm:
+        return name
+    pool = list(DEMO_MODELS) + timm.list_models()
     close = difflib.get_close_matches(name, pool, n=3, cutoff=0.6)
     hint = f"did you mean {', '.join(close)}? " if close else ""
-    demos = f"a demo model ({', '.join(DEMO_MODELS)}) or " if demo_names else ""
-    raise InputError(option, f"unknown model {name!r}; {hint}give {demos}a timm model name (smt_tiny, "
-                             f"resnet50; `timm.list_models('smt*')` lists them)")
-
-
-def _demo_file(name: str) -> Path:
-    from .demo import demo_weights_path
-
-    return demo_weights_path(name)
+    raise InputError(option, f"unknown model {name!r}; {hint}give a demo model ("
+                             f"{', '.join(n for n in DEMO_MODELS if not n[-3:-1] == '_s')}), a timm model name "
+                             f"(smt_tiny, resnet50; `timm.list_models('smt*')` lists them) or a checkpoint file")
 
 
 # ---- files ------------------------------------------------------------------------------------------

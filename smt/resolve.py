@@ -27,7 +27,7 @@ import torch.nn as nn
 from .reader import CheckpointError
 
 __all__ = ["ResolvedModel", "ModelNameError", "resolve_model", "class_names", "resolve_device",
-           "CHECKPOINT_SUFFIXES"]
+           "CHECKPOINT_SUFFIXES", "looks_like_path"]
 
 #: File endings taken for a checkpoint path even when the file is missing (so the error says "no such file").
 CHECKPOINT_SUFFIXES = (".pth", ".pt", ".pth.tar", ".bin", ".ckpt", ".safetensors")
@@ -156,7 +156,8 @@ def class_names(num_classes: int, labels: Union[None, str, os.PathLike, Sequence
     return [f"class {i}" for i in range(num_classes)]
 
 
-def _looks_like_path(s: str) -> bool:
+def looks_like_path(s: str) -> bool:
+    """Whether a model name is meant as a file: a path separator, `~`, or a checkpoint ending."""
     return os.sep in s or "/" in s or s.lower().endswith(CHECKPOINT_SUFFIXES) or s.startswith("~")
 
 
@@ -264,7 +265,7 @@ def resolve_model(model: Optional[ModelLike] = "main", *, checkpoint: Optional[U
             ck_out = str(ck) if ck is not None else str(demo_weights_path(given))
         elif path.is_dir():
             raise ModelNameError(f"{given} is a directory, not a checkpoint file; {_accepted()}")
-        elif path.is_file() or (not timm.is_model(given) and _looks_like_path(given)):
+        elif path.is_file() or (not timm.is_model(given) and looks_like_path(given)):
             if ck is not None:
                 raise ModelNameError(f"model {given!r} is a file and a checkpoint {ck} is given too: name the "
                                      f"weights once (the file alone, or a timm name with the checkpoint)")

@@ -220,7 +220,7 @@ def check_args(args: argparse.Namespace) -> None:
     if args.model is None and args.checkpoint is None:
         c.add("--model", "give --model, --checkpoint or both (the architecture is read from the checkpoint)")
     if args.model is not None:
-        c(check_model_name, args.model, "--model", demo_names=False)
+        c(check_model_name, args.model, "--model")
     c(check_checkpoint, args.checkpoint, "--checkpoint")
     c(check_class_folders, args.data, "--data")
     c(check_range, args.batch_size, "--batch-size", 1)
@@ -252,19 +252,12 @@ def _check_device(device: Optional[str], option: str = "--device") -> None:
 
 
 def _build_model(args: argparse.Namespace) -> nn.Module:
-    import timm
+    """The model `--model`/`--checkpoint` name (`smt.resolve.resolve_model`); a timm name alone loads its released
+    weights."""
+    from .resolve import resolve_model
 
-    from .checkpoint import _load_state, create_model_from_checkpoint, read_checkpoint
-
-    if args.model is None:
-        return create_model_from_checkpoint(args.checkpoint)
-    if args.checkpoint is None:
-        return timm.create_model(args.model, pretrained=True)
-    state = read_checkpoint(args.checkpoint)
-    num_classes = state["head.weight"].shape[0] if "head.weight" in state else 0
-    model = timm.create_model(args.model, num_classes=num_classes)
-    _load_state(model, state, Path(args.checkpoint))
-    return model
+    return resolve_model(args.model, checkpoint=args.checkpoint, pretrained=args.checkpoint is None,
+                         device="cpu").model  # main() moves it to the process's device
 
 
 def main(args: argparse.Namespace) -> int:

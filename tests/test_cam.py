@@ -106,6 +106,9 @@ def test_display_helpers_and_pointing_game():
     boxes = torch.tensor([[0, 0, 8, 8], [0, 0, 8, 8]])
     assert pointing_game(cams, boxes, (32, 32)) == 0.5
     assert pointing_game(cams, torch.tensor([[0, 0, 8, 8], [24, 24, 32, 32]]), (32, 32)) == 1.0
+    from viz.analysis.cam import pointing_hits
+
+    assert pointing_hits(cams, boxes, (32, 32)).tolist() == [True, False]
     from viz.plot.cam import overlay  # the display blend lives in the plot layer
 
     rgb = overlay(torch.rand(3, 32, 32), img[0])

@@ -114,3 +114,33 @@ def test_swin_windows():
     res = attention_distances(sw, torch.randn(2, 3, 56, 56), specs, progress=False)
     for s in specs:  # inside a 7x7 window: at most the window's diagonal
         assert 0 < float(res[s.module].min()) and float(res[s.module].max()) < s.stride * 6 * math.sqrt(2)
+
+
+def test_distance_profile_keeps_per_image_distances():
+    model = timm.create_model("test_smt").eval()
+    x = torch.randn(5, 3, 64, 64)
+    prof = smt_distance_profile(model, x, queries=4, batch_size=2, progress=False)
+    for b in prof:
+        assert b.per_image.shape == (5,)
+        assert float(b.per_image.mean()) == pytest.approx(b.distance, rel=1e-9)
+        e = b.interval(resamples=100)
+        assert e.n == 5 and e.low <= b.distance <= e.high
+    # a per-image value is that image's own distance (same queries: the seed depends on the batch index only)
+    alone = smt_distance_profile(model, x[:2], queries=4, batch_size=2, progress=False)
+    for b, a in zip(prof, alone):
+        torch.testing.assert_close(b.per_image[:2], a.per_image)
+
+
+def test_vit_per_image_attention_distances_average_to_the_set():
+    from viz.analysis import attention_distance_samples
+
+    vit = timm.create_model("vit_tiny_patch16_224", img_size=64, depth=2, num_classes=0).eval()
+    x = torch.randn(3, 3, 64, 64)
+    specs = vit_attention_specs(vit)
+    samples = attention_distance_samples(vit, x, specs, batch_size=2, progress=False)
+    whole = attention_distances(vit, x, specs, batch_size=3, progress=False)
+    for s in specs:
+        assert samples[s.module].shape == (3, 3)
+        torch.testing.assert_close(samples[s.module].mean(0), whole[s.module])
+        one = attention_distances(vit, x[1:2], specs, progress=False)[s.module]
+        torch.testing.assert_close(samples[s.module][1], one)

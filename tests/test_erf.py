@@ -126,3 +126,26 @@ def test_stage_erfs_from_one_pass_equal_one_call_per_stage():
         alone = effective_receptive_field(model, x, stage_feature_map(s), batch_size=2)
         assert r.num_images == alone.num_images == 3
         torch.testing.assert_close(r.total, alone.total, rtol=1e-9, atol=1e-12)
+
+
+def test_per_image_maps_and_area_ratio_intervals():
+    from viz.analysis.erf import area_ratio_intervals, stage_erfs
+
+    model = timm.create_model("test_smt").eval()
+    x = torch.randn(5, 3, 64, 64)
+    r = effective_receptive_field(model, x, batch_size=2, keep_per_image=True)
+    assert r.per_image.shape == (5, 64, 64)
+    torch.testing.assert_close(r.per_image.double().sum(0), r.total, rtol=1e-6, atol=1e-9)
+    s = stage_erfs(model, x, [1], batch_size=2, keep_per_image=True)[1]
+    assert s.per_image.shape == (5, 64, 64)
+    ts = (0.2, 0.5)
+    iv = r.area_ratio_intervals(ts, resamples=200)
+    ref = high_contribution_area_ratio(erf_display(r.per_image.double().mean(0)), ts)
+    for t in ts:
+        assert iv[t].n == 5 and iv[t].estimate == pytest.approx(ref[t])
+        assert iv[t].low <= iv[t].estimate <= iv[t].high
+    # identical images: every resample is the same map, a zero-width interval
+    same = area_ratio_intervals(r.per_image[:1].repeat(4, 1, 1), ts, resamples=50)
+    assert all(e.low == e.high == e.estimate for e in same.values())
+    with pytest.raises(ValueError, match="keep_per_image"):
+        effective_receptive_field(model, x[:1]).area_ratio_intervals()

@@ -28,7 +28,7 @@ def _smt(**arch) -> Source:
 
 def test_every_figure_is_registered_where_it_is_defined_in_order():
     assert list(FIGURES) == ["modulator_maps", "sam_block", "fourier", "low_frequency", "distance", "erf", "gradcam",
-                             "ablation", "summary"]
+                             "ablation", "summary", "claims"]
     erf = FIGURES["erf"]
     assert erf == FigureSpec("erf", catalog.fig_erf, "full", ("smt",), "erf", erf.description)
     assert erf.description and erf.description == catalog.fig_erf.__doc__.strip().splitlines()[0]
@@ -97,9 +97,9 @@ def test_a_results_record_stands_in_for_the_needs(probe):
 
 def test_every_figure_that_needs_smt_is_skipped_on_another_model(tmp_path):
     needs_smt = [n for n, s in FIGURES.items() if "smt" in s.needs]
-    assert len(needs_smt) == 7
+    assert len(needs_smt) == 8  # with the claims table
     outcomes = render(FigureSet(_vit(), Settings()), tmp_path, needs_smt + ["ablation"], progress=False)
-    assert [o.status for o in outcomes] == ["skipped"] * 8
+    assert [o.status for o in outcomes] == ["skipped"] * 9
     for o in outcomes[:-1]:
         assert o.message == f"{o.name} needs an SMT model; test_vit is a VisionTransformer"
     assert outcomes[-1].message.startswith("ablation needs ")

@@ -43,6 +43,9 @@ def test_each_figure_writes_itself_and_its_data(name, folder, tmp_path):
     if name == "summary":
         assert {"summary.md", "summary.tex"} <= set(files)
         assert r"\toprule" in (out / "summary.tex").read_text() and "`test_smt`" in (out / "summary.md").read_text()
+    elif name == "claims":
+        assert "claims.md" in files and "| a |" in (out / "claims.md").read_text()
+        assert data["numbers"]["a"]["verdict"] in ("supported", "contradicted", "inconclusive")
     else:
         assert {f"{name}.png", f"{name}.pdf"} <= set(files)
         assert data["source"]["model"] == "test_smt" and data["source"]["image_files"] == [
@@ -132,3 +135,40 @@ def test_figures_from_viz_run_results_need_no_model(folder, tmp_path):
         assert data["results"][0]["file"] == f"{analysis}.pt"
     assert json.loads((out / "fourier.json").read_text())["numbers"]["from_results"] is True
     assert re.search(r"viz run", json.loads((out / "erf.json").read_text())["caption"])
+
+
+def test_device_and_labels_file(folder, tmp_path, capsys):
+    """`--device cpu` runs the set there; `--labels` names the predictions; a device or labels file that cannot
+    be used fails before any figure."""
+    labels = tmp_path / "labels.txt"
+    labels.write_text("".join(f"thing {i}\n" for i in range(1000)))  # test_smt has timm's 1000 outputs
+    out = tmp_path / "out"
+    assert main(["figures", "--out", str(out), "--images", str(folder), "--only", "modulator_maps", "--format", "png",
+                 "--device", "cpu", "--labels", str(labels), *TINY]) == 0
+    preds = json.loads((out / "modulator_maps.json").read_text())["numbers"]["predicted"]
+    assert len(preds) == 2 and all(re.fullmatch(r"thing \d+", p) for p in preds)
+    short = tmp_path / "short.txt"
+    short.write_text("a\nb\n")
+    assert main(["figures", "--out", str(tmp_path / "o2"), "--images", str(folder), "--only", "modulator_maps",
+                 "--labels", str(short), "--device", "cpu", *TINY]) == 1  # the figure fails, with the reason
+    assert "has 2 names but the model has 1000 outputs" in capsys.readouterr().out
+    assert main(["figures", "--out", str(tmp_path / "o3"), "--device", "tpu7", *TINY]) == 2
+    assert "use cpu, cuda or cuda:N" in capsys.readouterr().err
+    assert not (tmp_path / "o3").exists()
+
+
+def test_a_checkpoint_file_alone_names_the_model(tmp_path):
+    from checkpoint_files import official_file
+
+    ckpt = tmp_path / "test_smt.pth"
+    official_file(ckpt, "test_smt")
+    out = tmp_path / "out"
+    assert main(["figures", "--out", str(out), "--model", str(ckpt), "--input-size", "64", "--only", "modulator_maps",
+                 "--format", "png", "--rows", "2", "--device", "cpu", "--no-progress"]) == 0
+    data = json.loads((out / "modulator_maps.json").read_text())
+    assert data["source"]["model"] == "test_smt.pth" and data["source"]["checkpoint_sha256"]
+    assert data["source"]["image_files"] == ["astronaut.jpg", "chelsea.jpg", "coffee.jpg", "rocket.jpg"]
+    from smt.resolve import class_names
+
+    imagenet = set(class_names(1000))  # 1000 outputs: ImageNet-1k names
+    assert data["numbers"]["predicted"] and all(p in imagenet for p in data["numbers"]["predicted"])

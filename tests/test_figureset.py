@@ -109,7 +109,7 @@ def calls(monkeypatch):
     def forward(model, images):
         return SimpleNamespace(sam={b: None for b in viz.analysis.sam_block_names(model)}, n=len(images))
 
-    def stage_erfs(model, images, stages, batch_size):
+    def stage_erfs(model, images, stages, batch_size, keep_per_image=False):
         return {s: SimpleNamespace(erf=torch.rand(5, 5)) for s in stages}
 
     def cams(model, x, targets, method, target_layers, per_layer):
@@ -250,13 +250,15 @@ def test_the_ablation_figure_draws_from_the_sets_cached_analyses(monkeypatch):
     src = _source()
     with torch.no_grad():
         top1 = float(100 * (src.model(src.images).argmax(1) == src.labels).float().mean())
-    assert [row["top1"] for row in first.numbers.values()] == [round(top1, 2)] * 5
+    assert [row["top1_per_seed"] for row in first.numbers.values()] == [[round(top1, 2)]] * 5
+    assert [row["top1"]["estimate"] for row in first.numbers.values()] == pytest.approx([top1] * 5)
     assert list(first.numbers) == ["N = 1", "N = 2", "N = 4", "N = 8", "SAA off (N = 4)"]
-    assert first.numbers["SAA off (N = 4)"]["low_frequency_change"] is None
+    assert first.numbers["SAA off (N = 4)"]["low_frequency_change_per_seed"] == [None]
     again = draw(fs.with_settings(radius=0.25), "ablation")  # only the low-frequency shares depend on the radius
     assert loaded == list(ABLATION_SET)
     assert np.array_equal(again.arrays["top1"], first.arrays["top1"])
     assert np.array_equal(again.arrays["erf_area_0.5"], first.arrays["erf_area_0.5"], equal_nan=True)
     change = fs.with_settings(radius=0.25).ablation_low_frequency("heads1")
     assert [s.radius for s in change] == [0.25] * len(change)
-    assert again.numbers["N = 1"]["low_frequency_change"] == round(float(np.mean([s.change for s in change])), 4)
+    assert again.numbers["N = 1"]["low_frequency_change_per_seed"] == [
+        pytest.approx(float(np.mean([s.change for s in change])))]

@@ -155,14 +155,23 @@ def test_cam_overlay_marks_the_maximum_and_the_box():
     assert rgb.shape == (8, 8, 3) and rgb.dtype == np.uint8
 
 
-def test_ablation_panels():
-    rows = [AblationRow(f"N = {n}", n, True, 70.0 + n, {0.5: 0.1 * n}, -0.01 * n) for n in (1, 2, 4)]
-    rows.append(AblationRow("SAA off (N = 4)", 4, False, 66.0, {0.5: 0.3}, None))
+def test_ablation_panels_draw_seeds_and_means_with_intervals_not_bars():
+    rows = [AblationRow(f"N = {n}", n, True, 70.0 + n, {0.5: 0.1 * n}, -0.01 * n,
+                        seeds=({"top1": 69.0 + n, "erf_area": 0.1 * n, "low_frequency_change": -0.01 * n},
+                               {"top1": 71.0 + n, "erf_area": 0.1 * n, "low_frequency_change": -0.01 * n}),
+                        intervals={"top1": (68.5 + n, 71.5 + n)}) for n in (1, 2, 4)]
+    rows.append(AblationRow("SAA off (N = 4)", 4, False, 66.0, {0.5: 0.3}, None, seeds=({"top1": 66.0},)))
     fig = plot_ablation(rows)
-    bars = [[p.get_height() for p in ax.patches] for ax in fig.axes]
-    np.testing.assert_allclose(bars[0], [71, 72, 74, 66])
-    np.testing.assert_allclose(bars[2], [-0.01, -0.02, -0.04, 0])  # SAA off has no low-frequency change
-    assert any(t.get_text() == "n/a" for t in fig.axes[2].texts)
+    top = fig.axes[0]
+    assert not top.patches  # no bars (a bar axis would have to start at zero)
+    offsets = [c.get_offsets() for c in top.collections if type(c).__name__ == "PathCollection"]
+    means = [o[0][1] for o in offsets if len(o) == 1 and o[0][0] == round(o[0][0])]
+    np.testing.assert_allclose(sorted(set(means)), [66, 71, 72, 74])
+    dots = sorted(y for o in offsets if len(o) == 2 for y in o[:, 1])
+    np.testing.assert_allclose(dots, [70, 71, 72, 73, 73, 75])  # two seeds each of N = 1, 2, 4
+    bars = [seg for c in top.collections if type(c).__name__ == "LineCollection" for seg in c.get_segments()]
+    np.testing.assert_allclose(sorted((s[0][1], s[1][1]) for s in bars), [(69.5, 72.5), (70.5, 73.5), (72.5, 75.5)])
+    assert any(t.get_text() == "n/a" for t in fig.axes[2].texts)  # SAA off has no low-frequency change
 
 
 def test_the_remaining_single_panel_plots():

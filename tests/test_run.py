@@ -83,7 +83,7 @@ def _one_and_two_processes(common, tmp_path):
     return load_result(one), load_result(two)
 
 
-@pytest.mark.parametrize("analysis", ["erf", "spectrum"])
+@pytest.mark.parametrize("analysis", ["erf", "spectrum", "lowfreq"])
 def test_two_processes_equal_one(folder, tmp_path, analysis):
     common = ["run", analysis, "--model", "test_smt", "--images", str(folder), "--batch-size", "2",
               "--input-size", "64"]
@@ -91,15 +91,90 @@ def test_two_processes_equal_one(folder, tmp_path, analysis):
     assert b["world_size"] == 2 and a["world_size"] == 1
     assert a["num_unreadable"] == b["num_unreadable"] == 1
     ra, rb = a["result"], b["result"]
+    assert ra["paths"] == rb["paths"] and len(ra["paths"]) == 9
     if analysis == "erf":
         assert ra["num_counted"] == rb["num_counted"] == 9
         assert torch.allclose(ra["erf"], rb["erf"], atol=1e-9, rtol=0)
+        assert torch.equal(ra["per_image"], rb["per_image"]) and ra["area_ratio"] == rb["area_ratio"]
+    elif analysis == "lowfreq":
+        assert ra["blocks"] == rb["blocks"] == ["stages.0.blocks.0", "stages.1.blocks.0", "stages.2.blocks.0"]
+        for d in ("energy", "channel", "display"):
+            for blk in ra["blocks"]:
+                assert torch.equal(ra["terms"][d][blk]["modulator"], rb["terms"][d][blk]["modulator"])
+        assert ra["change"] == rb["change"]
     else:
         assert ra["num_images"] == rb["num_images"] == 9 and ra["blocks"] == rb["blocks"]
         assert ra["kinds"] == ["sam", "sam", "sam", "msa", "msa"]
         for blk in ra["blocks"]:
             assert torch.allclose(ra["relative_log_amplitude"][blk], rb["relative_log_amplitude"][blk], atol=1e-9)
         assert torch.allclose(ra["highest"], rb["highest"], atol=1e-9)
+        for blk in ra["blocks"]:
+            assert torch.equal(ra["per_image"][blk], rb["per_image"][blk])
+        assert ra["highest_interval"] == rb["highest_interval"]
+
+
+def _images_as_run_reads_them(rec):
+    """The readable images of a record, in path order, through the record's own preprocessing."""
+    from timm.data import create_transform
+
+    from viz.images import ImageFiles
+
+    cfg = {k: tuple(v) if isinstance(v, list) else v for k, v in rec["data_config"].items()}
+    ds = ImageFiles(list_images(rec["settings"]["images"], rec["settings"]["num_images"]), create_transform(**cfg))
+    items = [ds[i] for i in range(len(ds))]
+    return torch.stack([x for x, _, _ in items if x is not None]), [str(p) for x, p, _ in items if x is not None]
+
+
+def _same(a, b, rel=1e-9):
+    """Nested dicts of numbers, strings and None equal up to float rounding."""
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(_same(a[k], b[k], rel) for k in a)
+    if isinstance(a, float) and isinstance(b, float):
+        return a == pytest.approx(b, rel=rel, abs=1e-12)
+    return a == b
+
+
+def test_run_intervals_equal_one_process_in_memory(folder, tmp_path):
+    """The intervals a `viz run` file holds equal those the analyses give in one process on the same images."""
+    import timm
+
+    from viz.analysis import low_frequency_shares, sam_features, smt_distance_profile, smt_fourier_profile
+    from viz.analysis.erf import effective_receptive_field
+    from viz.analysis.stats import mean_interval
+
+    recs = {}
+    for analysis in ("lowfreq", "erf", "distance", "spectrum"):
+        out = tmp_path / f"{analysis}.pt"
+        with pytest.warns(UserWarning, match="broken.jpg"):
+            assert main(["run", analysis, "--model", "test_smt", "--images", str(folder), "--out", str(out),
+                         "--batch-size", "3", "--input-size", "32", "--queries", "64"]) == 0
+        recs[analysis] = load_result(out)
+    x, paths = _images_as_run_reads_them(recs["lowfreq"])
+    torch.manual_seed(0)  # the run builds its model after seeding with --seed (0)
+    model = timm.create_model("test_smt").eval()
+    assert recs["lowfreq"]["result"]["paths"] == paths and len(paths) == 9
+    feats = sam_features(model, x)
+    for d in ("energy", "channel", "display"):
+        for s in low_frequency_shares(feats, 0.5, d):
+            got = recs["lowfreq"]["result"]["change"][d][s.block]
+            want = s.change_interval().to_dict()
+            assert _same(got, want), (d, s.block, got, want)
+    erf = effective_receptive_field(model, x, batch_size=9, keep_per_image=True)
+    want = {str(t): e.to_dict() for t, e in erf.area_ratio_intervals((0.2, 0.3, 0.5, 0.99)).items()}
+    assert _same(recs["erf"]["result"]["area_ratio"], want)
+    # 64 queries cover the whole 8x8 grid of stage 1, so every batch of the run uses the same query tokens
+    prof = smt_distance_profile(model, x, queries=64, batch_size=9, progress=False)
+    for b in prof:
+        assert _same(recs["distance"]["result"]["interval"][b.name], b.interval().to_dict())
+    # the log amplitude magnifies float32 differences between batch sizes: the run's batches (3 files each,
+    # unreadable ones dropped), in memory
+    files = [str(f) for f in list_images(folder)]
+    sizes = [sum(f in paths for f in files[i:i + 3]) for i in range(0, len(files), 3)]
+    parts = [smt_fourier_profile(model, xb) for xb in x.split(sizes)]
+    for k, b in enumerate(parts[0]):
+        rows = torch.cat([p[k].per_image for p in parts])
+        got = recs["spectrum"]["result"]["highest_interval"][b.name]
+        assert _same(got, mean_interval(rows[:, -1]).to_dict())
 
 
 def test_more_processes_than_batches_equal_one_process(folder, tmp_path):

@@ -156,3 +156,53 @@ def test_swin_and_convnext_block_maps():
     conv = timm.create_model("convnext_atto", dims=(8, 16, 32, 64), depths=(1, 1, 1, 1), num_classes=3).eval()
     prof = block_fourier_profile(conv, torch.randn(1, 3, 64, 64))
     assert [b.kind for b in prof] == ["conv"] * 4 and len(prof[0].curve.freq) == 9
+
+
+def test_low_frequency_terms_three_definitions_by_hand():
+    from viz.analysis import low_frequency_terms
+
+    i, j = _grid()
+    low = torch.tensor(np.cos(2 * np.pi * i / H))           # |f| = 2/16 pi: low
+    high = torch.tensor(np.cos(2 * np.pi * 6 * i / H))      # |f| = 12/16 pi: high
+    # image 0: a strong high-frequency channel and a weak low one; image 1: only a low channel
+    x = torch.stack([torch.stack([10 * high, low]), torch.stack([low, 0 * low])]).float()
+    e = low_frequency_terms(x, 0.5, "energy")
+    assert e[0, 0] / e[0, 1] == pytest.approx(1 / 101, rel=1e-5)  # energy 1 : 100
+    # the energy-weighted ratio of sums over images is the batch's low_frequency_share
+    assert float(e[:, 0].sum() / e[:, 1].sum()) == pytest.approx(float(low_frequency_share(x, 0.5)), rel=1e-12)
+    c = low_frequency_terms(x, 0.5, "channel")
+    assert c[0].tolist() == pytest.approx([1.0, 2.0]) and c[1].tolist() == pytest.approx([1.0, 1.0])  # flat map
+    d = low_frequency_terms(x, 0.5, "display")
+    assert d[:, 1].tolist() == [1.0, 1.0] and 0 <= d[0, 0] <= 1 and d[1, 0] == pytest.approx(
+        float(low_frequency_share(x[1:].abs().mean(1), 0.5)))
+    with pytest.raises(ValueError, match="definition"):
+        low_frequency_terms(x, 0.5, "mean")
+
+
+def test_relative_log_amplitude_per_image_averages_to_the_batch_curve():
+    from viz.analysis import relative_log_amplitude_per_image
+
+    x = torch.randn(5, 3, H, H)
+    rows = relative_log_amplitude_per_image(x)
+    assert rows.shape == (5, H // 2 + 1)
+    torch.testing.assert_close(rows.mean(0), relative_log_amplitude(x).value)
+    torch.testing.assert_close(rows[2], relative_log_amplitude(x[2:3]).value)
+
+
+def test_low_frequency_shares_keep_terms_and_give_paired_intervals():
+    import timm
+
+    from viz.analysis import low_frequency_shares, sam_features
+
+    model = timm.create_model("test_smt").eval()
+    x = torch.randn(6, 3, 64, 64)
+    feats = sam_features(model, x)
+    for definition in ("energy", "channel", "display"):
+        for s in low_frequency_shares(feats, 0.5, definition):
+            assert s.input_terms.shape == (6, 2) and s.definition == definition
+            e = s.change_interval(resamples=200)
+            assert e.n == 6 and e.estimate == pytest.approx(s.change, abs=1e-9) and e.low <= e.estimate <= e.high
+            # the interval of one image set equals the set's change computed afresh
+            one = low_frequency_shares({s.block: sam_features(model, x[:3])[s.block]}, 0.5, definition)[0]
+            part = type(s)(s.block, 0.5, 0, 0, s.input_terms[:3], s.modulator_terms[:3], definition)
+            assert part.change_interval().estimate == pytest.approx(one.change, abs=1e-9)

@@ -1,5 +1,5 @@
-"""Command line of the analyses: `python -m viz run ...`, `python -m viz figures ...` and `python -m viz demo`
-(the main job)."""
+"""Command line of the analyses: `python -m viz run ...`, `python -m viz figures ...`, `python -m viz claims ...`
+and `python -m viz demo` (the main job)."""
 from __future__ import annotations
 
 import argparse
@@ -12,6 +12,14 @@ def main(argv: list[str] | None = None) -> int:
         from .demo import main as demo
 
         return demo(argv[1:])
+    if argv[:1] == ["claims"]:
+        from .figures.cli import claims_main as claims
+
+        try:
+            return claims(argv[1:])
+        except (FileNotFoundError, ValueError) as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
     if argv[:1] == ["figures"]:
         from .figures import main as figures
 
@@ -24,6 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     run.add_parser(sub)
     sub.add_parser("figures", help="render the paper figures (python -m viz figures --help)")
+    sub.add_parser("claims", help="the paper's claims with intervals and verdicts (python -m viz claims --help)")
     sub.add_parser("demo", help="the main job: report and figures on the demo model (python -m viz demo --help)")
     args = parser.parse_args(argv)
     with cli_errors(args.debug) as code:

@@ -7,10 +7,10 @@
    the items' boxes for each stage's output, next to the hit rate of a uniformly random point.
 3. What Scale-Aware Modulation does in it: the ERF's high-contribution area ratios, the per-head
    receptive fields of the first SAM block, and the low-frequency share of SAA input vs output per
-   SAM block.
+   SAM block. Every average comes with its 95% interval and N (`viz.analysis.stats`).
 4. The figure set (`python -m viz figures`) into `figures/` with `index.html`, drawn from the same
    analyses as the report (one `viz.figures.FigureSet`), then the list of written files and each
-   figure's wall time.
+   figure's wall time, and the paper's claims as a table with verdicts (`python -m viz claims`).
 
 A user's own checkpoint (an official release file, say) is one flag or variable away:
 `--checkpoint PATH` or `SMT_CHECKPOINT=PATH` (the architecture is read from the file); steps 2-4
@@ -28,39 +28,48 @@ from typing import Optional
 
 import torch
 
+from .analysis.stats import format_estimate
+
 
 def _pct(x: float) -> str:
     return f"{x:5.1f}%"
 
 
+def _pct_ci(e) -> str:
+    """A proportion with its interval, in per cent: `71.5% [67.4, 75.2], N=512`."""
+    return format_estimate(e.scaled(100), ".1f").replace(" [", "% [", 1)
+
+
 def report(fs) -> None:
-    """Print the demo's analyses of a `viz.figures.FigureSet`'s source (the figures reuse what it computes)."""
+    """Print the demo's analyses of a `viz.figures.FigureSet`'s source (the figures reuse what it computes), every
+    average with its 95% interval and N (Wilson for proportions, bootstrap over images otherwise)."""
     from .analysis import sam_block_names
-    from .analysis.erf import high_contribution_area_ratio
+    from .analysis.cam import pointing_hits
+    from .analysis.stats import mean_interval, proportion_interval
 
     src = fs.source
     model = src.model
     if src.labels is not None:
         correct = fs.predictions == src.labels
-        print(f"\ntop-1 on the {len(src.labels)} shipped test canvases: {_pct(100 * correct.float().mean().item())}")
+        print(f"\ntop-1 on the {len(src.labels)} shipped test canvases: {_pct_ci(proportion_interval(correct))}")
         for c, name in enumerate(src.class_names):
             sel = src.labels == c
-            print(f"  {name:<12} {_pct(100 * correct[sel].float().mean().item())}  ({int(sel.sum())} images)")
+            print(f"  {name:<12} {_pct_ci(proportion_interval(correct[sel]))}")
     if src.boxes is not None:
         n = len(fs.images())
         b = src.boxes[:n].float()
-        chance = ((b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1]) / fs.input_size ** 2).mean().item()
-        print(f"Grad-CAM (true class) pointing game vs item boxes (a uniformly random point: {_pct(100 * chance)}), "
-              f"{n} canvases:")
-        for s, hits in fs.pointing.items():
-            cams = fs.cams[s]
-            print(f"  stage {s + 1} output ({cams.shape[-2]}x{cams.shape[-1]}) {_pct(100 * hits)}")
+        chance = mean_interval((b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1]) / fs.input_size ** 2)
+        print(f"Grad-CAM (true class) pointing game vs item boxes (a uniformly random point: {_pct_ci(chance)}):")
+        for s, cams in fs.cams.items():
+            hits = pointing_hits(cams, b, (fs.input_size, fs.input_size))
+            print(f"  stage {s + 1} output ({cams.shape[-2]}x{cams.shape[-1]}) {_pct_ci(proportion_interval(hits))}")
 
     last = len(model.stages) - 1
     r, display = fs.erf(last)
-    ratios = high_contribution_area_ratio(display, fs.settings.thresholds)
-    text = ", ".join(f"t={t}: {'n/a' if v is None else f'{v:.4f}'}" for t, v in ratios.items())
-    print(f"\nERF of the last stage ({r.num_images} images, {r.num_skipped} skipped): area ratio {text}")
+    ratios = r.area_ratio_intervals(fs.settings.thresholds)
+    print(f"\nERF of the last stage ({r.num_images} images, {r.num_skipped} skipped), area ratio with 95% interval:")
+    for t, e in ratios.items():
+        print(f"  t={t}: {format_estimate(e, '.4f')}")
 
     first = sam_block_names(model)[0]
     maps = fs.head_erf(first)
@@ -71,24 +80,10 @@ def report(fs) -> None:
     if not fs.low_frequency:
         print("\nSAA is off in this model: no low-frequency share before/after SAA")
         return
-    print(f"\nlow-frequency share (radius {fs.settings.radius} pi) of SAA input -> output, per SAM block "
-          f"({len(fs.images())} images):")
+    print(f"\nlow-frequency share (radius {fs.settings.radius} pi, energy-weighted over channels) of SAA input -> "
+          f"output, per SAM block, and the change (output - input; paired bootstrap over the same images):")
     for s in fs.low_frequency:
-        print(f"  {s.block:<20} {s.saa_input:.3f} -> {s.modulator:.3f}")
-
-
-def _checkpoint_source(path: str, num_images: Optional[int]):
-    import smt
-
-    from .figures import DATA_IMAGES, folder_source
-
-    model = smt.create_model_from_checkpoint(path)
-    name = model.pretrained_cfg.get("architecture", "smt") if hasattr(model, "pretrained_cfg") else "smt"
-    size = model.pretrained_cfg.get("input_size", (3, 224, 224))[-1]
-    src = folder_source(name, DATA_IMAGES, checkpoint=path, num_images=num_images, input_size=size,
-                        num_classes=model.num_classes)
-    src.name = Path(path).name
-    return src
+        print(f"  {s.block:<20} {s.saa_input:.3f} -> {s.modulator:.3f}  change {format_estimate(s.change_interval())}")
 
 
 def main(argv: Optional[list[str]] = None) -> int:
@@ -97,9 +92,13 @@ def main(argv: Optional[list[str]] = None) -> int:
     p = argparse.ArgumentParser(prog="python -m viz demo", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--checkpoint", default=os.environ.get("SMT_CHECKPOINT"),
-                   help="an SMT checkpoint to analyse instead of the demo model (env SMT_CHECKPOINT)")
-    p.add_argument("--demo-model", default="main",
-                   help="which shipped demo model (main, heads1, heads2, heads4, heads8, nosaa)")
+                   help="an SMT checkpoint to analyse instead of the demo model (env SMT_CHECKPOINT); with --model, "
+                        "that model's weights")
+    p.add_argument("--model", "--demo-model", dest="model", default=None,
+                   help="a demo model (main, heads1, heads2, heads4, heads8, nosaa), a timm name (smt_tiny) or an SMT "
+                        "checkpoint file (default: main, or --checkpoint alone)")
+    p.add_argument("--labels", help="class names, one per line (default: from the model's outputs)")
+    p.add_argument("--device", help="cpu, cuda, cuda:N (default: cuda when available, else cpu)")
     p.add_argument("--no-summary", action="store_true", help="skip the variant table")
     p.add_argument("--num-images", type=int, default=512, help="shipped canvases to evaluate (at most 512); "
                                                                 "the analyses use at most 128 of them")
@@ -126,14 +125,14 @@ def _run(args: argparse.Namespace, argv: Optional[list[str]]) -> int:
     t0 = time.perf_counter()
     torch.manual_seed(0)
     settings = Settings(num_images=min(args.num_images, 128), venue=args.venue)
-    if args.checkpoint:
-        fs = FigureSet(lambda: _checkpoint_source(args.checkpoint, args.num_images), settings)
-        check_source(fs, (), checkpoint=args.checkpoint)
-        source = fs.source
-        print(f"\n== {args.checkpoint} ({sum(p.numel() for p in fs.model.parameters()) / 1e6:.2f}M params), "
-              f"{len(source.images)} images of data/images at {fs.input_size}px ==")
-    else:
-        fs = FigureSet(load_source(args.demo_model, num_images=args.num_images), settings)
+    fs = FigureSet(lambda: load_source(args.model, checkpoint=args.checkpoint, num_images=args.num_images,
+                                       labels=args.labels, device=args.device), settings)
+    check_source(fs, (), checkpoint=args.checkpoint)  # the model and images once: one error, before any report
+    source = fs.source
+    if source.demo is None:
+        print(f"\n== {source.name} ({sum(p.numel() for p in fs.model.parameters()) / 1e6:.2f}M params), "
+              f"{len(source.images)} images of {source.image_source} at {fs.input_size}px, "
+              f"on {source.images.device} ==")
     if not args.no_summary:
         from smt.reference import reference_path
         from smt.summary import format_table
@@ -145,9 +144,9 @@ def _run(args: argparse.Namespace, argv: Optional[list[str]]) -> int:
         if bad:
             print(f"reference logits NOT reproduced for: {', '.join(bad)}")
             return 1
-    if not args.checkpoint:
-        print(f"\n== demo model {args.demo_model!r}: smt_nano trained on Scaled Fashion-MNIST "
-              f"(data/demo/; model card next to the weights) ==")
+    if source.demo is not None:
+        print(f"\n== demo model {source.demo!r}: smt_nano trained on Scaled Fashion-MNIST "
+              f"(data/demo/; model card next to the weights), on {source.images.device} ==")
     report(fs)
     print(f"\nreport: {time.perf_counter() - t0:.1f} s")
     if args.no_figures:
@@ -157,6 +156,9 @@ def _run(args: argparse.Namespace, argv: Optional[list[str]]) -> int:
     command = "python -m viz demo " + " ".join(shown)
     outcomes = render(fs, out, names, formats=formats, command=command.strip(), debug=args.debug)
     print_outcomes(outcomes, out)
+    claims = out / "claims.md"
+    if "claims" in names and claims.is_file():
+        print(f"\nthe paper's claims (python -m viz claims; {claims}):\n{claims.read_text()}")
     print(f"total: {time.perf_counter() - t0:.1f} s")
     return 1 if any(o.status == "failed" for o in outcomes) else 0
 

@@ -9,6 +9,12 @@ rank 0 writes the file. Every batch holds the same images whatever the number of
 sums are float64, so K processes reproduce a single process to about 1e-12.
 The file is a `torch.save` of plain tensors, numbers and strings (`load_result` reads it with
 `weights_only=True`): the analysis, its settings, the model's identity and the result.
+
+Every analysis also keeps per-image values (gathered across ranks, then sorted by path), and the
+result holds the 95% intervals over images computed from them on rank 0 (`viz.analysis.stats`,
+seeded): the same images give the same intervals whatever the number of processes, and the same as
+one process computing the analysis in memory. `erf` keeps each image's map (float32, H x W x 4 bytes
+per image: about 200 KB at 224 px).
 """
 from __future__ import annotations
 
@@ -27,6 +33,10 @@ import torch.nn as nn
 from .images import ImageFiles, collate_skip_unreadable, list_images
 
 __all__ = ["run", "load_result", "build_model", "shard_batches", "Analysis", "ANALYSES"]
+
+
+#: ERF area-ratio thresholds of the intervals a result holds (RepLKNet's).
+THRESHOLDS = (0.2, 0.3, 0.5, 0.99)
 
 
 # ---- analyses: one interface ------------------------------------------------------------------------
@@ -48,7 +58,7 @@ class Analysis:
         self.meta: dict[str, Any] = {}
 
     def _add(self, key: str, value: torch.Tensor) -> None:
-        value = value.detach().double().cpu()
+        value = value.detach().double()  # stays on the model's device; `_reduce` moves the sums once
         self.sums[key] = self.sums[key] + value if key in self.sums else value.clone()
 
     def update(self, model: nn.Module, images: torch.Tensor, paths: list[str]) -> None:
@@ -56,6 +66,12 @@ class Analysis:
 
     def finalize(self, sums: dict[str, torch.Tensor], rows: list, meta: dict[str, Any]) -> dict[str, Any]:
         raise NotImplementedError
+
+
+def _by_path(rows: list) -> tuple[list[str], list]:
+    """Per-image rows (path, value), gathered from every rank, in path order: (paths, values)."""
+    rows = sorted(rows, key=lambda r: r[0])
+    return [r[0] for r in rows], [r[1] for r in rows]
 
 
 def _require_smt_eval(model: nn.Module, args: argparse.Namespace, what: str) -> None:
@@ -83,15 +99,30 @@ class ERFAnalysis(Analysis):
     def update(self, model: nn.Module, images: torch.Tensor, paths: list[str]) -> None:
         from .analysis.erf import effective_receptive_field
 
-        r = effective_receptive_field(model, images, self.feature_fn, batch_size=images.shape[0])
+        r = effective_receptive_field(model, images, self.feature_fn, batch_size=images.shape[0],
+                                      keep_per_image=True)
         self._add("erf_total", r.total)
         self._add("num_counted", torch.tensor(float(r.num_images), dtype=torch.float64))
         self._add("num_skipped_nan", torch.tensor(float(r.num_skipped), dtype=torch.float64))
+        if r.num_skipped == 0:
+            self.rows += list(zip(paths, r.per_image))
+        else:  # images with NaN gradients are not counted: find them one by one to pair maps with paths
+            for p, x in zip(paths, images.split(1)):
+                one = effective_receptive_field(model, x, self.feature_fn, batch_size=1, keep_per_image=True)
+                self.rows += [(p, one.per_image[0])] if one.num_images else []
 
     def finalize(self, sums: dict[str, torch.Tensor], rows: list, meta: dict[str, Any]) -> dict[str, Any]:
+        from .analysis.erf import area_ratio_intervals
+
         n = int(sums["num_counted"])
-        return {"erf": sums["erf_total"] / max(n, 1), "erf_total": sums["erf_total"], "num_counted": n,
-                "num_skipped_nan": int(sums["num_skipped_nan"])}
+        paths, maps = _by_path(rows)
+        out = {"erf": sums["erf_total"] / max(n, 1), "erf_total": sums["erf_total"], "num_counted": n,
+               "num_skipped_nan": int(sums["num_skipped_nan"]), "paths": paths}
+        if maps and len(maps) == n:
+            per_image = torch.stack(maps)
+            out["per_image"] = per_image
+            out["area_ratio"] = {str(t): e.to_dict() for t, e in area_ratio_intervals(per_image, THRESHOLDS).items()}
+        return out
 
 
 class SpectrumAnalysis(Analysis):
@@ -113,15 +144,22 @@ class SpectrumAnalysis(Analysis):
             self._add(f"value/{b.name}", b.curve.value * n)
             self._add(f"freq/{b.name}", b.curve.freq * n)
         self._add("num_images", torch.tensor(float(n)))
+        self.rows += [(p, {b.name: b.per_image[i] for b in profile}) for i, p in enumerate(paths)]
 
     def finalize(self, sums: dict[str, torch.Tensor], rows: list, meta: dict[str, Any]) -> dict[str, Any]:
+        from .analysis.stats import mean_interval
+
         n = sums["num_images"]
         names = [name for name, _, _ in meta["blocks"]]  # depth order (the sums' keys are sorted by name)
+        paths, values = _by_path(rows)
+        per_image = {b: torch.stack([v[b] for v in values]) for b in names}
         return {"blocks": names, "kinds": [kind for _, kind, _ in meta["blocks"]],
                 "depth": torch.tensor([d for _, _, d in meta["blocks"]]),
                 "freq": {b: sums[f"freq/{b}"] / n for b in names},
                 "relative_log_amplitude": {b: sums[f"value/{b}"] / n for b in names},
-                "highest": torch.stack([sums[f"value/{b}"][-1] / n for b in names]), "num_images": int(n)}
+                "highest": torch.stack([sums[f"value/{b}"][-1] / n for b in names]), "num_images": int(n),
+                "paths": paths, "per_image": per_image,
+                "highest_interval": {b: mean_interval(per_image[b][:, -1]).to_dict() for b in names}}
 
 
 class DistanceAnalysis(Analysis):
@@ -146,14 +184,56 @@ class DistanceAnalysis(Analysis):
             self._add(f"per_head/{b.name}", b.per_head * n)
             self._add(f"block/{b.name}", torch.tensor(b.distance) * n)
         self._add("num_images", torch.tensor(float(n)))
+        self.rows += [(p, {b.name: float(b.per_image[i]) for b in profile}) for i, p in enumerate(paths)]
 
     def finalize(self, sums: dict[str, torch.Tensor], rows: list, meta: dict[str, Any]) -> dict[str, Any]:
+        from .analysis.stats import mean_interval
+
         n = sums["num_images"]
         names = [name for name, _ in meta["blocks"]]  # depth order (the sums' keys are sorted by name)
+        paths, values = _by_path(rows)
+        per_image = {b: torch.tensor([v[b] for v in values], dtype=torch.float64) for b in names}
         return {"blocks": names, "kinds": [kind for _, kind in meta["blocks"]],
                 "per_head": {b: sums[f"per_head/{b}"] / n for b in names},
                 "block": torch.stack([sums[f"block/{b}"] / n for b in names]), "num_images": int(n),
-                "queries": self.queries, "unit": "input pixels"}
+                "queries": self.queries, "unit": "input pixels", "paths": paths, "per_image": per_image,
+                "interval": {b: mean_interval(per_image[b]).to_dict() for b in names}}
+
+
+class LowFrequencyAnalysis(Analysis):
+    """Low-frequency share of SAA's input and output (the modulator) of every SAM block with SAA, under each
+    definition of the share (`viz.analysis.spectrum.SHARE_DEFINITIONS`), per image."""
+
+    name = "lowfreq"
+
+    def __init__(self, model: nn.Module, args: argparse.Namespace):
+        super().__init__(model, args)
+        _require_smt_eval(model, args, "The low-frequency analysis")
+        self.radius = args.radius
+
+    def update(self, model: nn.Module, images: torch.Tensor, paths: list[str]) -> None:
+        from .analysis.features import sam_features
+        from .analysis.spectrum import SHARE_DEFINITIONS, low_frequency_terms
+
+        feats = {b: f for b, f in sam_features(model, images).items()
+                 if not isinstance(model.get_submodule(b).attn.saa, nn.Identity)}
+        self.meta["blocks"] = list(feats)
+        terms = {(d, b, side): low_frequency_terms(getattr(f, side), self.radius, d)
+                 for d in SHARE_DEFINITIONS for b, f in feats.items() for side in ("saa_input", "modulator")}
+        self.rows += [(p, {k: v[i] for k, v in terms.items()}) for i, p in enumerate(paths)]
+
+    def finalize(self, sums: dict[str, torch.Tensor], rows: list, meta: dict[str, Any]) -> dict[str, Any]:
+        from .analysis.spectrum import SHARE_DEFINITIONS
+        from .analysis.stats import paired_ratio_difference
+
+        blocks = meta.get("blocks", [])
+        paths, values = _by_path(rows)
+        terms = {d: {b: {side: torch.stack([v[(d, b, side)] for v in values]) for side in ("saa_input", "modulator")}
+                     for b in blocks} for d in SHARE_DEFINITIONS}
+        change = {d: {b: paired_ratio_difference(t["modulator"], t["saa_input"]).to_dict() for b, t in tb.items()}
+                  for d, tb in terms.items()}
+        return {"blocks": blocks, "radius": self.radius, "definitions": dict(SHARE_DEFINITIONS), "paths": paths,
+                "num_images": len(paths), "terms": terms, "change": change}
 
 
 class CAMAnalysis(Analysis):
@@ -182,7 +262,8 @@ class CAMAnalysis(Analysis):
                 "method": self.method, "stage": self.stage}
 
 
-ANALYSES = {"erf": ERFAnalysis, "spectrum": SpectrumAnalysis, "distance": DistanceAnalysis, "cam": CAMAnalysis}
+ANALYSES = {"erf": ERFAnalysis, "spectrum": SpectrumAnalysis, "distance": DistanceAnalysis,
+            "lowfreq": LowFrequencyAnalysis, "cam": CAMAnalysis}
 
 
 # ---- running ---------------------------------------------------------------------------------------
@@ -196,27 +277,15 @@ def _sha256(path: Path) -> str:
 
 
 def build_model(name: str, checkpoint: Optional[str], num_classes: Optional[int]) -> nn.Module:
-    """A timm model by name (SMT variants registered), with weights from `checkpoint` if given.
+    """The model `smt.resolve.resolve_model` names (a timm name with weights from `checkpoint`, a demo name, or a
+    checkpoint file alone), in eval mode on the CPU.
 
     For SMT the classifier size is read from the checkpoint unless `num_classes` is given, so a
     fine-tuned file (e.g. the 10-class demo model) keeps its trained head.
     """
-    import timm
+    from smt.resolve import resolve_model
 
-    import smt  # noqa: F401  (registers the SMT variants)
-    from smt.model import VARIANTS
-
-    kwargs = {} if num_classes is None else {"num_classes": num_classes}
-    if not checkpoint:
-        return timm.create_model(name, **kwargs)
-    if not Path(checkpoint).is_file():
-        raise FileNotFoundError(f"checkpoint {checkpoint} does not exist")
-    if name.split(".")[0] in VARIANTS and num_classes is None:
-        from smt.checkpoint import read_checkpoint
-
-        head = read_checkpoint(checkpoint).get("head.weight")
-        kwargs["num_classes"] = 0 if head is None else head.shape[0]
-    return timm.create_model(name, pretrained=True, pretrained_cfg_overlay=dict(file=str(checkpoint)), **kwargs)
+    return resolve_model(name, checkpoint=checkpoint, num_classes=num_classes, device="cpu").model
 
 
 def shard_batches(num_files: int, batch_size: int, rank: int, world: int) -> list[list[int]]:
@@ -275,23 +344,24 @@ def _check_stage(model: nn.Module, stage: Optional[int]) -> None:
 
 def run(args: argparse.Namespace) -> Optional[dict]:
     """Run one analysis; returns the saved record on rank 0 (None on other ranks)."""
-    from timm.data import create_transform, resolve_data_config
+    from timm.data import create_transform
     from tqdm.auto import tqdm
 
     from smt.distributed import init_distributed
     from smt.inputs import InputError
     from smt.reader import CheckpointError
+    from smt.resolve import resolve_model
 
-    rank, world, device = init_distributed()
+    rank, world, device = init_distributed(getattr(args, "device", None))
     try:
         torch.manual_seed(args.seed)
         try:
-            model = build_model(args.model, args.checkpoint, args.num_classes).to(device).eval()
+            resolved = resolve_model(args.model, checkpoint=args.checkpoint, num_classes=args.num_classes,
+                                     device=device, input_size=args.input_size, seed=args.seed)
         except CheckpointError as e:  # weights of another architecture
             raise InputError("--checkpoint", str(e)) from None
+        model, config = resolved.model, resolved.data_config
         _check_stage(model, args.stage)
-        config = resolve_data_config({} if args.input_size is None else
-                                     {"input_size": (3, args.input_size, args.input_size)}, model=model)
         files = list_images(args.images, args.num_images)
         loader = torch.utils.data.DataLoader(ImageFiles(files, create_transform(**config)),
                                              batch_sampler=shard_batches(len(files), args.batch_size, rank, world),
@@ -318,8 +388,8 @@ def run(args: argparse.Namespace) -> Optional[dict]:
         record = {
             "analysis": args.analysis,
             "model": args.model,
-            "checkpoint": str(args.checkpoint) if args.checkpoint else None,
-            "checkpoint_sha256": _sha256(Path(args.checkpoint)) if args.checkpoint else None,
+            "checkpoint": resolved.checkpoint,
+            "checkpoint_sha256": _sha256(Path(resolved.checkpoint)) if resolved.checkpoint else None,
             "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()
                          if k not in ("func",)},
             "data_config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in config.items()},
@@ -411,7 +481,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("run", help="run an analysis over an image folder (torchrun-ready)",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("analysis", choices=sorted(ANALYSES))
-    p.add_argument("--model", required=True, help="timm model name, e.g. smt_tiny, resnet50")
+    p.add_argument("--model", required=True, help="timm model name (smt_tiny, resnet50), a demo model (main, ...) "
+                                                  "or an SMT checkpoint file alone")
     p.add_argument("--checkpoint", help="weights file (official SMT release, ours, or safetensors)")
     p.add_argument("--num-classes", type=int, help="classifier size, when the checkpoint's differs from the default")
     p.add_argument("--images", required=True, help="folder of images (searched recursively)")
@@ -423,6 +494,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--stage", type=int, help="stage whose output is analysed (default the last)")
     p.add_argument("--cam-method", default="GradCAM", help="pytorch_grad_cam method for `cam`")
     p.add_argument("--queries", type=int, default=16, help="query tokens per SAM block for `distance`")
+    p.add_argument("--radius", type=float, default=0.5, help="low-frequency cut-off for `lowfreq`, units of pi")
+    p.add_argument("--device", help="default: cuda:LOCAL_RANK when CUDA is available, else cpu")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     p.add_argument("--debug", action="store_true", help="show the traceback of an error")

@@ -288,9 +288,9 @@ class ModelResolver:
 
     def demo(self, name: str) -> nn.Module:
         """The trained demo model `name` (cached)."""
-        from smt.demo import demo_model
+        from smt.resolve import resolve_model
 
-        return self.models.get(("demo", name), lambda: demo_model(name).to(self.device))
+        return self.models.get(("demo", name), lambda: resolve_model(name, device=self.device).model)
 
     def user(self, name: str):
         """The user's model `name` (a checkpoint path or timm name) as `smt.resolve.ResolvedModel` (cached by

@@ -196,7 +196,7 @@ def check_run_args(args) -> None:
     from .analysis.cam import CAM_METHODS
 
     c = Checks()
-    c(check_model_name, args.model, "--model", demo_names=False)
+    c(check_model_name, args.model, "--model")
     c(check_checkpoint, args.checkpoint, "--checkpoint")
     c(check_image_folder, args.images, "--images")
     c(check_range, args.num_images, "--num-images", 1)
@@ -244,12 +244,12 @@ def check_demo_args(args, figures: Sequence[str]) -> tuple[list[str], list[str]]
     from smt.demo import BACKBONES, DEMO_MODELS
 
     c = Checks()
-    if args.demo_model in BACKBONES:  # the report reads SMT's stages and SAM blocks
-        c.add("--demo-model", f"{args.demo_model} is a comparison backbone, drawn beside SMT in the figures; the "
-                              f"demo reports on an SMT model: give one of "
-                              f"{', '.join(n for n in DEMO_MODELS if n not in BACKBONES)}")
-    else:
-        c(check_choice, args.demo_model, "--demo-model", [n for n in DEMO_MODELS if n not in BACKBONES], "demo model")
+    if args.model in BACKBONES:  # the report reads SMT's stages and SAM blocks
+        smt_demos = ", ".join(n for n in DEMO_MODELS if n not in BACKBONES)
+        c.add("--model", f"{args.model} is a comparison backbone, drawn beside SMT in the figures; the demo "
+                         f"reports on an SMT model: give one of {smt_demos}, an SMT variant or an SMT checkpoint")
+    elif args.model is not None:
+        c(check_model_name, args.model, "--model")
     c(check_checkpoint, args.checkpoint, "--checkpoint" if not os.environ.get("SMT_CHECKPOINT") else
       "--checkpoint (or SMT_CHECKPOINT)")
     c(check_range, args.num_images, "--num-images", 1, 512, what="the shipped canvases")

@@ -18,6 +18,7 @@ from .common import (
 from .distance import (
                      AttentionSpec,
                      BlockDistance,
+                     attention_distance_samples,
                      attention_distances,
                      footprint_mean_distance,
                      fused_attn_disabled,
@@ -47,6 +48,7 @@ from .features import (
                      smt_forward,
 )
 from .spectrum import (
+                     SHARE_DEFINITIONS,
                      BlockFourier,
                      FourierCurve,
                      LowFrequencyShare,
@@ -58,9 +60,11 @@ from .spectrum import (
                      frequency_grid,
                      low_frequency_share,
                      low_frequency_shares,
+                     low_frequency_terms,
                      power_spectrum_2d,
                      radial_power_spectrum,
                      relative_log_amplitude,
+                     relative_log_amplitude_per_image,
                      saa_low_frequency_shares,
                      smt_fourier_profile,
 )
@@ -68,7 +72,8 @@ from .spectrum import (
 __all__ = [
     "block_index", "block_names", "msa_block_names", "require_eval", "require_smt", "sam_block_names", "sam_module",
     "stage_grid", "stage_grids", "stage_stride", "tokens_to_map",
-    "AttentionSpec", "BlockDistance", "attention_distances", "footprint_mean_distance", "fused_attn_disabled",
+    "AttentionSpec", "BlockDistance", "attention_distance_samples",
+    "attention_distances", "footprint_mean_distance", "fused_attn_disabled",
     "gradient_distance", "mean_attention_distance", "modulation_distance", "smt_attention_distances",
     "smt_attention_specs", "smt_distance_profile", "smt_modulation_distances", "swin_attention_specs",
     "token_distances", "vit_attention_specs", "timm_attention_profile", "block_fourier_profile",
@@ -78,4 +83,5 @@ __all__ = [
     "BlockFourier", "FourierCurve", "LowFrequencyShare", "PowerSpectrum2D", "RadialSpectrum", "fourier_profile",
     "frequency_grid", "low_frequency_share", "low_frequency_shares", "power_spectrum_2d", "radial_power_spectrum",
     "relative_log_amplitude", "saa_low_frequency_shares", "smt_fourier_profile",
+    "SHARE_DEFINITIONS", "low_frequency_terms", "relative_log_amplitude_per_image",
 ]

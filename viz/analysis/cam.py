@@ -30,7 +30,8 @@ from .common import stage_grid, tokens_to_map
 
 __all__ = ["CAM_METHODS", "GRADIENT_METHODS", "class_activation_maps", "LayerGradients", "layer_gradients",
            "cam_from_gradients",
-           "token_reshape", "default_target_layers", "stage_grid", "cam_to_image", "pointing_game"]
+           "token_reshape", "default_target_layers", "stage_grid", "cam_to_image", "pointing_game",
+           "pointing_hits"]
 
 CAM_METHODS = ("GradCAM", "GradCAMPlusPlus", "XGradCAM", "EigenCAM", "EigenGradCAM", "LayerCAM", "ScoreCAM",
                "HiResCAM", "GradCAMElementWise", "KPCA_CAM", "RandomCAM", "AblationCAM", "FullGrad", "ShapleyCAM",
@@ -220,7 +221,14 @@ def cam_to_image(cams: torch.Tensor, size: tuple[int, int], *, relu: bool = True
 
 def pointing_game(cams: torch.Tensor, boxes: torch.Tensor, image_size: tuple[int, int], *, tolerance: int = 0
                   ) -> float:
-    """Fraction of images whose CAM maximum falls inside the image's box.
+    """Fraction of images whose CAM maximum falls inside the image's box (the mean of `pointing_hits`;
+    `viz.analysis.stats.proportion_interval` of the hits gives its Wilson interval)."""
+    return pointing_hits(cams, boxes, image_size, tolerance=tolerance).float().mean().item()
+
+
+def pointing_hits(cams: torch.Tensor, boxes: torch.Tensor, image_size: tuple[int, int], *, tolerance: int = 0
+                  ) -> torch.Tensor:
+    """Per image, whether its CAM maximum falls inside its box: (B,) bool.
 
     Zhang et al., "Top-down Neural Attention by Excitation Backprop", ECCV 2016. Each (h, w) map is
     upsampled bilinearly to the image size; its arg-max pixel is a hit when it lies inside the box
@@ -240,4 +248,4 @@ def pointing_game(cams: torch.Tensor, boxes: torch.Tensor, image_size: tuple[int
     b = boxes.float()
     hit = ((x >= b[:, 0] - tolerance) & (x < b[:, 2] + tolerance)
            & (y >= b[:, 1] - tolerance) & (y < b[:, 3] + tolerance))
-    return hit.float().mean().item()
+    return hit

@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Optional, Union
 
 import torch
@@ -45,7 +45,7 @@ __all__ = [
     "BlockDistance", "AttentionSpec", "token_distances", "mean_attention_distance", "gradient_distance",
     "modulation_distance", "fused_attn_disabled", "attention_distances", "smt_attention_specs",
     "vit_attention_specs", "swin_attention_specs", "smt_attention_distances", "smt_modulation_distances",
-    "smt_distance_profile", "footprint_mean_distance", "timm_attention_profile",
+    "smt_distance_profile", "footprint_mean_distance", "timm_attention_profile", "attention_distance_samples",
 ]
 
 
@@ -58,11 +58,22 @@ class BlockDistance:
         kind: "msa" (mean attention distance) or "sam" (modulation distance).
         per_head: (heads,) distance of each attention head or MHMC head.
         distance: The block's distance: the mean over heads for MSA, the full gradient's distance for SAM.
+        per_image: (M,) the block's distance on each image (mean over queries, and heads for MSA), whose mean
+            is `distance`: what an interval over images needs; None where it was not kept.
     """
     name: str
     kind: str
     per_head: torch.Tensor
     distance: float
+    per_image: Optional[torch.Tensor] = field(default=None, repr=False, compare=False)
+
+    def interval(self, **kwargs):
+        """`distance` with a bootstrap interval over images (`viz.analysis.stats.mean_interval`)."""
+        from .stats import mean_interval
+
+        if self.per_image is None:
+            raise ValueError(f"{self.name}: no per-image distances kept")
+        return mean_interval(self.per_image, **kwargs)
 
 
 @dataclass(frozen=True)
@@ -107,6 +118,13 @@ def mean_attention_distance(attn: torch.Tensor, grid_hw: tuple[int, int], stride
     Returns:
         (heads,) float64.
     """
+    return _attention_distance_rows(attn, grid_hw, stride, normalize=normalize,
+                                    num_prefix_tokens=num_prefix_tokens).mean(0)
+
+
+def _attention_distance_rows(attn: torch.Tensor, grid_hw: tuple[int, int], stride: float = 1.0, *,
+                             normalize: bool = False, num_prefix_tokens: int = 0) -> torch.Tensor:
+    """`mean_attention_distance` of each of the B rows (images, or Swin windows): (B, heads)."""
     if attn.ndim != 4 or attn.shape[-1] != attn.shape[-2]:
         raise ValueError(f"attention weights must be (B, heads, N, N), got {tuple(attn.shape)}")
     h, w = (int(v) for v in grid_hw)
@@ -118,7 +136,7 @@ def mean_attention_distance(attn: torch.Tensor, grid_hw: tuple[int, int], stride
     if num_prefix_tokens:
         a = a / a.sum(-1, keepdim=True).clamp(min=1e-30)
     d = token_distances((h, w), stride, device=a.device)
-    out = (a * d).sum(-1).mean(dim=(0, 2))  # (heads,)
+    out = (a * d).sum(-1).mean(dim=2)  # (B, heads)
     return out / (stride * math.hypot(h, w)) if normalize else out
 
 
@@ -199,6 +217,13 @@ def modulation_distance(block: nn.Module, x: torch.Tensor, grid_hw: tuple[int, i
     Returns:
         (per-head distances (N,), block distance, number of (image, query) pairs), in pixels.
     """
+    per_head, per_image, pairs = _modulation_distance(block, x, grid_hw, stride, queries=queries, seed=seed)
+    return per_head, float(per_image.mean()), pairs
+
+
+def _modulation_distance(block: nn.Module, x: torch.Tensor, grid_hw: tuple[int, int], stride: float, *,
+                         queries, seed: int) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """`modulation_distance` with the block distance per image (B,) (mean over queries) instead of its mean."""
     h, w = grid_hw
     if x.ndim != 3 or x.shape[1] != h * w:
         raise ValueError(f"block input must be (B, H*W, C) with H*W = {h * w}, got {tuple(x.shape)}")
@@ -216,7 +241,8 @@ def modulation_distance(block: nn.Module, x: torch.Tensor, grid_hw: tuple[int, i
                                      for g in gx]))  # (N, B)
         whole.append(_weighted_distance(sum(gx).abs().sum(-1).reshape(-1, h, w), q, stride))  # (B,)
     per_head_t = torch.stack(per_head)  # (Q, N, B)
-    return per_head_t.mean(dim=(0, 2)), float(torch.stack(whole).mean()), per_head_t.shape[0] * per_head_t.shape[2]
+    pairs = per_head_t.shape[0] * per_head_t.shape[2]
+    return per_head_t.mean(dim=(0, 2)), torch.stack(whole).mean(0).detach().cpu(), pairs
 
 
 @contextmanager
@@ -238,7 +264,16 @@ def fused_attn_disabled(model: nn.Module):
 
 def attention_distances(model: nn.Module, images, specs: Sequence[AttentionSpec], *, batch_size: int = 8,
                         normalize: bool = False, progress: bool = True) -> dict[str, torch.Tensor]:
-    """Mean attention distance per head for each `spec` over an image set: {module: (heads,)}.
+    """Mean attention distance per head for each `spec` over an image set: {module: (heads,)}
+    (the mean over images of `attention_distance_samples`; arguments as there)."""
+    samples = attention_distance_samples(model, images, specs, batch_size=batch_size, normalize=normalize,
+                                         progress=progress)
+    return {k: v.mean(0) for k, v in samples.items()}
+
+
+def attention_distance_samples(model: nn.Module, images, specs: Sequence[AttentionSpec], *, batch_size: int = 8,
+                               normalize: bool = False, progress: bool = True) -> dict[str, torch.Tensor]:
+    """Mean attention distance per image and head for each `spec` over an image set: {module: (M, heads)}.
 
     Args:
         model: Any model in eval mode (timm ViT, Swin, SMT); fused attention is turned off while running.
@@ -249,22 +284,24 @@ def attention_distances(model: nn.Module, images, specs: Sequence[AttentionSpec]
         progress: tqdm progress bar over batches.
     """
     require_eval(model, "attention_distances")
-    sums: dict[str, torch.Tensor] = {}
-    count = 0
+    parts: dict[str, list] = {}
     batches = image_batches(images, batch_size)
     with fused_attn_disabled(model), torch.no_grad():
         for batch in tqdm(batches, desc="attention distance", disable=not progress):
             with capture(model, [s.module for s in specs], to=None) as cap:
                 model(batch)
+            b = batch.shape[0]
             for s in specs:
-                for a in cap.all(s.module):  # Swin: (B * windows, heads, N, N)
-                    d = mean_attention_distance(a, s.grid_hw, s.stride, normalize=normalize,
-                                                num_prefix_tokens=s.num_prefix_tokens) * batch.shape[0]
-                    sums[s.module] = sums.get(s.module, 0) + d
-            count += batch.shape[0]
-    if count == 0:
+                calls = []
+                for a in cap.all(s.module):  # Swin: (B * windows, heads, N, N), windows of one image together
+                    # mean over windows of each window's distance (mean over its queries) = mean_attention_distance
+                    d = _attention_distance_rows(a, s.grid_hw, s.stride, normalize=normalize,
+                                                 num_prefix_tokens=s.num_prefix_tokens)  # (B * windows, heads)
+                    calls.append(d.reshape(b, -1, d.shape[-1]).mean(1))  # (B, heads)
+                parts.setdefault(s.module, []).append(torch.stack(calls).sum(0))
+    if not parts:
         raise ValueError("the image set is empty")
-    return {k: v / count for k, v in sums.items()}
+    return {k: torch.cat(v) for k, v in parts.items()}
 
 
 def smt_attention_specs(model: nn.Module, image_hw: tuple[int, int]) -> list[AttentionSpec]:
@@ -311,7 +348,7 @@ def smt_modulation_distances(model: nn.Module, images, *, queries: Union[None, i
     for b in blocks:
         sam_module(model, b)
     per_head_sum = {b: 0.0 for b in blocks}   # sums over (image, query) pairs
-    distance_sum = {b: 0.0 for b in blocks}
+    per_image: dict[str, list] = {b: [] for b in blocks}
     pairs = {b: 0 for b in blocks}
     batches = image_batches(images, batch_size)
     for bi, batch in enumerate(tqdm(batches, desc="modulation distance", disable=not progress)):
@@ -319,13 +356,15 @@ def smt_modulation_distances(model: nn.Module, images, *, queries: Union[None, i
             model(batch)
         for k, b in enumerate(blocks):
             x, h, w = cap[b]
-            ph, whole, n = modulation_distance(model.get_submodule(b), x, (int(h), int(w)),
-                                               stage_stride(model, block_index(b)[0]), queries=queries,
-                                               seed=seed + 1000 * bi + k)
+            ph, whole, n = _modulation_distance(model.get_submodule(b), x, (int(h), int(w)),
+                                                stage_stride(model, block_index(b)[0]), queries=queries,
+                                                seed=seed + 1000 * bi + k)
             per_head_sum[b] = per_head_sum[b] + ph * n
-            distance_sum[b] += whole * n
+            per_image[b].append(whole)
             pairs[b] += n
-    return [BlockDistance(b, "sam", per_head_sum[b] / pairs[b], distance_sum[b] / pairs[b]) for b in blocks]
+    # every image of a batch has the same queries, so the mean over (image, query) pairs is the mean over images
+    return [BlockDistance(b, "sam", per_head_sum[b] / pairs[b], float(torch.cat(per_image[b]).mean()),
+                          torch.cat(per_image[b])) for b in blocks]
 
 
 def smt_attention_distances(model: nn.Module, images, *, batch_size: int = 8, normalize: bool = False,
@@ -333,9 +372,14 @@ def smt_attention_distances(model: nn.Module, images, *, batch_size: int = 8, no
     """Mean attention distance per head of every MSA block of an SMT model, at the images' size."""
     first = images[0:1] if isinstance(images, torch.Tensor) else next(iter(image_batches(images, batch_size)))[0:1]
     specs = smt_attention_specs(model, tuple(first.shape[-2:]))
-    res = attention_distances(model, images, specs, batch_size=batch_size, normalize=normalize, progress=progress)
-    return [BlockDistance(s.module.rsplit(".attn.", 1)[0], "msa", res[s.module], float(res[s.module].mean()))
-            for s in specs]
+    res = attention_distance_samples(model, images, specs, batch_size=batch_size, normalize=normalize,
+                                     progress=progress)
+    return [_msa_distance(s.module.rsplit(".attn.", 1)[0], res[s.module]) for s in specs]
+
+
+def _msa_distance(name: str, samples: torch.Tensor) -> BlockDistance:
+    """An MSA block's distance from its (M, heads) per-image samples: per head, block, and per image."""
+    return BlockDistance(name, "msa", samples.mean(0), float(samples.mean()), samples.mean(1))
 
 
 def smt_distance_profile(model: nn.Module, images, *, queries: Union[None, int] = 64, seed: int = 0,
@@ -368,5 +412,6 @@ def timm_attention_profile(model: nn.Module, images, *, batch_size: int = 8, nor
     else:
         raise ValueError(f"{type(model).__name__} has no attention to measure (attention distance needs a ViT, "
                          f"Swin or SMT model)")
-    res = attention_distances(model, images, specs, batch_size=batch_size, normalize=normalize, progress=progress)
-    return [BlockDistance(s.module[:-len(suffix)], "msa", res[s.module], float(res[s.module].mean())) for s in specs]
+    res = attention_distance_samples(model, images, specs, batch_size=batch_size, normalize=normalize,
+                                     progress=progress)
+    return [_msa_distance(s.module[:-len(suffix)], res[s.module]) for s in specs]

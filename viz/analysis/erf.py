@@ -20,9 +20,10 @@ side 1 (RepLKNet starts at 3) and ends at the largest centred square that fits.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Optional, Union
 
+import numpy as np
 import torch
 import torch.nn as nn
 
@@ -32,7 +33,7 @@ from .common import image_batches, require_eval, sam_module
 FeatureFn = Callable[[nn.Module, torch.Tensor], torch.Tensor]
 
 __all__ = ["ERFResult", "effective_receptive_field", "erf_display", "high_contribution_area_ratio",
-           "largest_square_area_ratio",
+           "largest_square_area_ratio", "area_ratio_intervals",
            "final_feature_map", "stage_feature_map", "stage_erfs", "head_erf", "block_head_erf"]
 
 
@@ -49,6 +50,7 @@ class ERFResult:
     total: torch.Tensor
     num_images: int
     num_skipped: int = 0
+    per_image: Optional[torch.Tensor] = field(default=None, repr=False, compare=False)  # (M, H, W) when kept
 
     @property
     def erf(self) -> torch.Tensor:
@@ -58,8 +60,17 @@ class ERFResult:
         return self.total / self.num_images
 
     def __add__(self, other: "ERFResult") -> "ERFResult":
+        both = self.per_image is not None and other.per_image is not None
         return ERFResult(self.total + other.total, self.num_images + other.num_images,
-                         self.num_skipped + other.num_skipped)
+                         self.num_skipped + other.num_skipped,
+                         torch.cat([self.per_image, other.per_image]) if both else None)
+
+    def area_ratio_intervals(self, thresholds: Sequence[float] = (0.2, 0.3, 0.5, 0.99), **kwargs) -> dict:
+        """{t: Estimate} of the high-contribution area ratio with a bootstrap interval over images
+        (`area_ratio_intervals`); needs the per-image maps (`keep_per_image=True`)."""
+        if self.per_image is None:
+            raise ValueError("this ERF kept no per-image maps; compute it with keep_per_image=True")
+        return area_ratio_intervals(self.per_image, thresholds, **kwargs)
 
 
 def final_feature_map(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -102,6 +113,7 @@ def effective_receptive_field(
         *,
         batch_size: int = 32,
         progress: bool = False,
+        keep_per_image: bool = False,
 ) -> ERFResult:
     """Accumulate the RepLKNet ERF of `model` over `images`.
 
@@ -112,6 +124,7 @@ def effective_receptive_field(
             `stage_feature_map(i)` targets SMT stage i; a lambda can target any timm model's map.
         batch_size: Images per backward pass when `images` is a tensor (1 reproduces the per-image loop).
         progress: Show a progress bar.
+        keep_per_image: Keep each counted image's (H, W) map (float32) in `per_image`, for intervals.
 
     Returns:
         `ERFResult` with the summed (H, W) map (float64), the count, and NaN-skipped images.
@@ -119,7 +132,7 @@ def effective_receptive_field(
     require_eval(model, "The ERF")
     feature_fn = feature_fn or final_feature_map
     batches = image_batches(images, batch_size)
-    total, counted, skipped = None, 0, 0
+    total, counted, skipped, kept = None, 0, 0, []
     if progress:
         from tqdm.auto import tqdm
 
@@ -127,17 +140,19 @@ def effective_receptive_field(
     for x in batches:
         contrib = _batch_contributions(model, x, feature_fn).double()
         finite = ~torch.isnan(contrib).flatten(1).any(dim=1)
-        skipped += int((~finite).sum())
-        counted += int(finite.sum())
-        part = contrib[finite].sum(dim=0).cpu()
+        skipped += (~finite).sum()  # tensors: no host sync per batch
+        counted += finite.sum()
+        part = contrib[finite].sum(dim=0)  # stays on the model's device until the end
         total = part if total is None else total + part
+        if keep_per_image:
+            kept.append(contrib[finite].float().cpu())
     if total is None:
         raise ValueError("no images were given")
-    return ERFResult(total, counted, skipped)
+    return ERFResult(total.cpu(), int(counted), int(skipped), torch.cat(kept) if keep_per_image else None)
 
 
 def stage_erfs(model: nn.Module, images: Union[torch.Tensor, Iterable[torch.Tensor]], stages: Sequence[int], *,
-               batch_size: int = 32) -> dict[int, ERFResult]:
+               batch_size: int = 32, keep_per_image: bool = False) -> dict[int, ERFResult]:
     """The ERF of several stages' outputs from one forward pass per batch (one backward pass per stage).
 
     Equals `effective_receptive_field(model, images, stage_feature_map(s))` for every s in `stages`
@@ -149,6 +164,7 @@ def stage_erfs(model: nn.Module, images: Union[torch.Tensor, Iterable[torch.Tens
     totals: dict[int, Optional[torch.Tensor]] = {s: None for s in stages}
     counted = {s: 0 for s in stages}
     skipped = {s: 0 for s in stages}
+    kept: dict[int, list] = {s: [] for s in stages}
     for x in image_batches(images, batch_size):
         x = x.detach().clone().requires_grad_(True)
         maps = model.forward_intermediates(x, indices=stages, intermediates_only=True, stop_early=True)
@@ -158,13 +174,16 @@ def stage_erfs(model: nn.Module, images: Union[torch.Tensor, Iterable[torch.Tens
             (grad,) = torch.autograd.grad(central, x, retain_graph=k < len(stages) - 1)
             contrib = torch.relu(grad).sum(dim=1).double()  # (B, H, W)
             finite = ~torch.isnan(contrib).flatten(1).any(dim=1)
-            skipped[s] += int((~finite).sum())
-            counted[s] += int(finite.sum())
-            part = contrib[finite].sum(dim=0).cpu()
+            skipped[s] += (~finite).sum()  # tensors: no host sync per batch
+            counted[s] += finite.sum()
+            part = contrib[finite].sum(dim=0)  # stays on the model's device until the end
             totals[s] = part if totals[s] is None else totals[s] + part
+            if keep_per_image:
+                kept[s].append(contrib[finite].float().cpu())
     if any(t is None for t in totals.values()):
         raise ValueError("no images were given")
-    return {s: ERFResult(totals[s], counted[s], skipped[s]) for s in stages}
+    return {s: ERFResult(totals[s].cpu(), int(counted[s]), int(skipped[s]),
+                         torch.cat(kept[s]) if keep_per_image else None) for s in stages}
 
 
 def erf_display(erf: torch.Tensor) -> torch.Tensor:
@@ -213,6 +232,53 @@ def high_contribution_area_ratio(
     return out
 
 
+def _area_ratios_np(mean_map: np.ndarray, thresholds: Sequence[float]) -> list[float]:
+    """`high_contribution_area_ratio(erf_display(mean_map))` in numpy (NaN for None), for resampling."""
+    d = np.log10(mean_map + 1)
+    peak = d.max()
+    if peak > 0:
+        d = d / peak
+    H, W = d.shape
+    total = d.sum()
+    if total <= 0:
+        return [float("nan")] * len(thresholds)
+    cy, cx = H // 2, W // 2
+    sums = np.array([d[cy - i:cy + i + 1, cx - i:cx + i + 1].sum() for i in range(_largest_half_side(H, W) + 1)])
+    fractions = sums / total
+    out = []
+    for t in thresholds:
+        above = np.nonzero(fractions > t)[0]
+        out.append(float((2 * above[0] + 1) ** 2 / (H * W)) if above.size else float("nan"))
+    return out
+
+
+def area_ratio_intervals(per_image: torch.Tensor, thresholds: Sequence[float] = (0.2, 0.3, 0.5, 0.99), *,
+                         resamples: int = 1000, seed: int = 0, level: float = 0.95) -> dict:
+    """{t: Estimate} of the high-contribution area ratio of the mean ERF of `per_image` (M, H, W) maps, with a
+    percentile bootstrap over images (each resample: the images drawn with replacement, their mean map,
+    the display transform, the area ratio). The estimate equals `high_contribution_area_ratio` of
+    `erf_display` of the mean map; NaN where no centred square reaches t."""
+    from .stats import Estimate, _percentiles
+
+    x = per_image.double().numpy() if isinstance(per_image, torch.Tensor) else np.asarray(per_image, np.float64)
+    if x.ndim != 3 or x.shape[0] == 0:
+        raise ValueError(f"expected per-image maps (M, H, W) of at least one image, got shape {tuple(x.shape)}")
+    m = x.shape[0]
+    est = _area_ratios_np(x.mean(0), thresholds)
+    samples = np.full((resamples, len(thresholds)), np.nan)
+    if m > 1:
+        idx = np.random.default_rng(seed).integers(0, m, size=(resamples, m))  # as `stats.bootstrap` draws them
+        flat = x.reshape(m, -1)
+        for r, i in enumerate(idx):
+            counts = np.bincount(i, minlength=m).astype(np.float64)
+            samples[r] = _area_ratios_np((counts @ flat / m).reshape(x.shape[1:]), thresholds)
+    out = {}
+    for k, t in enumerate(thresholds):
+        lo, hi = _percentiles(samples[:, k], level) if m > 1 else (float("nan"), float("nan"))
+        out[t] = Estimate(est[k], lo, hi, m, "bootstrap", level)
+    return out
+
+
 def head_erf(model: nn.Module, images: torch.Tensor, block: str, *, reduce: str = "abs") -> torch.Tensor:
     """Receptive field of each MHMC head of one SAM block, with respect to that block's input.
 
@@ -238,7 +304,7 @@ def head_erf(model: nn.Module, images: torch.Tensor, block: str, *, reduce: str 
     if reduce not in ("abs", "relu"):
         raise ValueError(f"reduce={reduce!r}: use 'abs' or 'relu'")
     sam_module(model, block)
-    with torch.no_grad(), capture(model, block, inputs=True) as cap:
+    with torch.no_grad(), capture(model, block, inputs=True, to=None) as cap:  # the input stays on the device
         model(images)
     x, H, W = cap[block]
     return block_head_erf(model.get_submodule(block), x, (int(H), int(W)), reduce=reduce)
@@ -251,7 +317,8 @@ def block_head_erf(block: nn.Module, x: torch.Tensor, grid_hw: tuple[int, int], 
     if reduce not in ("abs", "relu"):
         raise ValueError(f"reduce={reduce!r}: use 'abs' or 'relu'")
     H, W = grid_hw
-    x = x.detach().clone().requires_grad_(True)  # (B, N, C)
+    device = next(block.parameters()).device
+    x = x.detach().to(device, copy=True).requires_grad_(True)  # (B, N, C), where the block runs
     with torch.enable_grad(), capture(block.attn, "mhmc.heads.*", to=None, keep_graph=True) as heads:
         block.attn(block.norm1(x), H, W)
     maps = []
@@ -261,4 +328,4 @@ def block_head_erf(block: nn.Module, x: torch.Tensor, grid_hw: tuple[int, int], 
         (g,) = torch.autograd.grad(central, x, retain_graph=True)  # (B, N, C)
         g = g.abs() if reduce == "abs" else torch.relu(g)
         maps.append(g.sum(dim=(0, 2)).reshape(H, W).double())
-    return torch.stack(maps)
+    return torch.stack(maps).cpu()  # the result only

@@ -14,7 +14,7 @@ Frequencies are in units of pi radians per sample (1.0 = Nyquist), computed from
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Optional
 
 import torch
@@ -26,7 +26,8 @@ __all__ = [
     "FourierCurve", "PowerSpectrum2D", "RadialSpectrum", "relative_log_amplitude", "power_spectrum_2d",
     "radial_power_spectrum", "low_frequency_share", "tokens_to_map", "frequency_grid", "BlockFourier",
     "fourier_profile", "smt_fourier_profile", "LowFrequencyShare", "low_frequency_shares", "saa_low_frequency_shares",
-    "block_fourier_profile", "block_low_frequency_shares",
+    "block_fourier_profile", "block_low_frequency_shares", "SHARE_DEFINITIONS", "low_frequency_terms",
+    "relative_log_amplitude_per_image",
 ]
 
 
@@ -103,6 +104,24 @@ def relative_log_amplitude(x: torch.Tensor, eps: float = 1e-6) -> FourierCurve:
     diag = logamp[k, k]
     freq = torch.arange(h // 2 + 1, dtype=torch.float64) * (2.0 / h)  # k/H cycles per sample = 2k/H pi
     return FourierCurve(freq=freq, value=diag - diag[0])
+
+
+def relative_log_amplitude_per_image(x: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    """`relative_log_amplitude` of each image of a (B, C, H, W) map separately: (B, K) float64.
+
+    The mean over images equals the batch's curve (the statistic is a mean of logs), so these rows are
+    what a band over images (`viz.analysis.stats`) needs.
+    """
+    x = _check_map(x)
+    if x.ndim != 4:
+        raise ValueError(f"expected (B, C, H, W), got {tuple(x.shape)}")
+    b, _, h, w = x.shape
+    if h != w:
+        raise ValueError(f"relative_log_amplitude needs a square map (its diagonal), got {h}x{w}")
+    logamp = torch.log(torch.fft.fft2(x.double()).abs() + eps).mean(1)  # (B, H, W)
+    k = torch.arange(h // 2 + 1, device=x.device)
+    diag = logamp[:, k, k]
+    return (diag - diag[:, :1]).cpu()
 
 
 def power_spectrum_2d(x: torch.Tensor, *, log: bool = True, eps: float = 1e-12) -> PowerSpectrum2D:
@@ -184,6 +203,56 @@ def low_frequency_share(x: torch.Tensor, radius: float = 0.5) -> torch.Tensor:
     return p[nondc & (r <= radius + 1e-12)].sum() / total
 
 
+#: The three definitions of a low-frequency share over maps of many channels (`low_frequency_terms`).
+SHARE_DEFINITIONS = {
+    "energy": "energy-weighted over channels: all channels' spectra summed, so high-energy channels dominate",
+    "channel": "every channel weighted equally: each channel's map normalised to unit (non-DC) energy",
+    "display": "the displayed map: the channel mean of |x| (what modulator-map figures show)",
+}
+
+
+def low_frequency_terms(x: torch.Tensor, radius: float = 0.5, definition: str = "energy") -> torch.Tensor:
+    """Per-image numerator and denominator of a low-frequency share: (B, 2) float64 rows whose ratio of sums
+    over any set of images is that set's share (so intervals over images can be formed from them).
+
+    Definitions (`SHARE_DEFINITIONS`), each with every map's spatial mean removed and zero frequency
+    excluded, |f| <= `radius` pi counting as low:
+        energy: (low energy, non-DC energy) summed over channels; over images, the ratio of sums is
+            `low_frequency_share` of the whole batch (energy-weighted over images and channels).
+        channel: (sum over channels of each channel's share, number of channels with spatial structure):
+            every channel map counts once, whatever its energy.
+        display: (share of the image's channel-mean |x| map, 1): every image's displayed map counts once.
+    A map without spatial structure contributes (0, 0).
+
+    Args:
+        x: Maps (B, C, H, W), e.g. SAA input or output.
+        radius: Cut-off, units of pi.
+        definition: "energy", "channel" or "display".
+    """
+    x = _check_map(x)
+    if definition not in SHARE_DEFINITIONS:
+        raise ValueError(f"definition={definition!r}: use one of {', '.join(SHARE_DEFINITIONS)}")
+    if x.ndim != 4:
+        raise ValueError(f"expected maps (B, C, H, W), got {tuple(x.shape)}")
+    if not 0 < radius:
+        raise ValueError(f"radius={radius} must be positive (units of pi; e.g. 0.5)")
+    x = x.double()
+    if definition == "display":
+        x = x.abs().mean(1, keepdim=True)
+    h, w = x.shape[-2:]
+    x = x - x.mean(dim=(-2, -1), keepdim=True)
+    p = torch.fft.fft2(x).abs() ** 2  # (B, C, H, W)
+    r = _radius(h, w, x.device)
+    nondc = (r > 0).to(p.dtype)
+    low = ((r > 0) & (r <= radius + 1e-12)).to(p.dtype)
+    low_e, total_e = (p * low).sum(dim=(-2, -1)), (p * nondc).sum(dim=(-2, -1))  # (B, C)
+    if definition == "energy":
+        return torch.stack([low_e.sum(1), total_e.sum(1)], 1).cpu()
+    has = total_e > 0
+    share = torch.where(has, low_e / total_e.clamp_min(1e-300), torch.zeros_like(low_e))
+    return torch.stack([share.sum(1), has.to(share.dtype).sum(1)], 1).cpu()
+
+
 @dataclass(frozen=True)
 class BlockFourier:
     """Relative log amplitude of one block's output; `depth` = (index + 1) / number of blocks."""
@@ -191,6 +260,7 @@ class BlockFourier:
     kind: str
     depth: float
     curve: FourierCurve
+    per_image: Optional[torch.Tensor] = field(default=None, repr=False, compare=False)  # (M, K) curve per image
 
 
 def fourier_profile(forward: SMTForward) -> list[BlockFourier]:
@@ -202,9 +272,12 @@ def fourier_profile(forward: SMTForward) -> list[BlockFourier]:
         raise ValueError("this forward pass recorded no block outputs; "
                          "capture with smt_forward(..., block_outputs=True)")
     names = list(forward.block_outputs)
-    return [BlockFourier(name, forward.block_kinds[name], (k + 1) / len(names),
-                         relative_log_amplitude(tokens_to_map(forward.block_outputs[name], forward.grid(name))))
-            for k, name in enumerate(names)]
+    out = []
+    for k, name in enumerate(names):
+        x = tokens_to_map(forward.block_outputs[name], forward.grid(name))
+        out.append(BlockFourier(name, forward.block_kinds[name], (k + 1) / len(names), relative_log_amplitude(x),
+                                relative_log_amplitude_per_image(x)))
+    return out
 
 
 def smt_fourier_profile(model: torch.nn.Module, images: torch.Tensor) -> list[BlockFourier]:
@@ -221,26 +294,70 @@ def smt_fourier_profile(model: torch.nn.Module, images: torch.Tensor) -> list[Bl
 
 @dataclass(frozen=True)
 class LowFrequencyShare:
-    """Low-frequency share (see `low_frequency_share`) before and after SAA of one block."""
+    """Low-frequency share (see `low_frequency_share`) before and after SAA of one block.
+
+    `input_terms` and `modulator_terms` are the per-image (numerator, denominator) rows of
+    `low_frequency_terms` under `definition` (None when built from shares alone); the shares are their
+    ratios of sums, and `change_interval` the paired bootstrap of the change over the same images.
+    """
     block: str
     radius: float
     saa_input: float
     modulator: float
+    input_terms: Optional[torch.Tensor] = field(default=None, repr=False, compare=False)
+    modulator_terms: Optional[torch.Tensor] = field(default=None, repr=False, compare=False)
+    definition: str = "energy"
 
     @property
     def change(self) -> float:
         """Output share minus input share: positive where SAA strengthens low frequencies."""
         return self.modulator - self.saa_input
 
+    def _terms(self):
+        if self.input_terms is None or self.modulator_terms is None:
+            raise ValueError(f"{self.block}: no per-image terms kept; build the shares with low_frequency_shares")
+        return self.input_terms, self.modulator_terms
 
-def low_frequency_shares(features: Mapping[str, SAMFeatures], radius: float = 0.5) -> list[LowFrequencyShare]:
-    """Low-frequency share of the SAA input vs the SAA output (modulator) of each SAM block's features."""
-    return [LowFrequencyShare(b, radius, float(low_frequency_share(f.saa_input, radius)),
-                              float(low_frequency_share(f.modulator, radius))) for b, f in features.items()]
+    def change_interval(self, **kwargs):
+        """The change (output minus input share) with a paired bootstrap interval over images (an `Estimate`)."""
+        from .stats import paired_ratio_difference
+
+        a, b = self._terms()
+        return paired_ratio_difference(b, a, **kwargs)
+
+    def share_interval(self, which: str = "modulator", **kwargs):
+        """The input's or the modulator's share with a bootstrap interval over images."""
+        from .stats import ratio_interval
+
+        a, b = self._terms()
+        return ratio_interval(b if which == "modulator" else a, **kwargs)
+
+
+def low_frequency_shares(features: Mapping[str, SAMFeatures], radius: float = 0.5, definition: str = "energy"
+                         ) -> list[LowFrequencyShare]:
+    """Low-frequency share of the SAA input vs the SAA output (modulator) of each SAM block's features, with the
+    per-image terms that intervals need (`low_frequency_terms`; "energy" gives `low_frequency_share`'s value)."""
+    out = []
+    for b, f in features.items():
+        t_in = low_frequency_terms(f.saa_input, radius, definition)
+        t_out = low_frequency_terms(f.modulator, radius, definition)
+        if definition == "energy":  # the same number, computed as `low_frequency_share` has always done
+            s_in = float(low_frequency_share(f.saa_input, radius))
+            s_out = float(low_frequency_share(f.modulator, radius))
+        else:
+            s_in, s_out = _ratio(t_in), _ratio(t_out)
+        out.append(LowFrequencyShare(b, radius, s_in, s_out, t_in, t_out, definition))
+    return out
+
+
+def _ratio(terms: torch.Tensor) -> float:
+    den = float(terms[:, 1].sum())
+    return float(terms[:, 0].sum()) / den if den > 0 else float("nan")
 
 
 def saa_low_frequency_shares(model: torch.nn.Module, images: torch.Tensor, radius: float = 0.5,
-                             blocks: Optional[Sequence[str]] = None) -> list[LowFrequencyShare]:
+                             blocks: Optional[Sequence[str]] = None, definition: str = "energy"
+                             ) -> list[LowFrequencyShare]:
     """Low-frequency share of the SAA input vs the SAA output (modulator) for each SAM block.
 
     The quantitative form of SMT's claim that SAA strengthens low-frequency signal: share > input share.
@@ -250,8 +367,9 @@ def saa_low_frequency_shares(model: torch.nn.Module, images: torch.Tensor, radiu
         images: (B, 3, H, W).
         radius: Cut-off in units of pi.
         blocks: SAM block names; default all.
+        definition: How channels are weighted (`SHARE_DEFINITIONS`).
     """
-    return low_frequency_shares(sam_features(model, images, blocks), radius)
+    return low_frequency_shares(sam_features(model, images, blocks), radius, definition)
 
 
 def _timm_block_maps(model: torch.nn.Module, images: torch.Tensor) -> list[tuple[str, str, torch.Tensor]]:
@@ -304,7 +422,7 @@ def block_fourier_profile(model: torch.nn.Module, images: torch.Tensor) -> list[
     if hasattr(model, "stage_block_types"):
         return smt_fourier_profile(model, images)
     maps = _timm_block_maps(model, images)
-    return [BlockFourier(n, kind, (k + 1) / len(maps), relative_log_amplitude(m))
+    return [BlockFourier(n, kind, (k + 1) / len(maps), relative_log_amplitude(m), relative_log_amplitude_per_image(m))
             for k, (n, kind, m) in enumerate(maps)]
 
 

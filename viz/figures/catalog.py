@@ -13,7 +13,7 @@ from smt.presets import TITLES
 
 from ..plot.base import to_numpy
 from .figureset import FigureSet, Rendered, SkipFigure
-from .registry import ABLATION_SET, FIGURES, figure
+from .registry import FIGURES, figure
 
 __all__ = ["FIGURES", "draw"]
 
@@ -85,7 +85,8 @@ def _fourier_from_results(fs: FigureSet) -> Optional[list]:
     if not recs:
         return None
     r = recs[0][1]["result"]
-    return [BlockFourier(b, k, float(d), FourierCurve(r["freq"][b], r["relative_log_amplitude"][b]))
+    per_image = r.get("per_image", {})
+    return [BlockFourier(b, k, float(d), FourierCurve(r["freq"][b], r["relative_log_amplitude"][b]), per_image.get(b))
             for b, k, d in zip(r["blocks"], r["kinds"], r["depth"].tolist())]
 
 
@@ -103,10 +104,14 @@ def _profiles(fs: FigureSet, from_results: Callable, computed: Callable, backbon
 @figure("fourier", width="full", needs="smt", results="spectrum")
 def fig_fourier(fs: FigureSet) -> Rendered:
     """Relative log amplitude of every block's Fourier-transformed output, against frequency and depth."""
+    from ..analysis.stats import mean_interval
     from ..plot import plot_fourier
 
     profile, from_results, others = _profiles(fs, _fourier_from_results, lambda: fs.fourier, fs.backbone_fourier)
-    fig = plot_fourier(profile, others=others or None)
+    bands = [mean_interval(b.per_image[:, -1]) for b in profile] if all(b.per_image is not None for b in profile) \
+        else []
+    fig = plot_fourier(profile, others=others or None,
+                       band=([e.low for e in bands], [e.high for e in bands]) if bands else None)
     high = {b.name: round(b.curve.highest, 4) for b in profile}
     msa = [b.curve.highest for b in profile if b.kind == "msa"]
     sam = [b.curve.highest for b in profile if b.kind == "sam"]
@@ -114,8 +119,13 @@ def fig_fourier(fs: FigureSet) -> Rendered:
                "(a) every block over frequency, coloured by depth (dashed: MSA blocks); (b) the value at the "
                f"highest frequency against normalised depth, MSA blocks shaded. Mean at pi: SAM blocks "
                f"{np.mean(sam):.2f}, MSA blocks {np.mean(msa) if msa else float('nan'):.2f}"
-               + (f"; beside SMT: {', '.join(others)}" if others else "") + ".")
+               + (f"; beside SMT: {', '.join(others)}" if others else "") + "."
+               + (f" The band in (b) is the 95% bootstrap interval of the mean over N={bands[0].n} images." if bands
+                  else ""))
     arrays = {f"freq/{b.name}": b.curve.freq.numpy() for b in profile}
+    if bands:
+        arrays["highest_low"] = np.array([e.low for e in bands])
+        arrays["highest_high"] = np.array([e.high for e in bands])
     arrays.update({f"value/{b.name}": b.curve.value.numpy() for b in profile})
     arrays["depth"] = np.array([b.depth for b in profile])
     for name, prof in others.items():
@@ -123,6 +133,7 @@ def fig_fourier(fs: FigureSet) -> Rendered:
         arrays[f"{name}/highest"] = np.array([b.curve.highest for b in prof])
     numbers = {"highest": high, "mean_highest_sam": float(np.mean(sam)) if sam else None,
                "mean_highest_msa": float(np.mean(msa)) if msa else None, "from_results": from_results,
+               "highest_interval": {b.name: e.to_dict() for b, e in zip(profile, bands)},
                "others_highest": {k: [round(b.curve.highest, 4) for b in v] for k, v in others.items()}}
     return Rendered(fig, arrays, caption, numbers)
 
@@ -134,15 +145,24 @@ def fig_low_frequency(fs: FigureSet) -> Rendered:
 
     shares = fs.low_frequency
     ax = plot_low_frequency_shares(shares)
-    up = sum(s.modulator > s.saa_input for s in shares)
-    change = float(np.mean([s.change for s in shares]))
-    caption = (f"Low-frequency share (|f| <= {fs.settings.radius:g} pi, DC excluded) of SAA's input and output "
-               f"(the modulator) in every SAM block of {fs.source.name}, over {len(fs.images())} images: the output "
-               f"share is higher in {up} of {len(shares)} blocks (mean change {change:+.3f}).")
+    changes = {s.block: s.change_interval() for s in shares}  # paired bootstrap over the same images
+    up = sum(e.low > 0 for e in changes.values())
+    down = sum(e.high < 0 for e in changes.values())
+    n = len(fs.images())
+    caption = (f"Low-frequency share (|f| <= {fs.settings.radius:g} pi, DC excluded, energy-weighted over channels) "
+               f"of SAA's input and output (the modulator) in every SAM block of {fs.source.name}, N={n} images. "
+               f"Change (output - input) with its 95% paired-bootstrap interval: "
+               + "; ".join(f"{b} {e.estimate:+.3f} [{e.low:+.3f}, {e.high:+.3f}]" for b, e in changes.items())
+               + f". The interval lies above zero in {up} and below zero in {down} of {len(shares)} blocks.")
     arrays = {"saa_input": np.array([s.saa_input for s in shares]),
-              "modulator": np.array([s.modulator for s in shares])}
-    numbers = {"shares": {s.block: {"saa_input": round(s.saa_input, 4), "modulator": round(s.modulator, 4)}
-                          for s in shares}, "blocks_where_output_is_higher": up, "num_blocks": len(shares)}
+              "modulator": np.array([s.modulator for s in shares]),
+              "change": np.array([e.estimate for e in changes.values()]),
+              "change_low": np.array([e.low for e in changes.values()]),
+              "change_high": np.array([e.high for e in changes.values()])}
+    numbers = {"shares": {s.block: {"saa_input": round(s.saa_input, 4), "modulator": round(s.modulator, 4),
+                                    "change": changes[s.block].to_dict()} for s in shares},
+               "blocks_where_output_is_higher": up, "blocks_where_output_is_lower": down, "num_blocks": len(shares),
+               "num_images": n, "definition": "energy"}
     return Rendered(ax.figure, arrays, caption, numbers)
 
 
@@ -153,8 +173,9 @@ def _distance_from_results(fs: FigureSet) -> Optional[list]:
     if not recs:
         return None
     r = recs[0][1]["result"]
-    return [BlockDistance(b, k, r["per_head"][b], float(v)) for b, k, v in zip(r["blocks"], r["kinds"],
-                                                                               r["block"].tolist())]
+    per_image = r.get("per_image", {})
+    return [BlockDistance(b, k, r["per_head"][b], float(v), per_image.get(b))
+            for b, k, v in zip(r["blocks"], r["kinds"], r["block"].tolist())]
 
 
 @figure("distance", width="column", needs="smt", results="distance")
@@ -172,18 +193,24 @@ def fig_distance(fs: FigureSet) -> Rendered:
             v = [b.distance for b in profile if block_index(b.name)[0] == s and b.kind == kind]
             if v:
                 per_stage[f"stage {s + 1} {kind.upper()}"] = round(float(np.mean(v)), 2)
+    intervals = {b.name: b.interval() for b in profile if b.per_image is not None}
     caption = ("Distance against depth, in input pixels: modulation distance of SAM blocks (gradient-mass "
                "distance of the modulator, " + (f"{fs.settings.queries} query tokens, " if not from_results else "")
                + "one dot per MHMC head) and mean attention distance of MSA blocks (one dot per attention head); "
                "the line is the block's distance. Per stage: "
                + ", ".join(f"{k} {v:.1f} px" for k, v in per_stage.items())
-               + (f". Beside SMT: {', '.join(others)}" if others else "") + ".")
+               + (f". Beside SMT: {', '.join(others)}" if others else "") + "."
+               + (f" Per block, mean over N={next(iter(intervals.values())).n} images with its 95% bootstrap "
+                  "interval: " + "; ".join(f"{b} {e.estimate:.1f} [{e.low:.1f}, {e.high:.1f}] px"
+                                           for b, e in intervals.items()) + "." if intervals else ""))
     arrays = {f"per_head/{b.name}": b.per_head.numpy() if hasattr(b.per_head, "numpy") else np.asarray(b.per_head)
               for b in profile}
+    arrays.update({f"per_image/{b.name}": np.asarray(b.per_image) for b in profile if b.per_image is not None})
     arrays["distance"] = np.array([b.distance for b in profile])
     for name, prof in others.items():
         arrays[f"{name}/distance"] = np.array([b.distance for b in prof])
     numbers = {"per_stage_px": per_stage, "per_block_px": {b.name: round(b.distance, 2) for b in profile},
+               "per_block_interval_px": {b: e.to_dict() for b, e in intervals.items()},
                "from_results": from_results,
                "others_per_block_px": {k: [round(b.distance, 2) for b in v] for k, v in others.items()}}
     return Rendered(ax.figure, arrays, caption, numbers)
@@ -192,12 +219,13 @@ def fig_distance(fs: FigureSet) -> Rendered:
 @figure("erf", width="full", needs="smt", results="erf")
 def fig_erf(fs: FigureSet) -> Rendered:
     """Effective receptive field of every stage, trained and at random initialisation, with area ratios."""
-    from ..analysis.erf import erf_display, high_contribution_area_ratio
+    from ..analysis.erf import area_ratio_intervals, erf_display, high_contribution_area_ratio
     from ..plot import area_ratio_table, plot_erf_grid
 
     ts = fs.settings.thresholds
     maps: dict[str, list] = {}   # row label -> display map per column
     raw: dict[str, np.ndarray] = {}
+    intervals: dict[str, dict] = {}  # "row, column" -> {t: Estimate} (bootstrap over images)
     recs = fs.result_record("erf")
     if recs:
         columns = []
@@ -207,6 +235,8 @@ def fig_erf(fs: FigureSet) -> Rendered:
             columns.append("last stage" if stage is None else f"stage {int(stage) + 1}")
             maps["viz run"].append(erf_display(rec["result"]["erf"]))
             raw[f"viz run/{columns[-1]}"] = to_numpy(rec["result"]["erf"])
+            if "per_image" in rec["result"]:
+                intervals[f"viz run, {columns[-1]}"] = area_ratio_intervals(rec["result"]["per_image"], ts)
         counted = sorted({int(r["result"]["num_counted"]) for _, r in recs})
         pixels = int(recs[0][1]["data_config"]["input_size"][-1])
         what = f"`viz run erf` results over {'/'.join(map(str, counted))} images"
@@ -222,6 +252,8 @@ def fig_erf(fs: FigureSet) -> Rendered:
                 r, d = fs.erf(s, m)
                 maps[label].append(d)
                 raw[f"{label}/stage {s + 1}"] = to_numpy(r.erf)
+                if r.per_image is not None:
+                    intervals[f"{label}, stage {s + 1}"] = r.area_ratio_intervals(ts)
         pixels = fs.input_size
         init = f", trained and at random initialisation (seed {fs.settings.seed})" if len(models) > 1 else ""
         what = f"every stage of {fs.source.name}{init}, {len(fs.images(fs.settings.erf_images))} images"
@@ -234,17 +266,22 @@ def fig_erf(fs: FigureSet) -> Rendered:
     fig = plot_erf_grid(maps, ratios, columns=columns, pixels=pixels)
     first = next(iter(maps))
     last = ratios[first][-1]
+    last_ci = intervals.get(f"{first}, {columns[-1]}", {})
     caption = ("Effective receptive fields (RepLKNet's measure: the gradient of the central output feature with "
                "respect to the input, ReLU, averaged over images; shown as log10(g + 1) / max on one scale) of "
                f"{what}. Under each map, the high-contribution area ratio (the smallest centred square holding a "
                f"fraction t of the map) at t = {' / '.join(f'{t:g}' for t in ts)}; {first}, {columns[-1]}: "
-               + ", ".join(f"t={t:g}: {'n/a' if v is None else f'{v:.3f}'}" for t, v in last.items())
+               + ", ".join(f"t={t:g}: {'n/a' if v is None else f'{v:.3f}'}"
+                           + (f" [{last_ci[t].low:.3f}, {last_ci[t].high:.3f}]" if t in last_ci
+                              and last_ci[t].has_interval else "") for t, v in last.items())
+               + (f" (95% bootstrap interval over N={next(iter(last_ci.values())).n} images)" if last_ci else "")
                + (". The other backbones' last stage is in the table (erf.md)"
                   if len(table) > sum(map(len, ratios.values())) else "") + ".")
     arrays = {f"display/{label}/{col}": to_numpy(d) for label, row in maps.items() for col, d in zip(columns, row)}
     arrays.update({f"raw/{k}": v for k, v in raw.items()})
     numbers = {"area_ratios": {k: {str(t): (None if v is None else round(v, 4)) for t, v in r.items()}
-                               for k, r in table.items()}}
+                               for k, r in table.items()},
+               "area_ratio_intervals": {k: {str(t): e.to_dict() for t, e in r.items()} for k, r in intervals.items()}}
     return Rendered(fig, arrays, caption, numbers,
                     texts={".md": area_ratio_table(table), ".tex": area_ratio_table(table, latex=True)})
 
@@ -276,13 +313,21 @@ def fig_gradcam(fs: FigureSet) -> Rendered:
                f"of stages {', '.join(str(s + 1) for s in stages)} of {fs.source.name} (ReLU, bilinear upsampling, "
                f"min-max per map; + marks the maximum"
                + ("; boxes: the items" if boxes is not None else "") + ").")
+    wilson = {}
     if pg:
-        caption += (f" Pointing game over {n} images: "
-                    + ", ".join(f"stage {s + 1} {100 * v:.1f}%" for s, v in pg.items())
+        from ..analysis.cam import pointing_hits
+        from ..analysis.stats import proportion_interval
+
+        wilson = {s: proportion_interval(pointing_hits(fs.cams[s], fs.source.boxes[:n],
+                                                       (fs.input_size, fs.input_size))) for s in pg}
+        caption += (f" Pointing game over N={n} images, with 95% Wilson intervals: "
+                    + ", ".join(f"stage {s + 1} {100 * e.estimate:.1f}% [{100 * e.low:.1f}, {100 * e.high:.1f}]"
+                                for s, e in wilson.items())
                     + f" (a uniformly random point: {100 * chance:.1f}%).")
     arrays = {f"cam/stage{s + 1}": fs.cams[s].numpy() for s in stages}
     arrays["images"] = fs.source.display[:rows]
     numbers = {"pointing_game": {f"stage {s + 1}": round(v, 4) for s, v in pg.items()},
+               "pointing_game_wilson": {f"stage {s + 1}": e.to_dict() for s, e in wilson.items()},
                "random_point_hit_rate": None if chance is None else round(chance, 4), "num_images": n,
                "method": fs.settings.cam_method}
     return Rendered(fig, arrays, caption, numbers)
@@ -323,36 +368,62 @@ def _gradcam_from_results(fs: FigureSet, recs) -> Rendered:
 
 @figure("ablation", width="full", needs=("ablation_set", "demo_canvases"))
 def fig_ablation(fs: FigureSet) -> Rendered:
-    """The trained ablation set (N = 1, 2, 4, 8 heads; SAA off): top-1, ERF area ratio, low-frequency change."""
-    from smt.demo import DEMO_MODELS
-
-    from ..analysis.erf import high_contribution_area_ratio
+    """The trained ablation set (N = 1, 2, 4, 8 heads; SAA off), each training seed a dot, the mean with its
+    interval across seeds and images: top-1, ERF area ratio, low-frequency change."""
+    from ..analysis.stats import grouped_bootstrap
+    from ..claims import ABLATION, ERF_THRESHOLD, _erf_statistic, _values, ablation_set
     from ..plot import AblationRow, plot_ablation
 
-    rows = []
-    n_images = len(fs.images())
-    for n in ABLATION_SET:  # top-1 over every shipped canvas; the analyses over the set's images
-        area = high_contribution_area_ratio(fs.ablation_erf(n), fs.settings.thresholds)
-        _, arch = DEMO_MODELS[n]
-        saa = arch.get("saa", True)
-        shares = fs.ablation_low_frequency(n) if saa else None
-        change = None if shares is None else float(np.mean([s.change for s in shares]))
-        heads = int(arch.get("sam_heads", 4))
-        rows.append(AblationRow(f"N = {heads}" if saa else f"SAA off (N = {heads})", heads, saa, fs.ablation_top1(n),
-                                area, change))
+    if fs.source.demo is None or fs.source.labels is None:
+        raise SkipFigure("the ablation set is trained on Scaled Fashion-MNIST: it needs the shipped canvases "
+                         "(run without --images and with a demo --model)")
+    sets = ablation_set(fs, getattr(fs, "ablation_records", None))
+    missing = [c for c in ABLATION if c not in sets]
+    if missing:
+        raise SkipFigure(f"the trained ablation set is incomplete (missing {', '.join(missing)} in data/demo)")
+
+    def interval(values, statistic=np.mean):
+        e = grouped_bootstrap([values], lambda v: v[0], statistic)
+        return (e.low, e.high), e
+
+    rows, numbers = [], {}
+    for cfg, seeds in sets.items():
+        heads, saa = ABLATION[cfg]
+        top1_ci, top1 = interval(_values(seeds, "top1"))
+        erf_values = _values(seeds, "erf")
+        erf_ci, erf = interval(erf_values, _erf_statistic) if all(v is not None for v in erf_values) else \
+            ((np.nan, np.nan), None)
+        lf = [s.low_frequency_change for s in seeds]
+        lf_ci, lf_e = interval(lf) if saa and all(v is not None for v in lf) else ((np.nan, np.nan), None)
+        label = f"N = {heads}" if saa else f"SAA off (N = {heads})"
+        rows.append(AblationRow(label, heads, saa, top1.estimate, {ERF_THRESHOLD: None if erf is None else
+                                                                   erf.estimate},
+                                None if lf_e is None else lf_e.estimate,
+                                seeds=tuple({"top1": s.top1, "erf_area": s.erf_area,
+                                             "low_frequency_change": s.low_frequency_change} for s in seeds),
+                                intervals={"top1": top1_ci, "erf_area": erf_ci, "low_frequency_change": lf_ci}))
+        numbers[label] = {"seeds": [s.seed for s in seeds], "top1_per_seed": [round(s.top1, 2) for s in seeds],
+                          "top1": top1.to_dict(), "erf_area_per_seed": [s.erf_area for s in seeds],
+                          "erf_area": None if erf is None else erf.to_dict(),
+                          "low_frequency_change_per_seed": lf, "low_frequency_change": None if lf_e is None
+                          else lf_e.to_dict(), "num_images": [s.num_images for s in seeds]}
     fig = plot_ablation(rows)
-    canvases = len(fs.ablation_source(ABLATION_SET[-1]).images)
-    caption = (f"The trained ablation set (smt_nano, 900 steps each, one seed): top-1 on the {canvases} shipped "
-               f"canvases, the last stage's ERF area ratio (t = 0.5, {fs.settings.erf_images} canvases) and SAA's "
-               f"mean low-frequency change ({n_images} canvases); "
-               + "; ".join(f"{r.label}: {r.top1:.1f}%" for r in rows) + ".")
+    n_seeds = sorted({len(s) for s in sets.values()})
+    caption = (f"The trained ablation set (smt_nano, 900 steps each, {'/'.join(map(str, n_seeds))} seed(s) per "
+               f"configuration): top-1 on {numbers[rows[0].label]['num_images'][0]} canvases, the "
+               f"last stage's ERF area ratio (t = {ERF_THRESHOLD:g}, {fs.settings.erf_images} canvases) and SAA's "
+               f"mean low-frequency change ({len(fs.images())} canvases). Dots: seeds; diamonds: the mean over seeds "
+               f"with its 95% interval across seeds and images (none for a single seed's low-frequency change); "
+               + "; ".join(f"{r.label}: {r.top1:.1f}% [{r.intervals['top1'][0]:.1f}, {r.intervals['top1'][1]:.1f}]"
+                           for r in rows)
+               + (". With one seed per configuration the interval covers images only; differences smaller than "
+                  "the seed spread are not findings." if n_seeds == [1] else "."))
     arrays = {"top1": np.array([r.top1 for r in rows]),
+              "top1_low": np.array([r.intervals["top1"][0] for r in rows]),
+              "top1_high": np.array([r.intervals["top1"][1] for r in rows]),
               "erf_area_0.5": np.array([np.nan if r.erf_area.get(0.5) is None else r.erf_area[0.5] for r in rows]),
               "low_frequency_change": np.array([np.nan if r.low_frequency_change is None else r.low_frequency_change
                                                 for r in rows])}
-    numbers = {r.label: {"top1": round(r.top1, 2), "erf_area": {str(t): v for t, v in r.erf_area.items()},
-                         "low_frequency_change": None if r.low_frequency_change is None
-                         else round(r.low_frequency_change, 4)} for r in rows}
     return Rendered(fig, arrays, caption, numbers)
 
 
@@ -379,6 +450,14 @@ def fig_summary(fs: FigureSet) -> Rendered:
                         "feature_shapes": [list(s) for s in r.feature_shapes], "reference": r.reference}
                for r in rows}
     return Rendered(None, arrays, caption, numbers, texts={".md": md, ".tex": tex})
+
+
+@figure("claims", width="column", needs="smt")
+def fig_claims(fs: FigureSet) -> Rendered:
+    """The paper's claims: each effect with its 95% interval and N, and the verdict its interval gives (a table)."""
+    from ..claims import claims_rendered
+
+    return claims_rendered(fs, ablation_records=getattr(fs, "ablation_records", None))
 
 
 def draw(fs: FigureSet, name: str, *, venue: Optional[str] = None, dpi: int = 110) -> Rendered:

@@ -14,14 +14,19 @@ from .figureset import FigureSet, Settings
 from .source import Source, load_source
 from .writing import print_outcomes, render
 
-__all__ = ["main", "add_arguments", "settings_from_args", "figure_set_from_args", "run_command"]
+__all__ = ["main", "add_arguments", "settings_from_args", "figure_set_from_args", "run_command", "claims_main"]
 
 
 def add_arguments(p) -> None:
     p.add_argument("--out", required=True, help="output folder (nothing is written outside it)")
-    p.add_argument("--model", default="main",
-                   help="a demo model (main, heads1, heads2, heads4, heads8, nosaa) or a timm model name (smt_small)")
+    p.add_argument("--model", default=None,
+                   help="a demo model (main, heads1, heads2, heads4, heads8, nosaa), a timm model name (smt_small), or "
+                        "an SMT checkpoint file alone (the variant is read from it); default main, or --checkpoint "
+                        "alone")
     p.add_argument("--checkpoint", help="weights file for --model (official SMT release, ours, safetensors)")
+    p.add_argument("--labels", help="class names, one per line, as many as the model's outputs (default: from the "
+                                    "number of outputs: Scaled Fashion-MNIST, ImageNet-1k or -22k, else 'class i')")
+    p.add_argument("--device", help="cpu, cuda, cuda:N (default: cuda when available, else cpu)")
     p.add_argument("--images", help="image folder (default: the shipped canvases for demo models, data/images else)")
     p.add_argument("--num-images", type=int, default=Settings.num_images, help="images the analyses average over")
     p.add_argument("--input-size", type=int, help="square input size (default the model's)")
@@ -61,9 +66,16 @@ def figure_set_from_args(args, results: Optional[list] = None) -> FigureSet:
         results = [(p, load_result(p)) for p in args.results]
     settings = settings_from_args(args)
 
+    if args.labels is not None and not Path(args.labels).is_file():
+        raise FileNotFoundError(f"labels file {args.labels} does not exist; give a text file with one class name per "
+                                f"line")
+    from smt.resolve import resolve_device
+
+    device = resolve_device(args.device)  # a bad device fails before any figure
+
     def source() -> Source:
         return load_source(args.model, checkpoint=args.checkpoint, images=args.images, num_images=None,
-                           input_size=args.input_size, seed=args.seed)
+                           input_size=args.input_size, seed=args.seed, labels=args.labels, device=device)
 
     return FigureSet(source, settings, results=results)
 
@@ -108,3 +120,31 @@ def _without_out(argv: Sequence[str]) -> list[str]:
         elif not a.startswith("--out=") and a not in ("--overwrite", "--debug"):
             out.append(a)
     return out
+
+
+def claims_main(argv: Optional[list[str]] = None) -> int:
+    """`python -m viz claims ...` (argv without the word `claims`): the figure set's `claims` entry (`viz.claims`)
+    into `--out` (default `figures/`), then the table printed."""
+    import argparse
+
+    from ..claims import __doc__ as claims_doc
+    from ..claims import load_ablation_records
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    p = argparse.ArgumentParser(prog="python -m viz claims", description=claims_doc,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(p)
+    p.add_argument("--ablation-records", help="JSON file of per-seed metrics of the ablation set (see above)")
+    if not any(a == "--out" or a.startswith("--out=") for a in argv):
+        argv = ["--out", "figures", *argv]
+    args = p.parse_args(argv)
+    fs = figure_set_from_args(args)
+    fs.ablation_records = load_ablation_records(args.ablation_records)
+    out = Path(args.out)
+    outcomes = render(fs, out, ["claims"], formats=["png"], progress=not args.no_progress,
+                      command="python -m viz claims " + shlex.join(_without_out(argv)))
+    print_outcomes(outcomes, out)
+    md = out / "claims.md"
+    if md.is_file():
+        print("\n" + md.read_text())
+    return 1 if any(o.status == "failed" for o in outcomes) else 0

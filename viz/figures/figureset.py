@@ -87,7 +87,7 @@ def _shown_path(path: Optional[str]) -> Optional[str]:
 def predicted_classes(model: nn.Module, images: torch.Tensor, batch_size: int = 128) -> torch.Tensor:
     """The class `model` predicts for each image (batched, without gradients)."""
     with torch.no_grad():
-        return torch.cat([model(images[i:i + batch_size]).argmax(1) for i in range(0, len(images), batch_size)])
+        return torch.cat([model(images[i:i + batch_size]).argmax(1) for i in range(0, len(images), batch_size)]).cpu()
 
 
 def _saa_blocks(model: nn.Module) -> list[str]:
@@ -262,7 +262,8 @@ class FigureSet:
             from ..analysis.erf import erf_display, stage_erfs
 
             m = self.model if model == "trained" else self.random_model
-            results = stage_erfs(m, self.images(self.settings.erf_images), range(len(m.stages)), batch_size=8)
+            results = stage_erfs(m, self.images(self.settings.erf_images), range(len(m.stages)), batch_size=8,
+                                 keep_per_image=True)  # per-image maps: the area ratios' intervals
             out = {s: (r, erf_display(r.erf)) for s, r in results.items()}
             for s, v in out.items():
                 if s != stage:
@@ -333,7 +334,8 @@ class FigureSet:
                 return {}
             from smt.demo import available_backbones
 
-            return {name: demo_source(name, num_images=self.settings.num_images) for name in available_backbones()}
+            return {name: demo_source(name, num_images=self.settings.num_images, device=self.source.images.device)
+                    for name in available_backbones()}
 
         return self._cached("backbones", (), compute)
 
@@ -371,7 +373,7 @@ class FigureSet:
     # -- the trained ablation set (demo models on every shipped canvas) ----------------------------------------
     def ablation_source(self, name: str) -> Source:
         """Demo model `name` (`smt.demo.DEMO_MODELS`) on every shipped canvas."""
-        return self._cached("ablation_source", name, lambda: demo_source(name))
+        return self._cached("ablation_source", name, lambda: demo_source(name, device=self.source.images.device))
 
     def ablation_top1(self, name: str) -> float:
         """Top-1 (%) of demo model `name` on every shipped canvas."""

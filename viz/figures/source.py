@@ -1,5 +1,6 @@
-"""What figures are made of: a model and an image set (`Source`), from the demo models, a timm model on an
-image folder, or a user's checkpoint."""
+"""What figures are made of: a model and an image set (`Source`). The model is named as everywhere else
+(`smt.resolve.resolve_model`: a demo name, a timm name with an optional checkpoint, a checkpoint file alone,
+a model object) and lives on its device with the images; analyses move only their results to the CPU."""
 from __future__ import annotations
 
 import hashlib
@@ -60,54 +61,56 @@ def sha256(path: os.PathLike) -> str:
     return h.hexdigest()
 
 
-def _class_names(num_classes: int) -> list[str]:
-    if num_classes in (1000, 21841):
-        from timm.data import ImageNetInfo
-
-        info = ImageNetInfo("imagenet-1k" if num_classes == 1000 else "imagenet-22k")
-        return [info.index_to_description(i).split(",")[0] for i in range(num_classes)]
-    return [f"class {i}" for i in range(num_classes)]
+def _on_display(images: torch.Tensor, config: dict) -> np.ndarray:
+    """Normalised model input (N, 3, H, W) -> (N, H, W, 3) uint8 as shown."""
+    mean = torch.tensor(config["mean"], device=images.device).view(1, 3, 1, 1)
+    std = torch.tensor(config["std"], device=images.device).view(1, 3, 1, 1)
+    return ((images * std + mean).clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
 
 
-def demo_source(name: str = "main", *, checkpoint: Optional[str] = None, num_images: Optional[int] = None) -> Source:
-    """A shipped demo model (`smt.demo_model`) on the shipped evaluation canvases (labels and boxes known)."""
-    import timm
+def _source(resolved, **fields) -> Source:
+    """A `Source` of a resolved model (`smt.resolve.ResolvedModel`): the model and images on its device."""
+    fields["images"] = fields["images"].to(resolved.device)
+    return Source(name=resolved.name, model=resolved.model, class_names=resolved.class_names,
+                  checkpoint=resolved.checkpoint, demo=resolved.demo,
+                  build_random=resolved.build_random if resolved.can_build_random else None, **fields)
 
-    import smt
-    from smt.demo import DEMO_MODELS, demo_images, demo_model
 
+def demo_source(name="main", *, checkpoint: Optional[str] = None, num_images: Optional[int] = None,
+                labels: Optional[str] = None, device=None) -> Source:
+    """A shipped demo model (`smt.demo_model`, or its `ResolvedModel`) on the shipped evaluation canvases (labels
+    and boxes known)."""
+    from smt.demo import demo_images
+    from smt.resolve import ResolvedModel, resolve_model
+
+    resolved = name if isinstance(name, ResolvedModel) else resolve_model(name, checkpoint=checkpoint, labels=labels,
+                                                                          device=device)
+    if resolved.demo is None:
+        raise ValueError(f"{resolved.name!r} is not a demo model; use load_source or folder_source for other models")
     data = demo_images()
     n = len(data) if num_images is None else min(num_images, len(data))
-    model = demo_model(name, checkpoint=checkpoint)
-    variant, arch = DEMO_MODELS[name]
-
-    def build_random(seed: int) -> nn.Module:
-        torch.manual_seed(seed)
-        return timm.create_model(variant, num_classes=len(smt.CLASS_NAMES), **arch).eval()
-
-    return Source(name=name, model=model, images=data.model_input(slice(0, n)), display=data.images[:n].numpy(),
-                  class_names=list(data.class_names), labels=data.labels[:n], boxes=data.boxes[:n],
-                  checkpoint=str(checkpoint) if checkpoint else str(smt.demo.demo_weights_path(name)),
-                  image_source="data/demo/eval_subset.npz (Scaled Fashion-MNIST test canvases, seed 12345)",
-                  build_random=build_random, demo=name)
+    return _source(resolved, images=data.model_input(slice(0, n)), display=data.images[:n].numpy(),
+                   labels=data.labels[:n], boxes=data.boxes[:n],
+                   image_source="data/demo/eval_subset.npz (Scaled Fashion-MNIST test canvases, seed 12345)")
 
 
-def folder_source(name: str, folder: os.PathLike, *, checkpoint: Optional[str] = None,
+def folder_source(name, folder: os.PathLike, *, checkpoint: Optional[str] = None,
                   num_images: Optional[int] = None, input_size: Optional[int] = None,
-                  num_classes: Optional[int] = None, seed: int = 0) -> Source:
-    """A timm model (with `checkpoint`'s weights, or seeded random ones) on an image folder, with the model's
-    eval preprocessing (resize and centre crop to its input size, or `input_size`)."""
-    import timm
+                  num_classes: Optional[int] = None, seed: int = 0, labels: Optional[str] = None,
+                  device=None) -> Source:
+    """A model (any name `smt.resolve.resolve_model` takes, or a `ResolvedModel`) on an image folder, with the
+    model's eval preprocessing (resize and centre crop to its input size, or `input_size`)."""
     from timm.data import create_transform, resolve_data_config
 
+    from smt.resolve import ResolvedModel, resolve_model
+
     from ..images import ImageFiles, list_images
-    from ..run import build_model
 
     files = list_images(folder, num_images)
-    torch.manual_seed(seed)
-    model = build_model(name, checkpoint, num_classes).eval()
-    config = resolve_data_config({} if input_size is None else {"input_size": (3, input_size, input_size)},
-                                 model=model)
+    resolved = name if isinstance(name, ResolvedModel) else resolve_model(
+        name, checkpoint=checkpoint, labels=labels, device=device, num_classes=num_classes, seed=seed)
+    config = resolved.data_config if input_size is None else resolve_data_config(
+        {"input_size": (3, input_size, input_size)}, model=resolved.model)
     ds = ImageFiles(files, create_transform(**config))
     xs, kept = [], []
     for i in range(len(ds)):
@@ -120,49 +123,30 @@ def folder_source(name: str, folder: os.PathLike, *, checkpoint: Optional[str] =
     if not xs:
         raise ValueError(f"no readable image under {folder}")
     images = torch.stack(xs)
-    mean = torch.tensor(config["mean"]).view(1, 3, 1, 1)
-    std = torch.tensor(config["std"]).view(1, 3, 1, 1)
-    display = ((images * std + mean).clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
-    num_out = int(getattr(model, "num_classes", 0) or 0)
-
-    def build_random(s: int) -> nn.Module:
-        torch.manual_seed(s)
-        return timm.create_model(name, num_classes=num_out).eval()
-
-    return Source(name=name, model=model, images=images, display=display, class_names=_class_names(num_out),
-                  checkpoint=str(checkpoint) if checkpoint else None, image_source=str(folder), image_files=kept,
-                  build_random=build_random)
+    return _source(resolved, images=images, display=_on_display(images, config), image_source=str(folder),
+                   image_files=kept)
 
 
-def load_source(model: str = "main", *, checkpoint: Optional[str] = None, images: Optional[str] = None,
-                num_images: Optional[int] = None, input_size: Optional[int] = None, seed: int = 0) -> Source:
-    """The source the command line describes: a demo model on the shipped canvases by default; a timm model
-    on a folder (default `data/images`) otherwise, or a demo model on a folder."""
-    from smt.demo import DEMO_MODELS
+def load_source(model="main", *, checkpoint: Optional[str] = None, images: Optional[str] = None,
+                num_images: Optional[int] = None, input_size: Optional[int] = None, seed: int = 0,
+                labels: Optional[str] = None, device=None) -> Source:
+    """The source the command line describes: a demo model on the shipped canvases by default; any other model
+    (`smt.resolve.resolve_model`: a timm name with an optional checkpoint, a checkpoint file alone, a model
+    object) on a folder (default `data/images`), or a demo model on a folder."""
+    from smt.resolve import resolve_model
 
-    if checkpoint is not None and not Path(checkpoint).is_file():
-        raise FileNotFoundError(f"checkpoint {checkpoint} does not exist")
-    if model in DEMO_MODELS and images is None:
-        src = demo_source(model, checkpoint=checkpoint, num_images=num_images)
+    resolved = resolve_model(model, checkpoint=checkpoint, labels=labels, device=device, seed=seed)
+    if resolved.demo is not None and images is None:
+        src = demo_source(resolved, num_images=num_images)
         if input_size is not None and input_size != src.images.shape[-1]:
             import torch.nn.functional as F
 
+            scale = input_size / src.images.shape[-1]
             src.images = F.interpolate(src.images, size=(input_size, input_size), mode="bilinear",
                                        align_corners=False)
             src.display = F.interpolate(torch.from_numpy(src.display).permute(0, 3, 1, 2).float(),
                                         size=(input_size, input_size), mode="bilinear", align_corners=False
                                         ).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
-            scale = input_size / 112
             src.boxes = src.boxes * scale
         return src
-    if model in DEMO_MODELS:
-        from smt.demo import demo_weights_path
-
-        checkpoint = checkpoint or str(demo_weights_path(model))
-        variant, _ = DEMO_MODELS[model]
-        return folder_source(variant, images, checkpoint=checkpoint, num_images=num_images, input_size=input_size,
-                             seed=seed)
-    return folder_source(model, images or DATA_IMAGES, checkpoint=checkpoint, num_images=num_images,
-                         input_size=input_size, seed=seed)
-
-
+    return folder_source(resolved, images or DATA_IMAGES, num_images=num_images, input_size=input_size)

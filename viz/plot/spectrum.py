@@ -47,7 +47,8 @@ def plot_fourier_curves(profile: Sequence, *, ax=None, cmap: str = MAGNITUDE_CMA
     return ax
 
 
-def plot_fourier_highest(profiles: Union[Sequence, Mapping[str, Sequence]], *, ax=None, shade_msa: bool = True):
+def plot_fourier_highest(profiles: Union[Sequence, Mapping[str, Sequence]], *, ax=None, shade_msa: bool = True,
+                         band: Optional[tuple] = None):
     """The highest-frequency relative log amplitude of each block against normalised depth (Fig. 8 style).
 
     Args:
@@ -55,6 +56,8 @@ def plot_fourier_highest(profiles: Union[Sequence, Mapping[str, Sequence]], *, a
             (e.g. SMT beside the other backbones); the first is the one whose MSA blocks are shaded.
         ax: Axes to draw into.
         shade_msa: Shade the depth span of each MSA block of the first profile.
+        band: (low, high) arrays, one value per block of the first profile: an interval drawn as a band
+            around its curve (e.g. the 95% interval over images).
     """
     ax = new_axes(ax)
     if not isinstance(profiles, Mapping):
@@ -64,6 +67,9 @@ def plot_fourier_highest(profiles: Union[Sequence, Mapping[str, Sequence]], *, a
         high = np.array([b.curve.highest for b in prof])
         color = COLORS.get(label.split()[0].lower(), None) if label else COLORS["smt"]
         ax.plot(depth, high, marker="o", ms=2.5, lw=0.8, label=label or None, color=color)
+        if i == 0 and band is not None:
+            ax.fill_between(depth, np.asarray(band[0], float), np.asarray(band[1], float), color=color, alpha=0.25,
+                            lw=0)
         if i == 0:
             if shade_msa:
                 step = 1.0 / len(prof)
@@ -80,13 +86,15 @@ def plot_fourier_highest(profiles: Union[Sequence, Mapping[str, Sequence]], *, a
     return ax
 
 
-def plot_fourier(profile: Sequence, *, width: Optional[float] = None, others: Optional[Mapping[str, Sequence]] = None):
+def plot_fourier(profile: Sequence, *, width: Optional[float] = None, others: Optional[Mapping[str, Sequence]] = None,
+                 band: Optional[tuple] = None):
     """Both Fourier panels side by side: the curves coloured by depth, and the highest frequency against depth
-    (MSA blocks shaded; `others` adds other models' profiles to the second panel)."""
+    (MSA blocks shaded; `others` adds other models' profiles to the second panel; `band` an interval around
+    the first profile's curve, as in `plot_fourier_highest`)."""
     fig = new_figure(width, aspect=0.42)
     a, b = fig.subplots(1, 2)
     plot_fourier_curves(profile, ax=a)
-    plot_fourier_highest({"SMT": profile, **others} if others else profile, ax=b)
+    plot_fourier_highest({"SMT": profile, **others} if others else profile, ax=b, band=band)
     a.set_title("(a) every block", fontsize="small")
     b.set_title("(b) highest frequency, MSA blocks shaded", fontsize="small")
     return fig
