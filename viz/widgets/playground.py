@@ -74,7 +74,7 @@ class SAMPlayground(App):
         def c(w, name):
             return tagged(w, f"viz-control-{name}")
 
-        models = [("trained (main + ablation set)", "main"), ("your model (checkpoint file or timm name)",
+        models = [("trained (main + ablation set)", "main"), ("your model (file or timm name)",
                                                                   "checkpoint"), ("random initialisation", "random")]
         self.w_model = c(W.Dropdown(options=models, value=base, description="model", style=style), "model")
         self.w_path = c(W.Text(value=self.cfg.checkpoint or "", placeholder="path/to/checkpoint.pth or smt_tiny",
