@@ -1,6 +1,6 @@
 """Latency of the widgets' controls: time from a value change to the updated view, per control.
 
-    python benchmarks/bench_widgets.py [--repeats 20] [--runs 3] [--pause 0.25]
+    python benchmarks/bench_widgets.py [--repeats 20] [--runs 3] [--pause 0.25] [--checkpoint FILE|smt_tiny]
 
 Drives every control of `SAMPlayground` and `ModelExplorer` programmatically on the demo model
 (`main`, shipped canvases), with no debounce, so a handler runs to the end (new PNGs in the image
@@ -10,6 +10,14 @@ waits `--pause` seconds, untimed, as a user between two key presses (the prefetc
 measures back-to-back events). Controls that load or build a model start from empty model and
 capture caches each time (the worst case: reading the checkpoint or building the network, then the
 forward pass and the receptive fields).
+
+With `--checkpoint FILE` the same controls run on that SMT checkpoint at its own input size (a release
+file of smt_tiny: 224 px) over the four photographs (`data/images`) and the canvases resized to it; the
+model-changing controls are those of a user's model: kernels resized (every SAM stage, one stage), and
+N, SAA or expand ratio built at random initialisation (no ablation folder). `--checkpoint smt_tiny` (or
+any SMT variant name) builds a release-format file of that variant first, as the authors save theirs
+(their key layout, optimizer state, a pickled yacs-like config; random weights, seed 0), in a
+temporary folder.
 
 The whole measurement runs `--runs` times in one process; the table gives each control's p50 and p95
 (the median over the runs) and every run's p95, and the script ends with
@@ -44,12 +52,30 @@ def _time(widget, set_value, repeats, pause):
     return out
 
 
-def run_once(n: int, pause: float) -> list[tuple[str, str, bool, list[float]]]:
+def release_file(path, variant: str = "smt_tiny", seed: int = 0):
+    """`variant` at random initialisation, saved as the authors' release files are (the tests'
+    `checkpoint_files.official_file`)."""
+    import sys
+    from pathlib import Path
+
+    import timm
+    import torch
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+    from checkpoint_files import official_file
+    from smt.model import to_official_state_dict
+
+    torch.manual_seed(seed)
+    official_file(path, variant, state=to_official_state_dict(timm.create_model(variant).state_dict()))
+    return path
+
+
+def run_once(n: int, pause: float, checkpoint=None) -> list[tuple[str, str, bool, list[float]]]:
     """One measurement of every control: (widget, control, needs a new model, times in ms)."""
     from viz.widgets import ModelExplorer, SAMPlayground
 
     rows = []
-    pg = SAMPlayground()
+    pg = SAMPlayground() if checkpoint is None else SAMPlayground(str(checkpoint), images="photos", device="cpu")
     c = pg.controls()
     masks = c["masks"]
     blocks = [v for _, v in c["block"].options]
@@ -62,7 +88,8 @@ def run_once(n: int, pause: float) -> list[tuple[str, str, bool, list[float]]]:
         "image": lambda i: setattr(c["image"], "value", 1 + i),
         "block": lambda i: setattr(c["block"], "value", blocks[(i + 1) % len(blocks)]),
         "mask head": set_mask,
-        "image source": lambda i: setattr(c["source"], "value", ("photos", "canvases")[i % 2]),
+        "image source": lambda i: setattr(c["source"], "value", (("photos", "canvases") if checkpoint is None else
+                                                                  ("canvases", "photos"))[i % 2]),
     }
     for name, fn in no_model.items():
         rows.append(("SAMPlayground", name, False, _time(pg, fn, n, pause)))
@@ -81,7 +108,26 @@ def run_once(n: int, pause: float) -> list[tuple[str, str, bool, list[float]]]:
     heads = itertools.cycle([2, 8, 1, 4])
     firsts = itertools.cycle([5, 3])
     steps = itertools.cycle([4, 2])
-    new_model = {
+    if checkpoint is not None:
+        stages = [v for _, v in c["stage"].options]
+        kernels = itertools.cycle(["1,3,5,7", "5,7,9,11"])
+        new_model = {
+            "heads N (random init.)": fresh(lambda i: setattr(c["heads"], "value", next(heads))),
+            "first kernel (resized kernels)": fresh(lambda i: setattr(c["first kernel"], "value", next(firsts))),
+            "kernel step (resized kernels)": fresh(lambda i: setattr(c["kernel step"], "value", next(steps))),
+            "stage picker (one stage resized)": fresh(lambda i: (setattr(c["stage"], "value", stages[1 + i % 2]),
+                                                                 setattr(c["kernels"], "value", next(kernels)))),
+            "expand ratio (random init.)": fresh(lambda i: setattr(c["expand ratio"], "value", (4.0, 2.0)[i % 2])),
+            "SAA on/off (random init.)": fresh(lambda i: setattr(c["saa"], "value", bool(i % 2))),
+        }
+        for name, fn in new_model.items():
+            rows.append(("SAMPlayground", name, True, _time(pg, fn, max(4, n // 2), pause)))
+            c["kernels"].value = ""
+            c["stage"].value = -1
+            c["first kernel"].value, c["kernel step"].value, c["heads"].value = 3, 2, 4
+            c["saa"].value, c["expand ratio"].value = True, 2.0
+        pg.session.prefetcher.close()
+    new_model = {} if checkpoint is not None else {
         "heads N (trained checkpoint)": fresh(lambda i: setattr(c["heads"], "value", next(heads))),
         "first kernel (resized kernels)": fresh(lambda i: setattr(c["first kernel"], "value", next(firsts))),
         "kernel step (resized kernels)": fresh(lambda i: setattr(c["kernel step"], "value", next(steps))),
@@ -95,9 +141,10 @@ def run_once(n: int, pause: float) -> list[tuple[str, str, bool, list[float]]]:
         rows.append(("SAMPlayground", name, True, _time(pg, fn, max(4, n // 2), pause)))
         c["kernels"].value = ""
         c["first kernel"].value, c["kernel step"].value, c["heads"].value = 3, 2, 4
-    pg.session.prefetcher.close()
+    if checkpoint is None:
+        pg.session.prefetcher.close()
 
-    ex = ModelExplorer()
+    ex = ModelExplorer() if checkpoint is None else ModelExplorer(str(checkpoint), images="photos", device="cpu")
     e = ex.controls()
     stages = [v for _, v in e["stage"].options]
     methods = ["GradCAM", "GradCAMPlusPlus", "XGradCAM", "LayerCAM", "HiResCAM", "EigenCAM"]
@@ -128,18 +175,34 @@ def main() -> int:
     p.add_argument("--repeats", type=int, default=20, help="events per control (half for model changes, >= 4)")
     p.add_argument("--runs", type=int, default=3, help="whole measurements; the table gives the median p95")
     p.add_argument("--pause", type=float, default=0.25, help="untimed seconds between two events")
+    p.add_argument("--checkpoint", help="an SMT checkpoint file to run the controls on (at its input size), or a "
+                                        "variant name (smt_tiny) to build a release-format file of it first")
     args = p.parse_args()
     import os
+    import tempfile
+    from pathlib import Path
 
     import torch
 
-    runs = []
-    for r in range(args.runs):
-        t0 = time.perf_counter()
-        runs.append(run_once(args.repeats, args.pause))
-        print(f"run {r + 1}/{args.runs}: {time.perf_counter() - t0:.0f} s", flush=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        checkpoint = args.checkpoint
+        if checkpoint is not None and not Path(checkpoint).is_file():
+            from smt.variants import VARIANTS
+
+            if checkpoint not in VARIANTS:
+                p.error(f"--checkpoint {checkpoint}: no such file, and not an SMT variant ({', '.join(VARIANTS)})")
+            checkpoint = release_file(Path(tmp) / f"{checkpoint}.pth", checkpoint)
+        runs = []
+        for r in range(args.runs):
+            t0 = time.perf_counter()
+            runs.append(run_once(args.repeats, args.pause, checkpoint))
+            print(f"run {r + 1}/{args.runs}: {time.perf_counter() - t0:.0f} s", flush=True)
     n = args.repeats
-    print(f"\ntorch {torch.__version__}, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at the end; "
+    what = "the demo model (main, 112 px)" if checkpoint is None else (
+        f"{Path(checkpoint).name} ({'release-format, random weights, ' if args.checkpoint != str(checkpoint) else ''}"
+        f"its input size)")
+    print(f"\n{what}")
+    print(f"torch {torch.__version__}, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at the end; "
           f"{n} events per control ({max(4, n // 2)} for those that load or build a model), {args.pause:g} s "
           f"between events; median over {args.runs} runs\n")
     print("| widget | control | new model | p50 ms | p95 ms | p95 of each run |\n|---|---|---|---|---|---|")

@@ -182,3 +182,90 @@ def test_torch_threads_restores_the_callers_count():
 
 def test_default_kernels():
     assert default_kernels(4) == (3, 5, 7, 9)
+
+
+# -- the user's own SMT: a release-format file (the authors' key layout, a pickled yacs config) ------------------
+
+@pytest.fixture(scope="module")
+def release(tmp_path_factory):
+    """A release-format test_smt file (1000 outputs, input 64), and an ablation folder with N = 2 and SAA off."""
+    from checkpoint_files import official_file
+    from smt.model import to_official_state_dict
+
+    root = tmp_path_factory.mktemp("release")
+    official_file(root / "test_smt.pth", "test_smt")
+    folder = root / "ablations"
+    folder.mkdir()
+    for name, kwargs in (("heads2.pth", dict(sam_heads=2)), ("nosaa.pth", dict(saa=False))):
+        torch.manual_seed(1)
+        official_file(folder / name, state=to_official_state_dict(timm.create_model("test_smt", **kwargs).state_dict()))
+    (folder / "notes.txt").write_text("not a checkpoint")
+    return root / "test_smt.pth", folder
+
+
+def _user(path, **kwargs):
+    return Config(base="checkpoint", checkpoint=str(path), **kwargs)
+
+
+def test_a_release_file_resizes_its_kernels_in_every_sam_stage_or_one(release):
+    path, _ = release
+    r = ModelResolver(device="cpu")
+    saved = r.resolve(_user(path))
+    assert saved.kind == "checkpoint" and saved.input_size == 64 and len(saved.class_names) == 1000
+    x = ImageSet.canvases(size=64).model_input(0)
+    s = SAMSession(["unused"] * 10)
+    base = s.block_view(saved, ("c", 0), x, "stages.0.blocks.0")
+    from smt.resolve import class_names
+
+    assert {c for c, _ in base.top5} <= set(class_names(1000))  # ImageNet names, from the model's 1000 outputs
+
+    cropped = r.resolve(_user(path, kernels=(1, 3, 5, 7)))
+    assert cropped.kind == "resized" and "centre-cropped" in cropped.explanation
+    assert not torch.allclose(s.block_view(cropped, ("c", 0), x, "stages.0.blocks.0").head_maps, base.head_maps)
+
+    padded = r.resolve(_user(path, kernels=(5, 7, 9, 11)))
+    assert "zero-padded (output unchanged)" in padded.explanation
+    with torch.no_grad():
+        torch.testing.assert_close(padded.model(x), saved.model(x), rtol=1e-5, atol=1e-5)
+
+    one = r.resolve(_user(path, kernels=(1, 3, 5, 7), stage=1))
+    assert one.model.stage_kernel_sizes[1] == (1, 3, 5, 7) and "stage 2 (stages.1)" in one.explanation
+    assert one.model.stage_kernel_sizes[0] == one.model.stage_kernel_sizes[2] == (3, 5, 7, 9)
+    torch.testing.assert_close(one.model.stages[0].blocks[0].attn.mhmc.convs[3].weight,
+                               saved.model.stages[0].blocks[0].attn.mhmc.convs[3].weight)
+    with pytest.raises(ValueError, match="stage 4 .*has no SAM blocks"):
+        r.resolve(_user(path, stage=3))
+
+
+def test_an_ablation_folder_switches_to_the_file_with_that_setting(release):
+    path, folder = release
+    r = ModelResolver(device="cpu", ablations=folder)
+    two = r.resolve(_user(path, heads=2, kernels=(3, 5)))
+    assert two.kind == "trained" and two.name == "heads2.pth" and "heads2.pth" in two.explanation
+    assert len(two.model.stages[0].blocks[0].attn.mhmc.convs) == 2
+    off = r.resolve(_user(path, saa=False))
+    assert off.name == "nosaa.pth" and isinstance(off.model.stages[0].blocks[0].attn.saa, torch.nn.Identity)
+    resized = r.resolve(_user(path, heads=2, kernels=(5, 7)))  # the file's kernels resized, as the demo set's
+    assert resized.kind == "resized" and "heads2.pth" in resized.explanation
+    eight = r.resolve(_user(path, heads=8, kernels=default_kernels(8), seed=3))
+    assert eight.kind == "random" and "no file of the ablation folder has N = 8" in eight.explanation
+    assert "seed 3" in eight.explanation and "notes.txt" not in eight.explanation  # not a checkpoint: not read
+    files, _ = r.ablation_files()
+    assert [f.path.rsplit("/", 1)[-1] for f in files] == ["heads2.pth", "nosaa.pth"]
+
+    alone = ModelResolver(device="cpu").resolve(_user(path, heads=2, kernels=(3, 5), seed=3))
+    assert alone.kind == "random" and "no ablation folder is given" in alone.explanation
+    torch.manual_seed(3)
+    again = timm.create_model("test_smt", sam_heads=(2, 2, 2, 4), kernel_sizes=((3, 5),) * 3 + (None,)).eval()
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():  # the stated seed, the stated architecture
+        torch.testing.assert_close(alone.model(x), again(x))
+
+
+def test_the_explorer_session_names_the_classes_of_the_model():
+    from smt.resolve import class_names
+
+    model = timm.create_model("test_smt").eval()
+    s = ExplorerSession(model, _images(2))
+    assert s.class_names == class_names(1000) and s.truth(0) is None  # the canvases' labels are other classes
+    assert {c for c, _ in s.top5(0, "stages.0.blocks.0")} <= set(class_names(1000))

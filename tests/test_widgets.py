@@ -300,3 +300,101 @@ def test_the_explorer_says_in_the_widget_what_it_can_not_show_of_a_non_smt_model
     assert ex.last_error and ex.controls() == {} and "viz-model-explorer" in ex.widget._dom_classes
     with pytest.raises(ValueError, match="images 'nowhere'"):
         ModelExplorer(images="nowhere")
+
+
+# -- the user's own SMT: a release-format file (the authors' key layout, a pickled yacs config) ------------------
+
+@pytest.fixture(scope="module")
+def release(tmp_path_factory):
+    """A release-format test_smt file (1000 outputs, input 64), an ablation folder with N = 2, and an image
+    folder."""
+    import timm
+    from PIL import Image
+
+    from checkpoint_files import official_file
+    from smt.model import to_official_state_dict
+
+    root = tmp_path_factory.mktemp("release")
+    official_file(root / "test_smt.pth", "test_smt")
+    folder = root / "ablations"
+    folder.mkdir()
+    torch.manual_seed(1)
+    official_file(folder / "my_n2.pth", state=to_official_state_dict(timm.create_model("test_smt", sam_heads=2)
+                                                                     .state_dict()))
+    images = root / "photos"
+    images.mkdir()
+    g = np.random.default_rng(0)
+    for name in ("c.png", "a.png", "b.png"):
+        Image.fromarray(g.integers(0, 256, (80, 100, 3), dtype=np.uint8)).save(images / name)
+    return root / "test_smt.pth", folder, images
+
+
+def test_the_playground_on_a_release_file(release):
+    from smt.resolve import class_names
+
+    path, folder, images = release
+    w = SAMPlayground(str(path), images=images, ablations=folder, num_images=2, prefetch=False, device="cpu")
+    c = w.controls()
+    assert w.last_error is None and w.resolved.kind == "checkpoint" and "test_smt.pth as saved" in w.explanation_text
+    # its own input size (64: 16x16 tokens in stage 1), its own class names, the folder's first two images
+    assert w.view.head_maps.shape == (4, 16, 16) and {n for n, _ in w.view.top5} <= set(class_names(1000))
+    assert c["source"].value == "folder" and w._imageset().names == ["a.png", "b.png"]
+    assert c["heads"].value == 4 and (c["first kernel"].value, c["kernel step"].value) == (3, 2)
+
+    maps = w.view.head_maps.clone()
+    c["first kernel"].value = 1  # 1/3/5/7: every trained kernel centre-cropped
+    assert w.resolved.kind == "resized" and "centre-cropped" in w.explanation_text
+    assert not torch.allclose(w.view.head_maps, maps)
+    c["first kernel"].value = 3
+
+    before = w.view
+    c["masks"][1].value = True
+    assert not torch.allclose(w.view.modulator, before.modulator) and "Masking head 2" in w.explanation_text
+    c["masks"][1].value = False
+
+    c["heads"].value = 2  # the ablation folder has N = 2: the line names the file
+    assert w.resolved.name == "my_n2.pth" and "ablation file my_n2.pth" in w.explanation_text
+    assert len(w.view.kernel_sizes) == 2 and len(w.controls()["masks"]) == 2
+    c["heads"].value = 8  # no file has N = 8: that architecture at random initialisation, and the line says so
+    assert w.resolved.kind == "random" and "random initialisation (seed 0)" in w.explanation_text
+    assert not c["seed"].disabled
+    c["heads"].value = 4
+    assert w.resolved.kind == "checkpoint"
+
+    c["stage"].value = 1  # one stage at a time: the block moves into it
+    c["kernels"].value = "1,3,5,7"
+    assert w.resolved.model.stage_kernel_sizes[:3] == [(3, 5, 7, 9), (1, 3, 5, 7), (3, 5, 7, 9)]
+    assert "stage 2 (stages.1)" in w.explanation_text and c["block"].value.startswith("stages.1.")
+    assert w.last_error is None
+
+
+def test_controls_that_can_not_apply_are_disabled_and_say_why(release):
+    path, _, _ = release
+    w = SAMPlayground(str(path), prefetch=False, device="cpu")
+    c = w.controls()
+    assert c["seed"].disabled and "the seed sets random initialisations" in c["seed"].tooltip
+    assert not c["stage"].disabled and not c["heads"].disabled and not c["file"].disabled
+    c["kernels"].value = "3,5,7,11"
+    assert c["first kernel"].disabled and c["kernel step"].disabled and "kernel list" in c["first kernel"].tooltip
+    c["kernels"].value = ""
+    assert not c["first kernel"].disabled and c["first kernel"].tooltip is None
+    c["saa"].value = False
+    assert c["expand ratio"].disabled and "SAA is off" in c["expand ratio"].tooltip
+    c["saa"].value = True
+    assert not c["expand ratio"].disabled
+    c["model"].value = "main"  # the demo set varies every SAM stage together; the file names no model now
+    assert c["stage"].disabled and "every SAM stage together" in c["stage"].tooltip
+    assert c["file"].disabled and "choose 'your model'" in c["file"].tooltip
+    assert w.last_error is None and w.resolved.name == "main"
+
+
+def test_the_explorer_takes_a_checkpoint_path_with_the_names_of_its_outputs(release):
+    from smt.resolve import class_names
+
+    path, _, images = release
+    ex = ModelExplorer(str(path), images=images, prefetch=False, device="cpu")
+    assert ex.last_error is None and ex.input_size == 64 and ex.session.class_names == class_names(1000)
+    assert ex.session.class_names[3] == "tiger shark"  # never a Fashion-MNIST name ("Dress")
+    top5 = ex.session.top5(0, "stages.0.blocks.0")
+    assert {n for n, _ in top5} <= set(class_names(1000)) and ex.tap.values.shape == (16, 16)
+    assert len(ex.controls()["target"].options) == 1001

@@ -45,6 +45,7 @@ from .analysis.common import block_index
 from .cache import LRU
 
 __all__ = ["Config", "Resolved", "ModelResolver", "default_kernels", "resize_kernels", "with_kernels", "ImageSet",
+           "architecture", "sam_stages", "stage_setting", "AblationFile", "scan_ablations",
            "load_image", "SAMSession", "BlockView", "ExplorerSession", "TapView", "CamView", "Prefetcher",
            "TorchThreads", "TRAINED"]
 
@@ -68,7 +69,10 @@ class Config:
         expand_ratio: SAA's expansion.
         saa: SAA on or off.
         seed: Seed of a random initialisation.
-        checkpoint: The file, for base "checkpoint".
+        checkpoint: The user's model, for base "checkpoint": a checkpoint path (the variant read from its
+            weights) or a timm name (`smt.resolve.resolve_model`).
+        stage: The SAM stage (0-based, as `stages.i`) that heads, kernels, expand ratio and SAA apply to; None:
+            every SAM stage. The demo models vary every SAM stage together (None only).
     """
     base: str = "main"
     heads: int = 4
@@ -77,6 +81,7 @@ class Config:
     saa: bool = True
     seed: int = 0
     checkpoint: Optional[str] = None
+    stage: Optional[int] = None
 
 
 @dataclass(frozen=True)
@@ -88,6 +93,8 @@ class Resolved:
     name: str
     explanation: str
     key: Hashable = None
+    class_names: Optional[tuple[str, ...]] = None  # None: the session's (the demo models' 10 classes)
+    input_size: Optional[int] = None               # the model's own input size (None: the demo models' 112)
 
 
 def _check(cfg: Config) -> None:
@@ -119,23 +126,73 @@ def _kernel_note(old: Sequence[int], new: Sequence[int]) -> tuple[str, bool]:
     return "; ".join(parts), exact
 
 
-def resize_kernels(model: nn.Module, kernels: Sequence[int], **kwargs: Any) -> nn.Module:
-    """A copy of an SMT model whose MHMC heads have `kernels` (one per head, every SAM stage), with the trained
+def architecture(model: nn.Module) -> tuple[str, dict[str, Any]]:
+    """(timm name, keyword arguments) that build `model`'s architecture, read from its weights and modules.
+
+    The per-stage arguments (`sam_heads`, `kernel_sizes`, `saa`, `expand_ratio`, ...) come from
+    `smt.checkpoint.infer_config`; MSA head counts, which weights do not show, from the model's attention
+    modules.
+    """
+    from smt.checkpoint import infer_config
+
+    name = getattr(model, "pretrained_cfg", {}).get("architecture")
+    if not name or not hasattr(model, "stage_block_types"):
+        raise ValueError(f"{type(model).__name__}: the playground changes SMT models built by timm.create_model "
+                         f"(an architecture name and per-stage SAM blocks); pass an SMT checkpoint or timm name")
+    config = infer_config(model.state_dict())
+    msa = []
+    for stage in model.stages:
+        heads = [b.attn.num_heads for b in stage.blocks if hasattr(b.attn, "num_heads") and not hasattr(b.attn, "mhmc")]
+        msa.append(heads[0] if heads else 1)
+    config["msa_heads"] = tuple(msa)
+    return name, config
+
+
+def sam_stages(model: nn.Module) -> list[int]:
+    """Indices of the stages that have SAM blocks."""
+    return [i for i, t in enumerate(model.stage_block_types) if "sam" in t]
+
+
+def stage_setting(config: dict[str, Any], stage: int) -> tuple[int, tuple[int, ...], bool, float]:
+    """(N, kernels, SAA on, expand ratio) of one stage of an `architecture` config."""
+    kernels = tuple(config["kernel_sizes"][stage] or default_kernels(config["sam_heads"][stage]))
+    return len(kernels), kernels, bool(config["saa"][stage]), float(config["expand_ratio"][stage])
+
+
+def _with_setting(config: dict[str, Any], stages: Sequence[int], heads: int, kernels: Sequence[int], saa: bool,
+                  expand_ratio: float) -> dict[str, Any]:
+    """`config` with the SAM setting replaced in `stages`."""
+    cfg = dict(config)
+    for key, value in (("sam_heads", heads), ("kernel_sizes", tuple(kernels)), ("saa", saa),
+                       ("expand_ratio", expand_ratio)):
+        cfg[key] = tuple(value if i in stages else v for i, v in enumerate(config[key]))
+    return cfg
+
+
+def resize_kernels(model: nn.Module, kernels: Sequence[int], stages: Optional[Sequence[int]] = None,
+                   **kwargs: Any) -> nn.Module:
+    """A copy of an SMT model whose MHMC heads have `kernels` (one per head) in `stages`, with the trained
     weights: each kernel centre-cropped or zero-padded to its new size (padding leaves the output unchanged).
 
     Args:
-        model: A built SMT model (`timm.create_model`), with its `pretrained_cfg` architecture name.
+        model: A built SMT model (`timm.create_model`, or `smt.create_model_from_checkpoint`).
         kernels: The new kernel of each head.
-        **kwargs: The architecture overrides `model` was built with (e.g. `sam_heads`, `num_classes`).
+        stages: The SAM stages whose kernels change (default every SAM stage); their head count must be
+            `len(kernels)`.
+        **kwargs: Architecture arguments over those read from `model` (rarely needed).
     """
     import timm
 
-    name = model.pretrained_cfg.get("architecture") if hasattr(model, "pretrained_cfg") else None
-    if not name:
-        raise ValueError("resize_kernels needs a model built by timm.create_model (its architecture name)")
-    sam_stages = [i for i, t in enumerate(model.stage_block_types) if "sam" in t]
-    ks = [tuple(kernels) if i in sam_stages else None for i in range(len(model.stages))]
-    new = timm.create_model(name, kernel_sizes=ks, **kwargs).eval()
+    name, config = architecture(model)
+    stages = sam_stages(model) if stages is None else list(stages)
+    for i in stages:
+        n = stage_setting(config, i)[0]
+        if n != len(kernels):
+            raise ValueError(f"{len(kernels)} kernels for stage {i + 1} (stages.{i}), which has N = {n} heads: give "
+                             f"one kernel per head, or pick that stage alone")
+    config["kernel_sizes"] = tuple(tuple(kernels) if i in stages else k for i, k in enumerate(config["kernel_sizes"]))
+    device = next(model.parameters()).device
+    new = timm.create_model(name, **{**config, **kwargs}).eval()
     state = model.state_dict()
     target = new.state_dict()
     for k, v in target.items():
@@ -150,27 +207,106 @@ def resize_kernels(model: nn.Module, kernels: Sequence[int], **kwargs: Any) -> n
                 w = torch.nn.functional.pad(w, (o, o, o, o))
         target[k] = w
     new.load_state_dict(target)
-    return new
+    return new.to(device)
+
+
+def _setting_text(heads: int, kernels: Sequence[int], saa: bool, expand_ratio: float) -> str:
+    return (f"N = {heads}, kernels {'/'.join(map(str, kernels))}, SAA {'on' if saa else 'off'}"
+            + (f", expand ratio {expand_ratio:g}" if saa else ""))
+
+
+def _stages_text(stages: Sequence[int], model: nn.Module) -> str:
+    if list(stages) == sam_stages(model) and len(stages) > 1:
+        return "every SAM stage"
+    return ", ".join(f"stage {i + 1} (stages.{i})" for i in stages)
+
+
+@dataclass(frozen=True)
+class AblationFile:
+    """One file of an ablation folder: its path, modification time and the SAM setting of each stage, read
+    once from its weights (`smt.checkpoint.infer_config`)."""
+    path: str
+    mtime: float
+    settings: tuple  # per stage: (N, kernels, SAA, expand ratio), or None for a stage without SAM blocks
+
+
+def scan_ablations(folder: os.PathLike) -> tuple[list[AblationFile], list[str]]:
+    """The SMT checkpoints of `folder` (sorted by name) with their SAM settings, and the files skipped (why).
+
+    Raises:
+        FileNotFoundError: `folder` is not a directory.
+    """
+    from smt.checkpoint import infer_config, read_checkpoint
+    from smt.resolve import CHECKPOINT_SUFFIXES
+
+    folder = Path(folder).expanduser()
+    if not folder.is_dir():
+        raise FileNotFoundError(f"ablation folder {folder} does not exist or is not a directory: give a folder of "
+                                f"SMT checkpoint files (.pth, .pt, .safetensors)")
+    files, skipped = [], []
+    for f in sorted(folder.iterdir()):
+        if not f.is_file() or not f.name.lower().endswith(CHECKPOINT_SUFFIXES):
+            continue
+        try:
+            config = infer_config(read_checkpoint(f))
+        except Exception as e:  # a file that is no SMT checkpoint: listed as skipped, the others still serve
+            skipped.append(f"{f.name} ({type(e).__name__}: {e})")
+            continue
+        settings = tuple(stage_setting(config, i) if config["kernel_sizes"][i] else None
+                         for i in range(len(config["depths"])))
+        files.append(AblationFile(str(f.resolve()), f.stat().st_mtime, settings))
+    return files, skipped
 
 
 class ModelResolver:
     """Builds (and caches) the model of each configuration, with the one-line explanation of what it is.
 
     `resolve` is the one place that decides which model a `Config` means; `demo` is the one place that turns a
-    trained model's name into a model (replace it, and every widget follows).
+    trained model's name into a model, and `user` the one that turns the user's model name (a checkpoint path,
+    a timm name) into one, through `smt.resolve.resolve_model` (replace them, and every widget follows).
 
     Args:
         cache_size: Models kept (least recently used dropped); the trained set is 6 models.
+        device: Where models run (default CUDA when available, else the CPU).
+        ablations: A folder of the user's own checkpoints: a head count or SAA setting of the user's model
+            switches to the file that has it (each file's architecture read once from its weights).
+        labels: A labels file or list of class names for the user's model (`smt.resolve.class_names`).
+        input_size: The user's model's input size (default its own, e.g. 224 for smt_tiny).
     """
 
-    def __init__(self, cache_size: int = 8):
+    def __init__(self, cache_size: int = 8, device: Any = None, ablations: Optional[os.PathLike] = None,
+                 labels: Any = None, input_size: Optional[int] = None):
+        from smt.resolve import resolve_device
+
         self.models = LRU(cache_size)
+        self.device = resolve_device(device)
+        self.ablations = ablations
+        self.labels = labels
+        self.input_size = input_size
+        self._scan: Optional[tuple[list[AblationFile], list[str]]] = None
+        self.users = LRU(4)  # user model name -> smt.resolve.ResolvedModel
 
     def demo(self, name: str) -> nn.Module:
         """The trained demo model `name` (cached)."""
         from smt.resolve import resolve_model
 
-        return self.models.get(("demo", name), lambda: resolve_model(name, device="cpu").model)
+        return self.models.get(("demo", name), lambda: resolve_model(name, device=self.device).model)
+
+    def user(self, name: str):
+        """The user's model `name` (a checkpoint path or timm name) as `smt.resolve.ResolvedModel` (cached by
+        the file's path and modification time, so an overwritten file is read again)."""
+        from smt.resolve import resolve_model
+
+        path = Path(name).expanduser()
+        key = ("user", os.path.abspath(path), os.path.getmtime(path)) if path.is_file() else ("user", name)
+        return self.users.get(key, lambda: resolve_model(name, labels=self.labels, device=self.device,
+                                                         input_size=self.input_size))
+
+    def ablation_files(self) -> tuple[list[AblationFile], list[str]]:
+        """The ablation folder's files and settings, read once."""
+        if self._scan is None:
+            self._scan = scan_ablations(self.ablations)
+        return self._scan
 
     def _random(self, cfg: Config, why: str) -> Resolved:
         import timm
@@ -178,7 +314,7 @@ class ModelResolver:
         def build():
             torch.manual_seed(cfg.seed)
             return timm.create_model("smt_nano", num_classes=10, sam_heads=cfg.heads, kernel_sizes=(cfg.kernels,) * 3
-                                     + (None,), expand_ratio=cfg.expand_ratio, saa=cfg.saa).eval()
+                                     + (None,), expand_ratio=cfg.expand_ratio, saa=cfg.saa).eval().to(self.device)
 
         key = ("random", cfg.heads, cfg.kernels, cfg.expand_ratio, cfg.saa, cfg.seed)
         model = self.models.get(key, build)
@@ -191,10 +327,13 @@ class ModelResolver:
     def resolve(self, cfg: Config) -> Resolved:
         """The model of `cfg` and what it is (see the module docstring); ValueError for a bad combination."""
         _check(cfg)
-        if cfg.base == "random":
-            return self._random(cfg, "")
         if cfg.base == "checkpoint":
             return self._checkpoint(cfg)
+        if cfg.stage is not None:
+            raise ValueError(f"stage {cfg.stage + 1}: the demo models vary every SAM stage together; pick a stage "
+                             f"on your own checkpoint (model: checkpoint file)")
+        if cfg.base == "random":
+            return self._random(cfg, "")
         key = (cfg.heads, cfg.saa)
         if key not in TRAINED or cfg.expand_ratio != 2.0:
             what = []
@@ -211,27 +350,97 @@ class ModelResolver:
             return Resolved(base, "trained", name, f"{label} ({setting}, kernels {'/'.join(map(str, cfg.kernels))})",
                             ("demo", name))
         note, _ = _kernel_note(default_kernels(cfg.heads), cfg.kernels)
-        kwargs = {"num_classes": 10, "sam_heads": cfg.heads, "saa": cfg.saa}
         rkey = ("resized", name, cfg.kernels)
-        model = self.models.get(rkey, lambda: resize_kernels(base, cfg.kernels, **kwargs))
+        model = self.models.get(rkey, lambda: resize_kernels(base, cfg.kernels))
         return Resolved(model, "resized", f"{name} resized", f"{label} ({setting}) with its kernels resized: {note}",
                         rkey)
 
-    def _checkpoint(self, cfg: Config) -> Resolved:
-        from smt.resolve import resolve_model
+    def native(self, cfg: Config) -> tuple[int, tuple[int, ...], bool, float]:
+        """The user's model's own (N, kernels, SAA, expand ratio) in `cfg.stage` (the first SAM stage for all)."""
+        user = self.user(self._user_name(cfg))
+        stages = sam_stages(user.model)
+        return stage_setting(architecture(user.model)[1], stages[0] if cfg.stage is None else cfg.stage)
 
-        path = cfg.checkpoint or ""
-        if not path or not Path(path).is_file():
-            raise FileNotFoundError(f"checkpoint file {path!r} does not exist: give the path of a .pth or "
+    @staticmethod
+    def _user_name(cfg: Config) -> str:
+        name = cfg.checkpoint or ""
+        if not name:
+            raise FileNotFoundError("no checkpoint given: type the path of your .pth or .safetensors file (or a "
+                                    "timm name such as smt_tiny) in the file box")
+        return name
+
+    def _checkpoint(self, cfg: Config) -> Resolved:
+        """The user's model (a checkpoint path or timm name) under `cfg`: as saved; with its kernels resized; a
+        file of the ablation folder that has the head count and SAA setting; or that architecture at random
+        initialisation."""
+        name = self._user_name(cfg)
+        path = Path(name).expanduser()
+        if not path.is_file() and ("/" in name or name.lower().endswith((".pth", ".pt", ".safetensors", ".bin"))):
+            raise FileNotFoundError(f"checkpoint file {name!r} does not exist: give the path of a .pth or "
                                     f".safetensors file")
-        key = ("file", os.path.abspath(path), os.path.getmtime(path))
-        model = self.models.get(key, lambda: resolve_model(path, device="cpu").model)
-        stage = next(i for i, t in enumerate(model.stage_block_types) if "sam" in t)
-        kernels = tuple(model.stage_kernel_sizes[stage])
-        return Resolved(model, "checkpoint", Path(path).name,
-                        f"checkpoint {Path(path).name} as saved (N = {len(kernels)}, kernels "
-                        f"{'/'.join(map(str, kernels))}); its own architecture, the N / kernel / SAA controls "
-                        f"follow it", key)
+        user = self.user(name)
+        model = user.model
+        stages = sam_stages(model)
+        if not stages:
+            raise ValueError(f"{user.name} has no SAM blocks: the playground shows SMT's modulation")
+        if cfg.stage is not None and cfg.stage not in stages:
+            raise ValueError(f"stage {cfg.stage + 1} (stages.{cfg.stage}) of {user.name} has no SAM blocks: choose "
+                             f"one of stages {', '.join(str(i + 1) for i in stages)}")
+        targets = stages if cfg.stage is None else [cfg.stage]
+        arch, config = architecture(model)
+        names, size = tuple(user.class_names), user.input_size
+        want = (cfg.heads, cfg.saa, cfg.expand_ratio)
+        where = _stages_text(targets, model)
+        base_key = ("user", os.path.abspath(path), path.stat().st_mtime) if path.is_file() else ("user", name)
+
+        def matches(settings) -> bool:
+            return all(settings[i] is not None and (settings[i][0], settings[i][2], settings[i][3]) == want
+                       for i in targets)
+
+        own = tuple(stage_setting(config, i) if i in stages else None for i in range(len(config["depths"])))
+        if matches(own):
+            base, bkey, label = model, base_key, f"{user.name} as saved"
+        else:
+            found = None
+            note = "no ablation folder is given (ablations=DIR)"
+            if self.ablations is not None:
+                files, skipped = self.ablation_files()
+                found = next((f for f in files if matches(f.settings)), None)
+                wanted = f"N = {cfg.heads}, SAA {'on' if cfg.saa else 'off'}" + (
+                    f", expand ratio {cfg.expand_ratio:g}" if cfg.saa else "")
+                note = (f"no file of the ablation folder has {wanted} in {where}"
+                        + (f" ({len(skipped)} file(s) skipped: {'; '.join(skipped)})" if skipped else ""))
+            if found is None:
+                rcfg = _with_setting(config, targets, cfg.heads, cfg.kernels, cfg.saa, cfg.expand_ratio)
+                key = ("user-random", base_key, tuple(targets), cfg.heads, cfg.kernels, cfg.saa, cfg.expand_ratio,
+                       cfg.seed)
+
+                def build():
+                    import timm
+
+                    torch.manual_seed(cfg.seed)
+                    return timm.create_model(arch, **rcfg).eval().to(self.device)
+
+                random = self.models.get(key, build)
+                return Resolved(random, "random", f"random (seed {cfg.seed})",
+                                f"{note}: random initialisation (seed {cfg.seed}) of {user.architecture} with "
+                                f"{_setting_text(cfg.heads, cfg.kernels, cfg.saa, cfg.expand_ratio)} in {where}: "
+                                f"untrained, so the maps show the architecture, not learnt features",
+                                key, names, size)
+            fu = self.user(found.path)
+            base, bkey = fu.model, ("user", found.path, found.mtime)
+            label = f"ablation file {Path(found.path).name}"
+            names = tuple(fu.class_names)
+        now = stage_setting(architecture(base)[1], targets[0])
+        if all(stage_setting(architecture(base)[1], i)[1] == tuple(cfg.kernels) for i in targets):
+            kind = "checkpoint" if base is model else "trained"
+            return Resolved(base, kind, Path(bkey[1]).name if base is not model else user.name,
+                            f"{label} ({_setting_text(*now)} in {where})", bkey, names, size)
+        text, _ = _kernel_note(now[1], cfg.kernels)
+        rkey = ("resized", bkey, tuple(targets), tuple(cfg.kernels))
+        resized = self.models.get(rkey, lambda: resize_kernels(base, cfg.kernels, targets))
+        return Resolved(resized, "resized", f"{Path(bkey[1]).name} resized",
+                        f"{label} with the kernels of {where} resized: {text}", rkey, names, size)
 
 
 @dataclass
@@ -242,20 +451,30 @@ class ImageSet:
     labels: Optional[list[Optional[int]]] = None
 
     @classmethod
-    def canvases(cls, n: Optional[int] = None) -> "ImageSet":
+    def canvases(cls, n: Optional[int] = None, size: Optional[int] = None) -> "ImageSet":
+        """The shipped test canvases (112 px; `size`: resized to it, for a model of another input size). Their
+        labels are indices of the demo models' 10 classes (`truth_names` shows them only to such a model)."""
+        from PIL import Image
+
         from smt.demo import demo_images
 
         d = demo_images()
         k = len(d) if n is None else min(n, len(d))
-        return cls(d.images[:k].numpy(), [f"canvas {i} ({d.class_names[int(d.labels[i])]})" for i in range(k)],
+        pixels = d.images[:k].numpy()
+        if size is not None and size != pixels.shape[1]:
+            pixels = np.stack([np.asarray(Image.fromarray(p).resize((size, size), Image.BICUBIC)) for p in pixels])
+        return cls(pixels, [f"canvas {i} ({d.class_names[int(d.labels[i])]})" for i in range(k)],
                    [int(v) for v in d.labels[:k]])
 
     @classmethod
-    def photos(cls, folder: Optional[os.PathLike] = None, size: int = 112) -> "ImageSet":
+    def photos(cls, folder: Optional[os.PathLike] = None, size: int = 112,
+               num_images: Optional[int] = None) -> "ImageSet":
+        """The images of `folder` (default the shipped photographs, `data/images`), sorted by path, the first
+        `num_images`, each resized and centre-cropped to `size`."""
         from .figures import DATA_IMAGES
         from .images import list_images
 
-        files = list_images(folder or DATA_IMAGES)
+        files = list_images(folder or DATA_IMAGES, num_images)
         return cls(np.stack([load_image(f, size) for f in files]), [f.name for f in files])
 
     def key(self, i: int) -> tuple[str, str]:
@@ -403,6 +622,21 @@ class Prefetcher:
                     self.done += 1
 
 
+def _device(model: nn.Module) -> torch.device:
+    return next((p.device for p in model.parameters()), torch.device("cpu"))
+
+
+def _cpu(result: Any) -> Any:
+    """A small result dataclass (a FourierCurve) with its tensors on the CPU."""
+    import dataclasses
+
+    if not dataclasses.is_dataclass(result):
+        return result
+    moved = {f.name: getattr(result, f.name).cpu() for f in dataclasses.fields(result)
+             if isinstance(getattr(result, f.name), torch.Tensor)}
+    return replace(result, **moved) if moved else result
+
+
 def _top5(logits: torch.Tensor, class_names: Sequence[str]) -> list[tuple[str, float]]:
     probs = torch.softmax(logits.double(), 0)
     top = torch.topk(probs, min(5, probs.numel()))
@@ -437,8 +671,8 @@ class SAMSession:
 
         def build():
             with self.threads:
-                return smt_forward(resolved.model, x, [block], block_outputs=False, block_inputs=True,
-                                   mask={block: list(mkey)} if mkey else None)
+                return smt_forward(resolved.model, x.to(_device(resolved.model)), [block], block_outputs=False,
+                                   block_inputs=True, mask={block: list(mkey)} if mkey else None)
         return self.forwards.get((resolved.key, image_key, block, mkey), build)
 
     def fields(self, resolved: Resolved, image_key: Hashable, x: torch.Tensor, block: str) -> torch.Tensor:
@@ -462,11 +696,12 @@ class SAMSession:
         fwd = self.forward(resolved, image_key, x, block, masked)
         fields = self.fields(resolved, image_key, x, block)
         f = fwd.sam[block]
-        with self.threads:
-            return BlockView(block, tuple(f.kernel_sizes), head_activation_maps(f.heads)[0], fields,
-                             f.saa_input[0].abs().mean(0), modulator_map(f.modulator)[0],
-                             relative_log_amplitude(f.saa_input), relative_log_amplitude(f.modulator),
-                             _top5(fwd.logits[0], self.class_names), tuple(masked))
+        names = resolved.class_names if resolved.class_names is not None else self.class_names
+        with self.threads:  # computed on the model's device; only the shown results come to the CPU
+            return BlockView(block, tuple(f.kernel_sizes), head_activation_maps(f.heads)[0].cpu(), fields.cpu(),
+                             f.saa_input[0].abs().mean(0).cpu(), modulator_map(f.modulator)[0].cpu(),
+                             _cpu(relative_log_amplitude(f.saa_input)), _cpu(relative_log_amplitude(f.modulator)),
+                             _top5(fwd.logits[0].cpu(), names), tuple(masked))
 
     def prefetch(self, resolved: Resolved, images: "ImageSet", indices: Sequence[int], block: str,
                  masked: Sequence[int] = ()) -> None:
@@ -515,16 +750,15 @@ class ExplorerSession:
 
     def __init__(self, model: nn.Module, images: ImageSet, class_names: Optional[Sequence[str]] = None,
                  cache_size: int = 64, threads: Optional[int] = 1):
-        from smt.data import CLASS_NAMES
+        from smt.resolve import class_names as names_of
 
         if not hasattr(model, "stage_block_types"):
             raise ValueError(f"the explorer shows SMT models (stages of SAM and MSA blocks and their named taps); "
                              f"{type(model).__name__} has none: use viz.analysis.cam.class_activation_maps or "
                              f"viz.capture on its own modules")
         self.model, self.images = model, images
-        n = getattr(model, "num_classes", 10)
-        self.class_names = list(class_names) if class_names is not None else (
-            list(CLASS_NAMES) if n == 10 else [f"class {i}" for i in range(n)])
+        n = int(getattr(model, "num_classes", 10))
+        self.class_names = list(class_names) if class_names is not None else names_of(n)
         self.captures = LRU(cache_size)   # (image key, block) -> one forward pass's taps
         self.gradients = LRU(cache_size)  # (image key, target) -> every stage's activations and gradients
         self.threads = TorchThreads(threads)
@@ -557,7 +791,7 @@ class ExplorerSession:
             from .analysis import smt_forward
             from .capture import capture
 
-            x = self.images.model_input(i)
+            x = self.images.model_input(i).to(_device(model))
             stage, j = block_index(block)
             sam = model.stage_block_types[stage][j] == "sam"
             extra = [block] + ([] if sam else [f"{block}.attn.attn_weights"])
@@ -594,11 +828,11 @@ class ExplorerSession:
         unit = "heads" if attn else "channels"
         if view == "mean":
             m = t.mean(0) if attn else t.abs().mean(0)
-            return TapView(m.double(), False, f"{what}: mean over {t.shape[0]} {unit}", t.shape[0])
+            return TapView(m.double().cpu(), False, f"{what}: mean over {t.shape[0]} {unit}", t.shape[0])
         if view != "channel":
             raise ValueError(f"view {view!r}: choose 'mean' or 'channel'")
         c = min(max(channel, 0), t.shape[0] - 1)
-        return TapView(t[c].double(), not attn, f"{what}: {'head' if attn else 'channel'} {c}", t.shape[0])
+        return TapView(t[c].double().cpu(), not attn, f"{what}: {'head' if attn else 'channel'} {c}", t.shape[0])
 
     def cam_view(self, i: int, method: str = "GradCAM", target: int = -1, layer: int = -1) -> CamView:
         """A Grad-CAM-family map of image i at stage `layer` (-1: the second-to-last) for class `target` (-1: the
@@ -610,7 +844,7 @@ class ExplorerSession:
         layer = layer if layer >= 0 else max(len(self.model.stages) - 2, 0)
         acts, grads = recorded.layers[f"stages.{layer}"]
         with self.threads:
-            cam = cam_from_gradients(method, acts, grads)[0]
+            cam = cam_from_gradients(method, acts, grads)[0].cpu()
         return CamView(self.images.display[i], cam, f"{method}, {self.class_names[t]}, stage {layer + 1}", t)
 
     def _gradients(self, i: int, target: int, *, model: Optional[nn.Module] = None):
@@ -621,18 +855,22 @@ class ExplorerSession:
         def run():
             stages = [f"stages.{s}" for s in range(len(model.stages))]
             with self.threads:
-                return layer_gradients(model, self.images.model_input(i), None if target < 0 else [target], stages)
+                return layer_gradients(model, self.images.model_input(i).to(_device(model)),
+                                       None if target < 0 else [target], stages)
         return self.gradients.get((self.images.key(i), target), run)
 
     def top5(self, i: int, block: str) -> list[tuple[str, float]]:
         """(class name, probability) of the five most probable classes of image i (from `block`'s capture)."""
         fwd, _ = self.capture(i, block)
-        return _top5(fwd.logits[0], self.class_names)
+        return _top5(fwd.logits[0].cpu(), self.class_names)
 
     def truth(self, i: int) -> Optional[str]:
-        """The true class of image i, when known."""
+        """The true class of image i, when known (the canvases' labels name the demo models' 10 classes: another
+        model's classes are other classes)."""
         labels = self.images.labels
-        return None if labels is None or labels[i] is None else self.class_names[labels[i]]
+        if labels is None or labels[i] is None or len(self.class_names) != 10:
+            return None
+        return self.class_names[labels[i]]
 
     def prefetch(self, indices: Sequence[int], block: str, target: int = -1) -> None:
         """Capture these images' `block` and gradients in the background (replacing earlier jobs not started)."""

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import html
 import traceback
-from typing import Any
+from typing import Any, Optional
+
+import torch
 
 from ..sessions import CamView, ExplorerSession, ImageSet, TapView
 from .app import App
@@ -21,31 +23,54 @@ class ModelExplorer(App):
     """Any tap of one captured forward pass, Grad-CAM and the top-5, for one model and an image set.
 
     Args:
-        model: A demo model name ("main", "heads2", ...) or an SMT model (eval mode).
-        images: "canvases", "photos", or an `ImageSet`.
+        model: A model as `smt.resolve.resolve_model` names one: a demo model name ("main", "heads2", ...), a timm
+            name (with `checkpoint`), an SMT checkpoint path alone (the variant read from its weights, the
+            authors' release files included), or an SMT model object (kept in its mode, on its device).
+        images: "canvases", "photos", a folder of images (sorted; the first `num_images`), or an `ImageSet`.
+            Files are loaded at the model's input size.
         debounce: Seconds to coalesce bursts of events (0: immediate).
         prefetch: Capture the next and previous images in the background after each update.
+        checkpoint: Weights for a demo or timm name.
+        labels: A labels file (one class name per line) or list of names; default the names that follow the
+            model's outputs (10: Scaled Fashion-MNIST, 1000: ImageNet-1k, 21841: ImageNet-22k).
+        device: Where the model runs (default CUDA when available, else the CPU; a model object stays where
+            it is).
+        num_images: How many images of a folder are shown.
+        input_size: The input size (default the model's own).
     """
 
     def __init__(self, model: Any = "main", images: Any = "canvases", *, debounce: float = 0.0,
-                 prefetch: bool = True):
+                 prefetch: bool = True, checkpoint: Any = None, labels: Any = None, device: Any = None,
+                 num_images: int = 16, input_size: Optional[int] = None):
+        import os
+
         import ipywidgets as W
+
+        from smt.resolve import resolve_model
 
         from ..analysis.cam import GRADIENT_METHODS
 
         super().__init__(debounce)
-        if isinstance(model, str):
-            from smt.demo import demo_model
-
-            model = demo_model(model)
-        if not isinstance(images, ImageSet) and images not in ("canvases", "photos"):
-            raise ValueError(f"images {images!r}: choose 'canvases' or 'photos', or pass an ImageSet")
+        folder = isinstance(images, (str, os.PathLike)) and images not in ("canvases", "photos") and os.path.isdir(
+            images)
+        if not isinstance(images, ImageSet) and images not in ("canvases", "photos") and not folder:
+            raise ValueError(f"images {images!r}: choose 'canvases' or 'photos', a folder of images, or pass an "
+                             f"ImageSet")
+        names = None
+        if isinstance(model, torch.nn.Module) and not hasattr(model, "stage_block_types"):
+            size = input_size or 112  # not an SMT: the session says so in the widget
+        else:
+            resolved = resolve_model(model, checkpoint=checkpoint, labels=labels, device=device,
+                                     input_size=input_size)
+            model, names, size = resolved.model, resolved.class_names, resolved.input_size
+        self.input_size = size
         imageset = images if isinstance(images, ImageSet) else (
-            ImageSet.photos() if images == "photos" else ImageSet.canvases())
+            ImageSet.photos(images, size=size, num_images=num_images) if folder else
+            ImageSet.photos(size=size) if images == "photos" else ImageSet.canvases(size=None if size == 112 else size))
         self.tap: TapView | None = None  # what the views show now
         self.cam: CamView | None = None
         try:
-            self.session = ExplorerSession(model, imageset)
+            self.session = ExplorerSession(model, imageset, names)
         except ValueError as e:  # a model the explorer can not show: the widget says so, and shows nothing else
             self._set_error(e, "".join(traceback.format_exception(e)))
             self.session = None

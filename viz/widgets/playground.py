@@ -9,7 +9,7 @@ import html
 import traceback
 from collections.abc import Sequence
 from dataclasses import replace
-from typing import Any
+from typing import Any, Optional
 
 from ..sessions import BlockView, Config, ImageSet, ModelResolver, SAMSession, default_kernels, load_image
 from .app import App
@@ -23,26 +23,46 @@ class SAMPlayground(App):
     """Slide SMT's modulation and see what it does: heads, kernels, expand ratio, SAA, masks.
 
     Args:
-        model: "main" (the trained model and its ablation set), "random", or a checkpoint path.
-        images: "canvases" (the shipped test canvases), "photos" (`data/images`), or an `ImageSet`.
+        model: "main" (the trained demo model and its ablation set), "random", or your own model: an SMT checkpoint
+            path (any variant; the architecture is read from the weights, the release files included) or a timm
+            name (`smt.resolve.resolve_model`). Your model runs at its own input size with its own class names.
+        images: "canvases" (the shipped test canvases), "photos" (`data/images`), a folder of your images (sorted;
+            the first `num_images`), or an `ImageSet`.
         block: The SAM block shown first.
         seed: Seed of random initialisations.
         debounce: Seconds to coalesce bursts of events (0: immediate).
         prefetch: Compute the next and previous images' captures in the background after each update.
+        ablations: A folder of your own checkpoints (e.g. N = 2, 4, 8; SAA off): a head count or SAA change
+            switches to the file that has it, as the demo model switches within its ablation set. Without it,
+            such a change builds the architecture at random initialisation (`seed`).
+        labels: A labels file (one class name per line) or list of names for your model.
+        device: Where models run (default CUDA when available, else the CPU).
+        num_images: How many images of a folder are shown (the first, sorted by path).
+        input_size: Your model's input size (default its own, e.g. 224 for smt_tiny).
     """
 
     def __init__(self, model: str = "main", images: Any = "canvases", *, block: str = "stages.0.blocks.0",
-                 seed: int = 0, debounce: float = 0.0, prefetch: bool = True):
+                 seed: int = 0, debounce: float = 0.0, prefetch: bool = True, ablations: Any = None,
+                 labels: Any = None, device: Any = None, num_images: int = 16, input_size: Optional[int] = None):
+        import os
+
         import ipywidgets as W
 
         from smt.data import CLASS_NAMES
 
         super().__init__(debounce)
-        self.resolver = ModelResolver()
+        self.resolver = ModelResolver(device=device, ablations=ablations, labels=labels, input_size=input_size)
         self.session = SAMSession(list(CLASS_NAMES))
         self.compute = self.session.threads
         self.prefetch = prefetch
-        self.images = {"canvases": None, "photos": None, "upload": None}
+        self.num_images = num_images
+        self.images = {"canvases": None, "photos": None, "folder": None, "upload": None}
+        self._image_size = None  # the size the loaded image sets have (the model's input size)
+        self._upload_bytes: Optional[tuple[str, bytes]] = None
+        folder = os.fspath(images) if isinstance(images, (str, os.PathLike)) and images not in (
+            "canvases", "photos", "upload") and os.path.isdir(images) else None
+        self.folder = folder
+        model = os.fspath(model)
         base = model if model in ("main", "random") else "checkpoint"
         self.cfg = Config(base=base, seed=seed, checkpoint=None if base != "checkpoint" else str(model))
         self.resolved = None
@@ -54,23 +74,28 @@ class SAMPlayground(App):
         def c(w, name):
             return tagged(w, f"viz-control-{name}")
 
-        models = [("trained (main + ablation set)", "main"), ("checkpoint file", "checkpoint"),
-                  ("random initialisation", "random")]
+        models = [("trained (main + ablation set)", "main"), ("your model (file or timm name)",
+                                                                  "checkpoint"), ("random initialisation", "random")]
         self.w_model = c(W.Dropdown(options=models, value=base, description="model", style=style), "model")
-        self.w_path = c(W.Text(value=self.cfg.checkpoint or "", placeholder="path/to/checkpoint.pth",
+        self.w_path = c(W.Text(value=self.cfg.checkpoint or "", placeholder="path/to/checkpoint.pth or smt_tiny",
                                description="file", style=style, continuous_update=False), "file")
         # any integer is shown as given (a bad seed is an error in the widget, not a silent clamp)
         self.w_seed = c(W.IntText(value=seed, description="seed", style=style, layout=W.Layout(width="9em")), "seed")
         sources = [("shipped canvases", "canvases"), ("photos (data/images)", "photos"), ("upload", "upload")]
-        known = isinstance(images, ImageSet) or images in dict(sources).values()
-        self.w_source = c(W.Dropdown(options=sources, value=images if isinstance(images, str) and known else "canvases",
-                                     description="images", style=style), "source")
-        if isinstance(images, ImageSet):
-            self.images["canvases"] = images
+        if folder is not None:
+            sources.insert(0, (f"folder {os.path.basename(folder.rstrip(os.sep)) or folder}", "folder"))
+        known = isinstance(images, ImageSet) or folder is not None or images in dict(sources).values()
+        first = "folder" if folder is not None and known else images if isinstance(images, str) and known else (
+            "canvases")
+        self.w_source = c(W.Dropdown(options=sources, value=first, description="images", style=style), "source")
+        self._given = images if isinstance(images, ImageSet) else None  # shown as "canvases", at its own size
         self.w_index = c(W.IntSlider(value=0, min=0, max=1, description="image", continuous_update=False,
                                      style=style), "image")
         self.w_upload = c(W.FileUpload(accept="image/*", multiple=False, description="upload"), "upload")
         self.w_block = c(W.Dropdown(description="SAM block", style=style, layout=W.Layout(width="98%")), "block")
+        # which SAM stages heads, kernels, expand ratio and SAA apply to (-1: every one)
+        self.w_stage = c(W.Dropdown(options=[("every SAM stage", -1)], value=-1, description="apply to",
+                                    style=style, layout=W.Layout(width="98%")), "stage")
         self.w_heads = c(W.IntSlider(value=4, min=1, max=8, description="heads N", continuous_update=False,
                                      style=style), "heads")
         half = W.Layout(width="50%")  # two sliders share a row: without a width each keeps a few px of track
@@ -93,7 +118,8 @@ class SAMPlayground(App):
         self.v_saa = View(self._plot_saa, self._update_saa, css="viz-view-saa")
 
         for w in (self.w_model, self.w_path):
-            w.observe(self.on("model", self._model_changed), "value")
+            w.observe(self.on("model", self._load_model), "value")
+        self.w_stage.observe(self.on("stage", self._stage_changed), "value")
         self.w_seed.observe(self.on("seed", self._model_changed), "value")
         self.w_source.observe(self.on("image source", self._source_changed), "value")
         self.w_index.observe(self.on("image", self._refresh_all), "value")
@@ -106,7 +132,7 @@ class SAMPlayground(App):
         self.w_saa.observe(self.on("SAA", self._model_changed), "value")
 
         controls = W.VBox([W.HBox([self.w_model, self.w_seed]), self.w_path,
-                           W.HBox([self.w_source, self.w_upload]), self.w_index, self.w_block,
+                           W.HBox([self.w_source, self.w_upload]), self.w_index, self.w_block, self.w_stage,
                            self.w_heads, W.HBox([self.w_first, self.w_step]), self.w_kernels,
                            W.HBox([self.w_expand, self.w_saa]), W.HTML("<b>mask heads</b> (zero them)"), self.w_masks],
                           layout=controls_layout("430px"))
@@ -122,8 +148,9 @@ class SAMPlayground(App):
         self.widget.add_class("viz-app").add_class("viz-sam-playground")
         self._first_block = block
         if not known:
-            self._bad_argument("images", ValueError(f"images {images!r}: choose 'canvases', 'photos' or 'upload', or "
-                                                    f"pass an ImageSet; the shipped canvases are shown"))
+            self._bad_argument("images", ValueError(f"images {images!r}: choose 'canvases', 'photos' or 'upload', a "
+                                                    f"folder of images, or pass an ImageSet; the shipped canvases are "
+                                                    f"shown"))
         self.guard("init", self._start)
 
     def _bad_argument(self, what: str, e: Exception) -> None:
@@ -143,35 +170,48 @@ class SAMPlayground(App):
         return self.view_data[1]
 
     # -- state ----------------------------------------------------------------------------------------------
+    def _size(self) -> int:
+        """The input size of the model shown (the demo models': 112)."""
+        return (self.resolved.input_size if self.resolved is not None else None) or 112
+
     def _imageset(self) -> ImageSet:
+        size = self._size()
+        if size != self._image_size:  # another input size: the sets are loaded again at it
+            self.images = {k: None for k in self.images}
+            self._image_size = size
         src = self.w_source.value
         if self.images[src] is None:
             if src == "canvases":
-                self.images[src] = ImageSet.canvases()
+                self.images[src] = self._given or ImageSet.canvases(size=None if size == 112 else size)
             elif src == "photos":
-                self.images[src] = ImageSet.photos()
+                self.images[src] = ImageSet.photos(size=size)
+            elif src == "folder":
+                self.images[src] = ImageSet.photos(self.folder, size=size, num_images=self.num_images)
+            elif self._upload_bytes is not None:
+                name, content = self._upload_bytes
+                self.images[src] = ImageSet(load_image(content, size)[None], [name])
             else:
                 raise ValueError("no image uploaded yet: choose a PNG or JPEG file with the upload button")
         return self.images[src]
 
-    def _requested(self) -> Config:
-        heads = self.w_heads.value
+    def _kernels(self) -> tuple[int, ...]:
         text = self.w_kernels.value.strip()
         if text:
             try:
-                kernels = tuple(int(t) for t in text.replace(" ", ",").split(",") if t)
+                return tuple(int(t) for t in text.replace(" ", ",").split(",") if t)
             except ValueError:
                 raise ValueError(f"kernels {text!r}: write odd integers separated by commas, e.g. 3,5,7,9") from None
-        else:
-            kernels = tuple(self.w_first.value + self.w_step.value * h for h in range(heads))
-        return replace(self.cfg, base=self.w_model.value, heads=heads, kernels=kernels,
+        return tuple(self.w_first.value + self.w_step.value * h for h in range(self.w_heads.value))
+
+    def _requested(self) -> Config:
+        stage = self.w_stage.value
+        return replace(self.cfg, base=self.w_model.value, heads=self.w_heads.value, kernels=self._kernels(),
                        expand_ratio=float(self.w_expand.value), saa=bool(self.w_saa.value),
-                       seed=int(self.w_seed.value), checkpoint=self.w_path.value.strip() or None)
+                       seed=int(self.w_seed.value), checkpoint=self.w_path.value.strip() or None,
+                       stage=None if stage == -1 else stage)
 
     def _start(self) -> None:
-        with self.quiet():
-            self.w_index.max = max(0, len(self._imageset().display) - 1)
-        self._model_changed()
+        self._load_model()
 
     def _set_block_options(self) -> None:
         from ..analysis import sam_block_names
@@ -207,23 +247,97 @@ class SAMPlayground(App):
         return tuple(h for h, b in enumerate(self.w_masks.children) if b.value)
 
     # -- handlers -------------------------------------------------------------------------------------------
+    def _load_model(self) -> None:
+        """A new model (the model menu or the file): the stage picker and the N / kernel / SAA controls take
+        its own setting, then it is shown."""
+        with self.standing_error("model"):
+            cfg = replace(self._requested(), stage=None)
+            if cfg.base == "checkpoint":
+                self._set_stage_options(cfg)
+                self._sync_controls(cfg)
+            else:
+                with self.quiet():
+                    self.w_stage.options, self.w_stage.value = [("every SAM stage", -1)], -1
+        self._model_changed()
+
+    def _set_stage_options(self, cfg: Config) -> None:
+        from ..sessions import sam_stages
+
+        stages = sam_stages(self.resolver.user(self.resolver._user_name(cfg)).model)
+        with self.quiet():
+            self.w_stage.options = [("every SAM stage", -1)] + [(f"stage {i + 1} (stages.{i}) only", i)
+                                                                 for i in stages]
+            self.w_stage.value = -1
+
+    def _sync_controls(self, cfg: Config) -> None:
+        """Set N, kernels, SAA and expand ratio to the user's model's own in `cfg.stage` (the sliders when the
+        kernels are 3, 5, 7, ...-like steps, else the list)."""
+        heads, kernels, saa, ratio = self.resolver.native(cfg)
+        step = kernels[1] - kernels[0] if len(kernels) > 1 else 2
+        even = all(b - a == step for a, b in zip(kernels, kernels[1:])) and step in range(0, 7, 2) and (
+            kernels[0] in range(1, 16, 2))
+        with self.quiet():
+            self.w_heads.value = heads
+            if even:
+                self.w_kernels.value = ""
+                self.w_first.value, self.w_step.value = kernels[0], step
+            else:
+                self.w_kernels.value = ",".join(map(str, kernels))
+            if ratio not in self.w_expand.options:
+                self.w_expand.options = sorted(set(self.w_expand.options) | {ratio})
+            self.w_expand.value, self.w_saa.value = ratio, saa
+
+    def _stage_changed(self) -> None:
+        """Another stage picked: the controls show that stage's own setting; the block moves into it."""
+        cfg = self._requested()
+        if cfg.base == "checkpoint":
+            with self.standing_error("model"):
+                self._sync_controls(cfg)
+            if cfg.stage is not None and not self.w_block.value.startswith(f"stages.{cfg.stage}."):
+                first = next((v for _, v in self.w_block.options if v.startswith(f"stages.{cfg.stage}.")), None)
+                if first is not None:
+                    with self.quiet():
+                        self.w_block.value = first
+        self._model_changed()
+
     def _model_changed(self) -> None:
         with self.standing_error("model"):  # a bad configuration stays reported until it is changed
             cfg = self._requested()
             resolved = self.resolver.resolve(cfg)
         self.cfg, self.resolved = cfg, resolved
-        if resolved.kind == "checkpoint":
-            self._sync_controls_to_model()
         self._set_block_options()
         self._set_masks()
+        self._set_enabled()
         self._refresh_all()
 
-    def _sync_controls_to_model(self) -> None:
-        stage = next(i for i, t in enumerate(self.model.stage_block_types) if "sam" in t)
-        kernels = tuple(self.model.stage_kernel_sizes[stage])
-        with self.quiet():
-            self.w_heads.value = len(kernels)
-            self.w_kernels.value = ",".join(map(str, kernels))
+    def _set_enabled(self) -> None:
+        """Disable each control that can not apply to what is shown, with a tooltip that says why (a control never
+        moves and changes nothing)."""
+        from ..sessions import sam_stages
+
+        base, r = self.w_model.value, self.resolved
+        why = {
+            "file": None if base == "checkpoint" else "the file names your model: choose 'your model' in the model "
+                                                      "menu first",
+            "seed": None if r is None or r.kind == "random" else (
+                f"the seed sets random initialisations; {r.name} is trained: choose random initialisation, or an N, "
+                f"SAA or expand ratio that no trained checkpoint has"),
+            "expand": None if self.w_saa.value else "SAA is off: there is no expansion to change",
+            "slider kernels": None if not self.w_kernels.value.strip() else (
+                "the kernel list is used: clear it to set the kernels with first kernel and step"),
+            "stage": None,
+        }
+        if base != "checkpoint":
+            why["stage"] = ("the demo models vary every SAM stage together; pick a stage on your own checkpoint "
+                            "(model: your model)")
+        elif r is not None and len(sam_stages(self.resolver.user(self.cfg.checkpoint).model)) < 2:
+            why["stage"] = "this model has a single SAM stage: the setting applies to it"
+        tips = {"file": [self.w_path], "seed": [self.w_seed], "expand": [self.w_expand],
+                "slider kernels": [self.w_first, self.w_step], "stage": [self.w_stage]}
+        for name, controls in tips.items():
+            for w in controls:
+                w.disabled = why[name] is not None
+                w.tooltip = why[name]
 
     def _heads_changed(self) -> None:
         with self.quiet():
@@ -245,7 +359,8 @@ class SAMPlayground(App):
         f = files[0] if isinstance(files, (list, tuple)) else next(iter(files.values()))
         content = f["content"] if isinstance(f, dict) else f.content
         name = f["name"] if isinstance(f, dict) else f.name
-        self.images["upload"] = ImageSet(load_image(bytes(content))[None], [name])
+        self._upload_bytes = (name, bytes(content))
+        self.images["upload"] = ImageSet(load_image(bytes(content), self._size())[None], [name])
         with self.quiet():
             self.w_source.value = "upload"
             self.w_index.value, self.w_index.max = 0, 0
@@ -260,6 +375,8 @@ class SAMPlayground(App):
         if self.resolved is None:  # no configuration has worked yet: its error stays shown, nothing to draw
             return
         imgs = self._imageset()
+        with self.quiet():
+            self.w_index.max = max(0, len(imgs.display) - 1)
         i = min(self.w_index.value, len(imgs.display) - 1)
         key, x, block, masked = imgs.key(i), imgs.model_input(i), self.w_block.value, self._masked()
         view = self.session.block_view(self.resolved, key, x, block, masked)
@@ -271,7 +388,9 @@ class SAMPlayground(App):
         self.v_fields.show(view, (n, max(view.kernel_sizes)), key=(self.resolved.key, key, block))
         self.v_saa.show(view)
         label = imgs.labels[i] if imgs.labels is not None else None
-        self.w_top5.value = top5_html(view.top5, None if label is None else self.session.class_names[label])
+        names = self.resolved.class_names or self.session.class_names
+        # the canvases' labels are the demo models' 10 classes: another model's classes are other classes
+        self.w_top5.value = top5_html(view.top5, None if label is None or len(names) != 10 else names[label])
         self.explanation_text = self._explain(imgs, i, masked)
         self.explanation.value = "<b>" + html.escape(self.explanation_text) + "</b>"
         self.w_readout.value = html.escape(
@@ -378,6 +497,7 @@ class SAMPlayground(App):
     def controls(self) -> dict[str, Any]:
         """The controls by name (for scripts: `w.controls()["heads"].value = 2`)."""
         return {"model": self.w_model, "file": self.w_path, "seed": self.w_seed, "source": self.w_source,
-                "image": self.w_index, "upload": self.w_upload, "block": self.w_block, "heads": self.w_heads,
+                "image": self.w_index, "upload": self.w_upload, "block": self.w_block, "stage": self.w_stage,
+                "heads": self.w_heads,
                 "first kernel": self.w_first, "kernel step": self.w_step, "kernels": self.w_kernels,
                 "expand ratio": self.w_expand, "saa": self.w_saa, "masks": list(self.w_masks.children)}
