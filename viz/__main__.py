@@ -1,4 +1,5 @@
-"""Command line of the analyses: `python -m viz run ...`, `python -m viz figures ...` and `python -m viz demo`
+"""Command line of the analyses: `python -m viz run ...`, `python -m viz figures ...`, `python -m viz explorable ...`
+and `python -m viz demo`
 (the main job)."""
 from __future__ import annotations
 
@@ -20,12 +21,22 @@ def main(argv: list[str] | None = None) -> int:
         except (FileNotFoundError, ValueError) as e:
             print(f"error: {e}", file=sys.stderr)
             return 2
+    if argv[:1] == ["explorable"]:
+        from .explorable import main as explorable
+
+        try:
+            return explorable(argv[1:])
+        except (FileNotFoundError, ValueError) as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
     from . import run
 
     parser = argparse.ArgumentParser(prog="python -m viz", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     run.add_parser(sub)
     sub.add_parser("figures", help="render the paper figures (python -m viz figures --help)")
+    sub.add_parser("explorable", help="the SAM playground and the figure set as a static site (python -m viz "
+                                      "explorable --help)")
     sub.add_parser("demo", help="the main job: report and figures on the demo model (python -m viz demo --help)")
     args = parser.parse_args(argv)
     try:

@@ -1,0 +1,561 @@
+"""`python -m viz explorable`: the SAM playground and the figure set as a static folder that opens from disk.
+
+    python -m viz explorable --out site/                 # demo model, its ablation set, 12 canvases
+    python -m viz explorable --out site/ --model test_smt --num-images 2
+
+Every state the page can show (image x SAM block x model of the set x head mask) is computed here, with
+the playground's compute (`viz.playground`: `ModelResolver`, `Session`, `ImageSet`) and drawn with the
+playground's own views (the build/refresh pairs of `viz.widgets.SAMPlayground`, which draw with
+`viz.plot`), so the page, the widget and the paper figures show the same pictures. Each view is one
+figure per model, built once; a state only sets its artists' data and is blitted over a cached
+background, then written as a palette PNG. The page (`index.html`, plain JavaScript, no network) loads one
+small script per (model, block) when a control first asks for it (`<script>` tags work from `file://`,
+where `fetch` of a JSON file does not) and swaps PNGs; nothing is computed in the browser.
+
+What the page cannot do that the live playground can: other head counts, kernel sizes, expand ratios
+or random initialisations, masking several heads at once, and uploaded images. Kernel sizes were left
+out for the size and time budgets: padding a kernel by one step leaves every map unchanged (only the
+titles would change), and cropping by one step means a second model, so each kernel setting doubles
+the states (and the build time and size) of the default set.
+
+The same inputs give byte-identical files; everything is written inside `--out` (a working folder
+inside it, moved into place at the end).
+"""
+from __future__ import annotations
+
+import argparse
+import html
+import io
+import json
+import os
+import shutil
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+import torch
+
+__all__ = ["Variant", "ModelSet", "model_set", "build", "main", "ASSETS"]
+
+ASSETS = Path(__file__).resolve().parent / "explorable_assets"
+VIEWS = ("overlay", "heads", "fields", "saa")
+#: The views column's width on a 1280-px window (CSS): wider views are drawn at a lower dpi, not scaled down.
+VIEW_WIDTH_PX = 940
+DPI = 96
+#: Names this command writes at the top of --out (replaced on a rebuild; anything else there is left alone).
+OUTPUTS = ("index.html", "figures.html", "assets", "data", "figures")
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One model the page offers: how to load it and what to say about it.
+
+    Attributes:
+        label: The control's label ("N = 4, SAA on").
+        spec: What `_load` builds: ("trained", heads, saa), ("demo", name), ("timm", name, seed) or ("file", path).
+    """
+    label: str
+    spec: tuple
+
+
+@dataclass(frozen=True)
+class ModelSet:
+    """The models of the page (one per trained head count / SAA setting, or one user model)."""
+    name: str
+    variants: tuple[Variant, ...]
+    class_names: tuple[str, ...]
+
+
+def _not_shown(what: str, why: str) -> ValueError:
+    return ValueError(f"{what} {why}: the explorable shows SMT's SAM blocks (MHMC heads, SAA). Use --model main "
+                      f"(the demo model and its ablation set), a demo SMT (heads1, heads2, heads4, heads8, nosaa), an "
+                      f"SMT timm name (test_smt, smt_tiny, ...), an SMT checkpoint file or a folder of them")
+
+
+def _check_smt(model: torch.nn.Module, what: str) -> None:
+    """A clear error for a model the playground can not show (not SMT, or no SAM block)."""
+    from .analysis import sam_block_names
+
+    if not hasattr(model, "stage_block_types"):
+        raise _not_shown(what, f"is not an SMT model ({type(model).__name__})")
+    if not sam_block_names(model):
+        raise _not_shown(what, "has no SAM block")
+
+
+def _load(spec: tuple, resolver=None) -> tuple[torch.nn.Module, str]:
+    """(model in eval mode, the one-line explanation of what it is) for a variant's spec."""
+    from .playground import Config, ModelResolver, default_kernels
+
+    resolver = resolver or ModelResolver()
+    kind = spec[0]
+    if kind == "trained":
+        r = resolver.resolve(Config(heads=spec[1], kernels=default_kernels(spec[1]), saa=spec[2]))
+        return r.model, r.explanation
+    if kind == "demo":
+        return resolver.demo(spec[1]), f"demo model {spec[1]!r} as trained"
+    if kind == "file":
+        r = resolver.resolve(Config(base="checkpoint", checkpoint=spec[1]))
+        return r.model, r.explanation
+    import timm
+
+    torch.manual_seed(spec[2])
+    model = timm.create_model(spec[1], num_classes=10).eval()
+    return model, (f"{spec[1]} at random initialisation (seed {spec[2]}): untrained, so the maps show the "
+                   f"architecture, not learnt features")
+
+
+def model_set(model: str = "main", *, seed: int = 0) -> ModelSet:
+    """The models for `--model`: "main" (the demo model and its trained ablation set), a demo name, an SMT
+    timm name (random initialisation), a checkpoint file, or a folder of checkpoint files (a user's ablation
+    set). Raises ValueError for a model the playground can not show."""
+    from smt.data import CLASS_NAMES
+    from smt.demo import DEMO_MODELS
+
+    from .playground import TRAINED
+
+    path = Path(model)
+    if model == "main":
+        variants = tuple(Variant(f"N = {n}, SAA {'on' if saa else 'off'}", ("trained", n, saa))
+                         for (n, saa) in sorted(TRAINED, key=lambda k: (not k[1], k[0])))
+    elif path.is_dir():
+        files = sorted(p for p in path.iterdir() if p.suffix in (".pth", ".pt", ".safetensors"))
+        if not files:
+            raise FileNotFoundError(f"folder {model} has no checkpoint (.pth, .pt, .safetensors): give a folder of "
+                                    f"SMT checkpoints, one per model of the ablation")
+        variants = tuple(Variant(p.name, ("file", str(p))) for p in files)
+    elif path.is_file():
+        variants = (Variant(path.name, ("file", str(path))),)
+    elif model in DEMO_MODELS:
+        variants = (Variant(model, ("demo", model)),)
+    else:
+        import timm
+
+        if not timm.is_model(model):
+            raise ValueError(f"--model {model!r} is neither a demo model ({', '.join(DEMO_MODELS)}), a timm model "
+                             f"name nor an existing file or folder")
+        variants = (Variant(f"{model} (random, seed {seed})", ("timm", model, seed)),)
+    # check the first model before any work (the others of a set are built the same way)
+    first, _ = _load(variants[0].spec)
+    _check_smt(first, f"model {variants[0].label!r}")
+    n = int(getattr(first, "num_classes", 10))
+    names = tuple(CLASS_NAMES) if n == len(CLASS_NAMES) else tuple(f"class {i}" for i in range(n))
+    return ModelSet(model, variants, names)
+
+
+def _images(images: Optional[str], num_images: int):
+    from .playground import ImageSet
+
+    if num_images < 1:
+        raise ValueError(f"--num-images {num_images}: use at least 1")
+    if images in (None, "canvases"):
+        return ImageSet.canvases(num_images)
+    if images == "photos":
+        s = ImageSet.photos()
+    elif Path(images).is_dir():
+        s = ImageSet.photos(images)
+    else:
+        raise FileNotFoundError(f"--images {images}: use canvases, photos or an existing image folder")
+    return ImageSet(s.display[:num_images], s.names[:num_images], None)
+
+
+# -- compute: the playground's session, fed by one batched forward pass per (block, mask) ---------------------
+def _batched_session_class():
+    from .playground import Session
+
+    class BatchedSession(Session):
+        """`Session` whose forward passes run every image at once (one pass per block and mask, sliced per
+        image): the same views as the playground's per-image passes, a fraction of the time. `image_key` is
+        the image's index in `self.inputs`."""
+
+        def forward(self, model, image_key, x, block, masked=()):
+            from .analysis import smt_forward
+
+            mkey = tuple(sorted(masked))
+            batch = self._lru(self._forwards, (id(model), "all", block, mkey),
+                              lambda: smt_forward(model, self.inputs, [block], block_outputs=False, block_inputs=True,
+                                                  mask={block: list(mkey)} if mkey else None))
+            return _take(batch, int(image_key))
+
+    return BatchedSession
+
+
+def _take(fwd, i: int):
+    """Image i of a batched `SMTForward` (batch dimension kept, size 1)."""
+    s = slice(i, i + 1)
+    sam = {b: replace(f, heads=tuple(h[s] for h in f.heads), saa_input=f.saa_input[s], modulator=f.modulator[s])
+           for b, f in fwd.sam.items()}
+    return replace(fwd, logits=fwd.logits[s], block_outputs={k: v[s] for k, v in fwd.block_outputs.items()},
+                   stage_outputs=[v[s] for v in fwd.stage_outputs], sam=sam,
+                   sam_inputs={k: v[s] for k, v in fwd.sam_inputs.items()})
+
+
+# -- drawing: the playground's views, rasterised once per state -----------------------------------------------
+def _encode(rgba: np.ndarray) -> bytes:
+    """RGB pixels as a 256-colour PNG (fast octree palette, low zlib level): about a third of an RGB PNG's
+    bytes for these figures, and deterministic."""
+    from PIL import Image
+
+    buf = io.BytesIO()
+    im = Image.fromarray(np.ascontiguousarray(rgba[..., :3])).quantize(256, method=Image.Quantize.FASTOCTREE)
+    im.save(buf, format="PNG", compress_level=1)
+    return buf.getvalue()
+
+
+class _Panel:
+    """One view drawn into a figure built once: each state sets the artists' data (`refresh`) and is blitted over
+    the cached background, as the widget's views do, then encoded (`_encode`)."""
+
+    def __init__(self, build: Callable, refresh: Callable, *, prepare: Optional[Callable] = None):
+        self.build, self.refresh, self.prepare = build, refresh, prepare
+        self.fig = None
+        self.shape = None
+        self._background = None
+
+    def render(self, data: Any, shape: Any = None) -> tuple[bytes, tuple[int, int]]:
+        """PNG bytes of the view for `data` and the picture's (width, height) in px."""
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+        from .style import screen
+
+        with screen():
+            if self.fig is None or shape != self.shape:
+                self.fig = self.build(data)
+                width = float(self.fig.get_size_inches()[0])
+                self.fig.set_dpi(min(DPI, int(VIEW_WIDTH_PX / width)))
+                FigureCanvasAgg(self.fig)
+                if self.prepare is not None:
+                    self.prepare(self.fig)
+                dynamic = list(self.refresh(self.fig, data))
+                self.fig.canvas.draw()  # lay out once (constrained layout), then freeze the positions
+                self.fig.set_layout_engine("none")
+                self.shape = shape
+                self._background = None
+            else:
+                dynamic = list(self.refresh(self.fig, data))
+            if self._background is None or getattr(self.fig, "_viz_redraw", False):
+                self.fig._viz_redraw = False
+                shown = [a.get_visible() for a in dynamic]
+                for a in dynamic:
+                    a.set_visible(False)
+                self.fig.canvas.draw()
+                self._background = self.fig.canvas.copy_from_bbox(self.fig.bbox)
+                for a, v in zip(dynamic, shown):
+                    a.set_visible(v)
+            canvas = self.fig.canvas
+            canvas.restore_region(self._background)
+            for artist in dynamic:
+                self.fig.draw_artist(artist)
+            rgba = np.asarray(canvas.buffer_rgba())
+            return _encode(rgba), (rgba.shape[1], rgba.shape[0])
+
+
+def _panels(kind: str, name: str, spectrum_low: float) -> dict[str, _Panel]:
+    """The playground's four views (`SAMPlayground`'s build/refresh pairs), the spectrum's amplitude axis fixed
+    to the whole model's range (so every state of a model shares it, whatever order they are drawn in)."""
+    from types import SimpleNamespace
+
+    from .widgets import SAMPlayground as P
+
+    me = SimpleNamespace(resolved=SimpleNamespace(kind=kind, name=name))
+
+    def fix_axis(fig):
+        c = [ax for ax in fig.axes if ax.get_lines()][0]
+        c.set_ylim(spectrum_low - 0.1 * abs(spectrum_low) - 0.1, 0.3)
+        c._viz_model = (kind, name)
+
+    def pair(view):
+        build, refresh = getattr(P, f"_build_{view}"), getattr(P, f"_refresh_{view}")
+        return (lambda d: build(me, d)), (lambda f, d: refresh(me, f, d))
+
+    return {"overlay": _Panel(*pair("overlay")), "heads": _Panel(*pair("heads")), "fields": _Panel(*pair("fields")),
+            "saa": _Panel(*pair("saa"), prepare=fix_axis)}
+
+
+# -- one model of the set: every state of it ------------------------------------------------------------------
+def explain(explanation: str, block: str, masked: Sequence[int], unmasked_top1, masked_top1) -> str:
+    """The playground's explanation line (what the model is, and what masking did to the top-1)."""
+    if not masked:
+        return explanation
+    (c0, p0), (c1, p1) = unmasked_top1, masked_top1
+    return (f"{explanation}. Masking head{'s' if len(masked) > 1 else ''} {', '.join(str(h + 1) for h in masked)} "
+            f"of {block}: top-1 {c0} {100 * p0:.1f}% → {c1} {100 * p1:.1f}%")
+
+
+def _mask_key(masked: Sequence[int]) -> str:
+    return "none" if not masked else "h" + "-".join(str(h + 1) for h in masked)
+
+
+def render_variant(vi: int, variant: Variant, images, class_names: Sequence[str],
+                   progress: Optional[Callable[[int], None]] = None) -> dict[str, Any]:
+    """Every state of one model: {"files": {relative path: bytes}, "chunks": {chunk key: metadata}, "info": ...}.
+
+    Chunk key "m{vi}-b{bi}" holds the states of one block for every image and mask.
+    """
+    from .analysis import sam_block_names
+    from .plot import block_label
+
+    torch.set_num_threads(1)  # one process per core: threads of several processes fight on a shared machine
+    model, explanation = _load(variant.spec)
+    _check_smt(model, f"model {variant.label!r}")
+    session = _batched_session_class()(list(class_names), cache_size=len(images.names) + 2)
+    session.inputs = torch.cat([images.model_input(i) for i in range(len(images.names))])
+    blocks = sam_block_names(model)
+    n_img = len(images.names)
+    views = {}
+    for b in blocks:  # block by block: a block's batched forward passes are dropped before the next block's
+        heads = len(model.get_submodule(b).attn.mhmc.convs)
+        for masked in [()] + [(h,) for h in range(heads)]:
+            for i in range(n_img):
+                views[b, i, masked] = session.block_view(model, i, None, b, masked)
+    low = min(float(c.value.min()) for v in views.values() for c in (v.spectrum_before, v.spectrum_after))
+    panels = _panels("explorable", variant.label, low)
+    files, chunks = {}, {}
+    for bi, b in enumerate(blocks):
+        heads = len(model.get_submodule(b).attn.mhmc.convs)
+        states = {}
+        where = f"m{vi}/b{bi}"
+        for i in range(n_img):
+            base = views[b, i, ()]
+            png, size = panels["fields"].render(base, (heads, max(base.kernel_sizes)))
+            fields = f"{where}/i{i}-fields.png"
+            files[fields] = png
+            sizes = {"fields": size}
+            for masked in [()] + [(h,) for h in range(heads)]:
+                v = views[b, i, masked]
+                paths = {"fields": fields}
+                for name, data, shape in (("overlay", (images.display[i], v), None), ("heads", v, heads),
+                                          ("saa", v, None)):
+                    png, sizes[name] = panels[name].render(data, shape)
+                    paths[name] = f"{where}/i{i}-{_mask_key(masked)}-{name}.png"
+                    files[paths[name]] = png
+                line = explain(explanation, b, masked, base.top5[0], v.top5[0])
+                states[f"i{i}-{_mask_key(masked)}"] = {
+                    "src": paths, "size": {k: sizes[k] for k in paths}, "top5": [[c, round(p, 4)] for c, p in v.top5],
+                    "explanation": f"{images.names[i]}, {block_label(b)} ({b}): {line}",
+                    "readout": (f"{b}: N = {heads}, kernels {'/'.join(map(str, v.kernel_sizes))}, SAA "
+                                f"{'on' if _saa(model, b) else 'off'}, masked heads "
+                                f"{[h + 1 for h in masked] or 'none'}; image {images.names[i]}")}
+                if progress is not None:
+                    progress(1)
+        chunks[f"m{vi}-b{bi}"] = states
+    info = {"label": variant.label, "explanation": explanation,
+            "blocks": [{"name": b, "label": f"{block_label(b)} ({b})",
+                        "heads": len(model.get_submodule(b).attn.mhmc.convs),
+                        "kernels": list(views[b, 0, ()].kernel_sizes)} for b in blocks]}
+    return {"files": files, "chunks": chunks, "info": info}
+
+
+def _saa(model: torch.nn.Module, block: str) -> bool:
+    saa = getattr(model.get_submodule(block).attn, "saa", None)
+    return saa is not None and not isinstance(saa, torch.nn.Identity)
+
+
+def _state_count(model: torch.nn.Module, n_img: int) -> int:
+    from .analysis import sam_block_names
+
+    return n_img * sum(1 + len(model.get_submodule(b).attn.mhmc.convs) for b in sam_block_names(model))
+
+
+# -- the folder --------------------------------------------------------------------------------------------------
+def _script(call: str, payload: Any) -> bytes:
+    """A data file the page loads with a <script> tag (fetch of JSON fails from file://): `call(payload);`."""
+    return f"{call}({json.dumps(payload, sort_keys=True, ensure_ascii=False, separators=(',', ':'))});\n".encode()
+
+
+def _figures_page(figures: Optional[Path], out: Path, title: str) -> str:
+    """figures.html: each figure's PNG with its caption and links to its PDF and data files; the claims table
+    when claims.md or claims.json is in the figure folder. Copies the files into out/figures/."""
+    from .figures.writing import _markdown_table_html
+
+    parts = [f"<!doctype html><html lang='en'><head><meta charset='utf-8'><meta name='viewport' "
+             f"content='width=device-width'><title>{html.escape(title)}: figures</title>"
+             "<link rel='stylesheet' href='assets/explorable.css'></head><body class='figures'>",
+             "<header><h1>SMT figures</h1><nav><a href='index.html'>the SAM playground</a> · "
+             "<a href='figures.html' aria-current='page'>figures</a></nav></header><main>"]
+    if figures is None:
+        parts.append("<p>No figure set was given. Render one with <code>python -m viz figures --out figures</code> "
+                     "(or <code>make demo</code>) and build again with <code>--figures figures</code>.</p>")
+    else:
+        dest = out / "figures"
+        dest.mkdir(parents=True, exist_ok=True)
+        claims_md, claims_json = figures / "claims.md", figures / "claims.json"
+        if claims_md.is_file() or claims_json.is_file():
+            parts.append("<section id='claims'><h2>Claims</h2>")
+            if claims_md.is_file():
+                parts.append(_markdown_table_html(claims_md.read_text()))
+            else:
+                parts.append(_json_table(json.loads(claims_json.read_text())))
+            links = [f for f in (claims_md, claims_json) if f.is_file()]
+            for f in links:
+                shutil.copyfile(f, dest / f.name)
+            parts.append("<p>files: " + " ".join(f"<a href='figures/{f.name}'>{f.suffix[1:]}</a>" for f in links)
+                         + "</p></section>")
+        for record in sorted(figures.glob("*.json")):
+            if record.name == "claims.json":
+                continue
+            try:
+                meta = json.loads(record.read_text())
+            except json.JSONDecodeError:
+                continue
+            if not isinstance(meta, dict) or "figure" not in meta:
+                continue
+            name = meta["figure"]
+            own = sorted(f for f in figures.iterdir() if f.is_file() and f.stem == name)
+            for f in own:
+                shutil.copyfile(f, dest / f.name)
+            caption = html.escape(str(meta.get("caption") or ""))
+            parts.append(f"<figure id='{html.escape(name)}'><h2>{html.escape(name)}</h2>")
+            png = figures / f"{name}.png"
+            md = figures / f"{name}.md"
+            if png.is_file():
+                parts.append(f"<img src='figures/{html.escape(png.name)}' alt='{html.escape(name)}: {caption}'>")
+            elif md.is_file():
+                parts.append(_markdown_table_html(md.read_text()))
+            links = " ".join(f"<a href='figures/{html.escape(f.name)}'>{html.escape(f.suffix[1:])}</a>" for f in own)
+            parts.append(f"<figcaption>{caption}<br>files: {links}</figcaption></figure>")
+    parts.append("</main></body></html>\n")
+    return "\n".join(parts)
+
+
+def _json_table(rows: Any) -> str:
+    rows = rows.get("claims", rows) if isinstance(rows, dict) else rows
+    if not rows or not isinstance(rows, list) or not isinstance(rows[0], dict):
+        return f"<pre>{html.escape(json.dumps(rows, indent=1))}</pre>"
+    cols = list(rows[0])
+    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in cols)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(r.get(c, '')))}</td>" for c in cols) + "</tr>" for r in rows)
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def _run_all(ms: ModelSet, images, workers: int, progress: bool) -> list[dict]:
+    """Every model's states, in `workers` processes (the same bytes whatever the count)."""
+    from tqdm.auto import tqdm
+
+    total = sum(_state_count(_load(v.spec)[0], len(images.names)) for v in ms.variants)
+    bar = tqdm(total=total, desc="explorable", unit="state", disable=not progress)
+    try:
+        if workers <= 1 or len(ms.variants) == 1:
+            return [render_variant(vi, v, images, ms.class_names, bar.update) for vi, v in enumerate(ms.variants)]
+        import multiprocessing as mp
+        from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
+        ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
+        results: dict[int, dict] = {}
+        with ctx.Manager() as manager, ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+            done = manager.Queue()  # states finished in the workers, for the progress bar
+            # the largest models first, so the last one to finish is a small one
+            order = sorted(range(len(ms.variants)), key=lambda k: -_variant_weight(ms.variants[k]))
+            futures = {pool.submit(_render_in_worker, k, ms.variants[k], images, ms.class_names, done): k
+                       for k in order}
+            pending = set(futures)
+            while pending:
+                finished, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
+                while not done.empty():
+                    bar.update(done.get())
+                for f in finished:
+                    results[futures[f]] = f.result()
+        return [results[k] for k in range(len(ms.variants))]
+    finally:
+        bar.close()
+
+
+def _render_in_worker(vi: int, variant: Variant, images, class_names, done) -> dict[str, Any]:
+    return render_variant(vi, variant, images, class_names, done.put)
+
+
+def _variant_weight(v: Variant) -> int:
+    return (1 + v.spec[1]) * v.spec[1] if v.spec[0] == "trained" else 1
+
+
+def build(out: os.PathLike, *, model: str = "main", images: Optional[str] = None, num_images: int = 12,
+          figures: Optional[os.PathLike] = None, workers: int = 1, seed: int = 0, progress: bool = True
+          ) -> dict[str, Any]:
+    """Write the explorable into `out` (see the module docstring); returns {"states", "bytes", "files", "seconds"}.
+
+    Args:
+        out: Output folder (created; only the names in `OUTPUTS` are replaced there).
+        model: See `model_set`.
+        images: "canvases" (default), "photos" (data/images) or an image folder.
+        num_images: The first K images.
+        figures: A figure folder (`python -m viz figures --out DIR`) shown on the second page.
+        workers: Processes that render models in parallel.
+        seed: Seed of a random initialisation.
+        progress: Show a progress bar.
+    """
+    t0 = time.perf_counter()
+    out = Path(out)
+    figures = Path(figures) if figures is not None else None
+    if figures is not None and not figures.is_dir():
+        raise FileNotFoundError(f"--figures {figures}: no such folder; render one with python -m viz figures --out DIR")
+    ms = model_set(model, seed=seed)
+    imgs = _images(images, num_images)
+    out.mkdir(parents=True, exist_ok=True)
+    work = out / ".explorable-partial"
+    shutil.rmtree(work, ignore_errors=True)
+    try:
+        results = _run_all(ms, imgs, workers, progress)
+        data = work / "data"
+        for r in results:
+            for rel, payload in r["files"].items():
+                f = data / rel
+                f.parent.mkdir(parents=True, exist_ok=True)
+                f.write_bytes(payload)
+            for key, states in r["chunks"].items():
+                (data / f"{key}.js").write_bytes(_script("explorableChunk", {"key": key, "states": states}))
+        labels = imgs.labels or [None] * len(imgs.names)
+        manifest = {"title": f"SMT SAM playground ({ms.name})", "models": [r["info"] for r in results],
+                    "images": [{"name": n, "truth": None if t is None else ms.class_names[t]}
+                               for n, t in zip(imgs.names, labels)],
+                    "states": sum(len(c) for r in results for c in r["chunks"].values())}
+        (data / "manifest.js").write_bytes(_script("explorableManifest", manifest))
+        (work / "assets").mkdir()
+        for f in sorted(ASSETS.iterdir()):
+            if f.name != "index.html" and f.is_file():
+                shutil.copyfile(f, work / "assets" / f.name)
+        page = (ASSETS / "index.html").read_text().replace("{{title}}", html.escape(manifest["title"]))
+        (work / "index.html").write_text(page)
+        (work / "figures.html").write_text(_figures_page(figures, work, manifest["title"]))
+        for name in OUTPUTS:  # the finished folder replaces the previous build's names, nothing else
+            target = out / name
+            if target.is_dir():
+                shutil.rmtree(target)
+            elif target.exists():
+                target.unlink()
+            if (work / name).exists():
+                os.replace(work / name, target)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    written = [f for name in OUTPUTS for f in ([out / name] if (out / name).is_file() else (out / name).rglob("*"))
+               if f.is_file()]
+    return {"states": manifest["states"], "bytes": sum(f.stat().st_size for f in written), "files": len(written),
+            "seconds": time.perf_counter() - t0}
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    """`python -m viz explorable ...` (argv without the word `explorable`)."""
+    p = argparse.ArgumentParser(prog="python -m viz explorable", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", required=True, help="output folder (nothing is written outside it)")
+    p.add_argument("--model", default="main", help="main (the demo model and its trained ablation set), a demo "
+                   "SMT name, an SMT timm name (random initialisation), a checkpoint file or a folder of them")
+    p.add_argument("--images", help="canvases (default), photos (data/images) or an image folder")
+    p.add_argument("--num-images", type=int, default=12, help="the first K images (default 12)")
+    p.add_argument("--figures", help="a figure folder (python -m viz figures --out DIR) for the second page")
+    p.add_argument("--device", default="cpu", help="only cpu: the states are small, and a run on another device "
+                   "would not give the same bytes")
+    p.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1), help="processes (default 2)")
+    p.add_argument("--seed", type=int, default=0, help="seed of a random initialisation")
+    p.add_argument("--no-progress", action="store_true")
+    args = p.parse_args(sys.argv[1:] if argv is None else argv)
+    if args.device != "cpu":
+        raise ValueError(f"--device {args.device}: the explorable is built on the CPU (a few forward passes per "
+                         f"model; other devices round differently, so the files would not be byte-identical)")
+    r = build(args.out, model=args.model, images=args.images, num_images=args.num_images, figures=args.figures,
+              workers=args.workers, seed=args.seed, progress=not args.no_progress)
+    print(f"{r['states']} states, {r['files']} files, {r['bytes'] / 1e6:.1f} MB in {args.out}/ "
+          f"({r['seconds']:.0f} s); open {Path(args.out) / 'index.html'}")
+    return 0
