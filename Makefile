@@ -2,6 +2,8 @@
 # make demo:  the main job on the bundled defaults (report, then the figure set into figures/).
 # make test:  the lint step (ruff), then the test suite and every notebook in fast mode.
 # make lab:   JupyterLab on notebooks/, on localhost.
+# make explorable: the SAM playground and the figure set (figures/, when make demo made it) as a static
+#             folder, site/, that opens from disk (python -m viz explorable).
 # make data:  the Fashion-MNIST idx files (Debian package dataset-fashion-mnist) for training.
 # make sysdeps: Debian's chromium (browser test) and fonts-liberation2 (Times-metric serif for figures),
 #             installed when missing and the user is root; otherwise says what to install.
@@ -10,7 +12,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup sysdeps demo test lab bench clean data
+.PHONY: setup sysdeps demo test lab bench clean data explorable
 
 setup: $(STAMP)
 
@@ -39,6 +41,9 @@ demo: setup sysdeps
 test: setup sysdeps
 	$(PY) -m ruff check .
 	SMT_NOTEBOOK_FAST=1 $(PY) -m pytest -n 2 --dist loadgroup --durations=15 tests notebooks --nbmake $(PYTEST_ARGS)
+
+explorable: setup
+	$(PY) -m viz explorable --out site $(if $(wildcard figures/index.html),--figures figures) $(EXPLORABLE_ARGS)
 
 lab: setup
 	$(PY) -m jupyter lab --ip 127.0.0.1 --notebook-dir notebooks $(LAB_ARGS)

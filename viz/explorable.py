@@ -143,7 +143,7 @@ def model_set(model: str = "main", *, seed: int = 0) -> ModelSet:
     _check_smt(first, f"model {variants[0].label!r}")
     n = int(getattr(first, "num_classes", 10))
     names = tuple(CLASS_NAMES) if n == len(CLASS_NAMES) else tuple(f"class {i}" for i in range(n))
-    return ModelSet(model, variants, names)
+    return ModelSet(path.name if path.exists() else model, variants, names)  # no machine's path in the page
 
 
 def _images(images: Optional[str], num_images: int):
@@ -201,6 +201,9 @@ def _encode(rgba: np.ndarray) -> bytes:
 
     buf = io.BytesIO()
     im = Image.fromarray(np.ascontiguousarray(rgba[..., :3])).quantize(256, method=Image.Quantize.FASTOCTREE)
+    palette = np.array(im.getpalette(), dtype=np.uint8).reshape(-1, 3)
+    palette[(palette >= 252).all(1)] = 255  # the octree's near-white back to the page's white
+    im.putpalette(palette.ravel().tolist())
     im.save(buf, format="PNG", compress_level=1)
     return buf.getvalue()
 
@@ -311,6 +314,8 @@ def render_variant(vi: int, variant: Variant, images, class_names: Sequence[str]
         for masked in [()] + [(h,) for h in range(heads)]:
             for i in range(n_img):
                 views[b, i, masked] = session.block_view(model, i, None, b, masked)
+                if progress is not None:
+                    progress(1)
     low = min(float(c.value.min()) for v in views.values() for c in (v.spectrum_before, v.spectrum_after))
     panels = _panels("explorable", variant.label, low)
     files, chunks = {}, {}
@@ -435,8 +440,9 @@ def _run_all(ms: ModelSet, images, workers: int, progress: bool) -> list[dict]:
     """Every model's states, in `workers` processes (the same bytes whatever the count)."""
     from tqdm.auto import tqdm
 
-    total = sum(_state_count(_load(v.spec)[0], len(images.names)) for v in ms.variants)
-    bar = tqdm(total=total, desc="explorable", unit="state", disable=not progress)
+    # two steps per state: its views computed, then drawn
+    total = 2 * sum(_state_count(_load(v.spec)[0], len(images.names)) for v in ms.variants)
+    bar = tqdm(total=total, desc="explorable (compute, draw)", unit="step", disable=not progress)
     try:
         if workers <= 1 or len(ms.variants) == 1:
             return [render_variant(vi, v, images, ms.class_names, bar.update) for vi, v in enumerate(ms.variants)]
@@ -516,7 +522,9 @@ def build(out: os.PathLike, *, model: str = "main", images: Optional[str] = None
         for f in sorted(ASSETS.iterdir()):
             if f.name != "index.html" and f.is_file():
                 shutil.copyfile(f, work / "assets" / f.name)
+        legend = "trained model: head count N, SAA" if model == "main" else "model"
         page = (ASSETS / "index.html").read_text().replace("{{title}}", html.escape(manifest["title"]))
+        page = page.replace("{{model_legend}}", legend)
         (work / "index.html").write_text(page)
         (work / "figures.html").write_text(_figures_page(figures, work, manifest["title"]))
         for name in OUTPUTS:  # the finished folder replaces the previous build's names, nothing else
