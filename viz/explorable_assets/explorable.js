@@ -4,7 +4,7 @@
 "use strict";
 (function () {
   const VIEWS = ["overlay", "heads", "fields", "saa"];
-  const KEEP_CHUNKS = 12;        // data files kept in memory (least recently used dropped)
+  const KEEP_CHUNKS = 16;        // data files kept in memory (least recently used dropped)
   const chunks = new Map();      // key -> Promise of the chunk's states
   const waiting = new Map();     // key -> resolve function of a chunk being loaded
   const timings = [];            // {control, ms}: event to the new images painted
@@ -167,46 +167,79 @@
     prefetch(states);
   }
 
-  // the pictures one key press away (previous and next image), decoded ahead
+  // what one key press away shows, loaded and decoded ahead: the previous and next image and mask of this
+  // (model, block), and the same image of the neighbouring blocks and models (their data scripts too)
   const warm = [];
-  function prefetch(states) {
-    warm.length = 0;
-    [state.image - 1, state.image + 1].forEach(function (i) {
-      const st = states["i" + i + "-" + state.mask];
-      if (!st) return;
-      VIEWS.forEach(function (v) {
-        const im = new Image();
-        im.src = "data/" + st.src[v];
-        im.decode().catch(function () {});
-        warm.push(im);
-      });
+  function decodeAhead(st) {
+    if (!st) return;
+    VIEWS.forEach(function (v) {
+      const im = new Image();
+      im.src = "data/" + st.src[v];
+      im.decode().catch(function () {});
+      warm.push(im);
     });
   }
 
+  function prefetch(states) {
+    warm.length = 0;
+    const masks = ["none"];
+    for (let h = 1; h <= block().heads; h++) masks.push("h" + h);
+    const m = masks.indexOf(state.mask);
+    [state.image - 1, state.image + 1].forEach(function (i) { decodeAhead(states["i" + i + "-" + state.mask]); });
+    // radio groups wrap around with the arrow keys: the last one's neighbour is the first
+    const around = function (k, n) { return [(k - 1 + n) % n, (k + 1) % n]; };
+    around(m, masks.length).forEach(function (k) { decodeAhead(states["i" + state.image + "-" + masks[k]]); });
+    const near = [];
+    [state.block - 1, state.block + 1].forEach(function (b) {
+      if (b >= 0 && b < model().blocks.length) near.push([state.model, b]);
+    });
+    around(state.model, manifest.models.length).forEach(function (mi) {
+      if (mi === state.model) return;
+      const b = manifest.models[mi].blocks.findIndex(function (x) { return x.name === block().name; });
+      near.push([mi, b >= 0 ? b : 0]);
+    });
+    const image = state.image, mask = state.mask, token = seq;
+    setTimeout(function () {
+      near.forEach(function (mb) {
+        loadChunk(chunkKey(mb[0], mb[1])).then(function (s) {
+          if (token === seq) decodeAhead(s["i" + image + "-" + mask] || s["i" + image + "-none"]);
+        }, function () {});
+      });
+    }, 0);
+  }
+
+  // timings start at the key press or click that caused a change (its event comes a little before the change's)
+  let pressed = -Infinity;
+  function since(e) { return e.timeStamp - pressed < 1000 ? pressed : e.timeStamp; }
+
   function bind() {
+    ["keydown", "pointerdown"].forEach(function (type) {
+      document.addEventListener(type, function (e) { pressed = e.timeStamp; }, true);
+    });
     $("image").addEventListener("input", function (e) {
       state.image = Number(e.target.value);
-      show("image", e.timeStamp);
+      show("image", since(e));
     });
     $("block").addEventListener("change", function (e) {
       state.block = Number(e.target.value);
       fillMasks();
-      show("block", e.timeStamp);
+      show("block", since(e));
     });
     $("model").addEventListener("change", function (e) {
       state.model = Number(e.target.value);
       fillBlocks();
       fillMasks();
-      show("model", e.timeStamp);
+      show("model", since(e));
     });
     $("mask").addEventListener("change", function (e) {
       state.mask = e.target.value;
-      show("mask", e.timeStamp);
+      show("mask", since(e));
     });
   }
 
   window.explorableManifest = function (m) {
     manifest = m;
+    state.model = m.first_model || 0;
     const range = $("image");
     range.max = String(m.images.length - 1);
     range.setAttribute("aria-valuetext", m.images[0].name);
@@ -217,7 +250,7 @@
       input.type = "radio";
       input.name = "model";
       input.value = String(i);
-      input.checked = i === 0;
+      input.checked = i === state.model;
       label.appendChild(input);
       label.appendChild(document.createTextNode(" " + md.label));
       box.appendChild(label);
