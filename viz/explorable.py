@@ -314,7 +314,7 @@ def render_variant(vi: int, variant: Variant, images, class_names: Sequence[str]
     blocks = sam_block_names(model)
     n_img = len(images.names)
     views = {}
-    for b in blocks:  # block by block: a block's batched forward passes are dropped before the next block's
+    for b in blocks:  # block by block: the LRU holds one block's batched passes and fields while its views are made
         heads = len(model.get_submodule(b).attn.mhmc.convs)
         for masked in [()] + [(h,) for h in range(heads)]:
             for i in range(n_img):
@@ -423,7 +423,7 @@ def _figures_page(figures: Optional[Path], out: Path, title: str) -> str:
             md = figures / f"{name}.md"
             if png.is_file():
                 parts.append(f"<img src='figures/{html.escape(png.name)}' alt='{html.escape(name)}: {caption}'>")
-            elif md.is_file():
+            if md.is_file():  # the figure's table (the numbers under a plot, or a table-only figure)
                 parts.append(_markdown_table_html(md.read_text()))
             links = " ".join(f"<a href='figures/{html.escape(f.name)}'>{html.escape(f.suffix[1:])}</a>" for f in own)
             parts.append(f"<figcaption>{caption}<br>files: {links}</figcaption></figure>")
