@@ -90,7 +90,8 @@ def test_every_state_is_built_and_nothing_is_written_outside_out(site):
             for st in states["states"].values():
                 seen += 1
                 for view, rel in st["src"].items():
-                    assert (out / "data" / rel).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", (view, rel)
+                    head = (out / "data" / rel).read_bytes()[:12]
+                    assert head[:8] == b"\x89PNG\r\n\x1a\n" or (head[:4], head[8:]) == (b"RIFF", b"WEBP"), (view, rel)
                 assert len(st["top5"]) == 5 and st["explanation"] and st["readout"]
     assert seen == expected
     # a mask changes the pictures it should: the heads view of a masked state differs from the unmasked one
