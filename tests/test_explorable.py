@@ -93,6 +93,8 @@ def test_every_state_is_built_and_nothing_is_written_outside_out(site):
                     head = (out / "data" / rel).read_bytes()[:12]
                     assert head[:8] == b"\x89PNG\r\n\x1a\n" or (head[:4], head[8:]) == (b"RIFF", b"WEBP"), (view, rel)
                 assert len(st["top5"]) == 5 and st["explanation"] and st["readout"]
+                if "Masking" in st["explanation"]:  # the line quotes the top-1 the table shows
+                    assert st["explanation"].endswith(f"→ {st['top5'][0][0]} {st['top5'][0][1]}"), st
     assert seen == expected
     # a mask changes the pictures it should: the heads view of a masked state differs from the unmasked one
     st = _chunk(out, "m0-b0")["states"]

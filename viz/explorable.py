@@ -356,7 +356,8 @@ def render_variant(vi: int, variant: Variant, images, class_names: Sequence[str]
                     files[paths[name]] = png
                 line = explain(explanation, b, masked, base.top5[0], v.top5[0])
                 states[f"i{i}-{_mask_key(masked)}"] = {
-                    "src": paths, "size": {k: sizes[k] for k in paths}, "top5": [[c, round(p, 4)] for c, p in v.top5],
+                    "src": paths, "size": {k: sizes[k] for k in paths},
+                    "top5": [[c, f"{100 * p:.1f}%"] for c, p in v.top5],  # as the explanation rounds them
                     "explanation": f"{images.names[i]}, {block_label(b)} ({b}): {line}",
                     "readout": (f"{b}: N = {heads}, kernels {'/'.join(map(str, v.kernel_sizes))}, SAA "
                                 f"{'on' if _saa(model, b) else 'off'}, masked heads "

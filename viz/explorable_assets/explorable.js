@@ -95,7 +95,7 @@
     const where = block().label + ", " + model().label + ", " + maskText(state.mask);
     return {
       overlay: "Modulator of " + where + " over " + name + " (brighter: stronger modulation). Top-1: " +
-        st.top5[0][0] + " " + (100 * st.top5[0][1]).toFixed(1) + "%.",
+        st.top5[0][0] + " " + st.top5[0][1] + ".",
       heads: "Mean absolute output of each MHMC head of " + where + ", for " + name + ".",
       fields: "Receptive field of each head of " + block().label + ", " + model().label + ", for " + name + ".",
       saa: "SAA input and output (modulator) of " + where + " for " + name +
@@ -108,7 +108,7 @@
     let h = "<table><caption><b>top-5</b>" + (truth ? " (true class: " + esc(truth) + ")" : "") +
       "</caption><tbody>";
     st.top5.forEach(function (r) {
-      h += "<tr><td>" + esc(r[0]) + "</td><td class='p'>" + (100 * r[1]).toFixed(1) + "%</td></tr>";
+      h += "<tr><td>" + esc(r[0]) + "</td><td class='p'>" + esc(r[1]) + "</td></tr>";
     });
     return h + "</tbody></table>";
   }
