@@ -33,7 +33,8 @@ from . import model as _model  # noqa: F401  (registers the variants)
 from .data import CLASS_NAMES
 from .presets import BACKBONES, TITLES
 
-__all__ = ["DEMO_DIR", "DEMO_MODELS", "CLASS_NAMES", "DemoImages", "demo_model", "demo_images",
+__all__ = ["DEMO_DIR", "DEMO_MODELS", "ABLATION_SEEDS", "ablation_seeds", "CLASS_NAMES", "DemoImages", "demo_model",
+           "demo_images",
            "demo_weights_path", "available_backbones", "subset_accuracy", "encode_images", "decode_images",
            "export_run"]
 
@@ -50,6 +51,21 @@ DEMO_MODELS: dict[str, tuple[str, dict[str, Any]]] = {
     "nosaa": ("smt_nano", {"saa": False}),
     **BACKBONES,
 }
+
+#: The ablation set's configurations and their training seeds: seed 0 is the model named after the
+#: configuration (`heads2`), seed s > 0 is `heads2_s{s}`; every seed trains with the same command.
+ABLATION_SEEDS: dict[str, tuple[str, ...]] = {
+    name: (name, f"{name}_s1", f"{name}_s2") for name in ("heads1", "heads2", "heads4", "heads8", "nosaa")}
+for _config, _names in ABLATION_SEEDS.items():
+    for _name in _names[1:]:
+        DEMO_MODELS[_name] = DEMO_MODELS[_config]
+
+
+def ablation_seeds(config: str) -> list[str]:
+    """The demo names of `config`'s training seeds whose weights are shipped, seed 0 first."""
+    if config not in ABLATION_SEEDS:
+        raise ValueError(f"unknown ablation configuration {config!r}; choose one of {sorted(ABLATION_SEEDS)}")
+    return [n for n in ABLATION_SEEDS[config] if demo_weights_path(n).is_file()]
 
 
 def _file_stem(name: str) -> str:
