@@ -38,8 +38,8 @@ def _figures(folder: Path) -> Path:
     return folder
 
 
-def _build(out: Path, models: Path, figures: Path) -> dict:
-    return build(out, model=str(models), num_images=2, figures=figures, workers=1, progress=False)
+def _build(out: Path, models: Path, figures: Path, workers: int = 1) -> dict:
+    return build(out, model=str(models), num_images=2, figures=figures, workers=workers, progress=False)
 
 
 @pytest.fixture(scope="module")
@@ -120,7 +120,7 @@ def test_two_builds_are_byte_identical(site, tmp_path):
     shutil.copytree(site["out"], other)
     (other / "figures.html").write_text("an older build")
     (other / "keep.txt").write_text("not ours")
-    _build(other, site["models"], site["figures"])
+    _build(other, site["models"], site["figures"], workers=2)  # and in two processes
     first, second = _files(site["out"]), _files(other)
     assert second.pop("keep.txt") == b"not ours"  # a rebuild replaces its own names only
     assert sorted(first) == sorted(second)

@@ -458,41 +458,66 @@ def _run_all(ms: ModelSet, images, workers: int, progress: bool) -> list[dict]:
     """Every model's states, in `workers` processes (the same bytes whatever the count)."""
     from tqdm.auto import tqdm
 
+    counts = [_state_count(_load(v.spec)[0], len(images.names)) for v in ms.variants]
     # two steps per state: its views computed, then drawn
-    total = 2 * sum(_state_count(_load(v.spec)[0], len(images.names)) for v in ms.variants)
-    bar = tqdm(total=total, desc="explorable (compute, draw)", unit="step", disable=not progress)
+    bar = tqdm(total=2 * sum(counts), desc="explorable (compute, draw)", unit="step", disable=not progress)
     try:
         if workers <= 1 or len(ms.variants) == 1:
             return [render_variant(vi, v, images, ms.class_names, bar.update) for vi, v in enumerate(ms.variants)]
-        import multiprocessing as mp
-        from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-
-        ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
-        results: dict[int, dict] = {}
-        with ctx.Manager() as manager, ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
-            done = manager.Queue()  # states finished in the workers, for the progress bar
-            # the largest models first, so the last one to finish is a small one
-            order = sorted(range(len(ms.variants)), key=lambda k: -_variant_weight(ms.variants[k]))
-            futures = {pool.submit(_render_in_worker, k, ms.variants[k], images, ms.class_names, done): k
-                       for k in order}
-            pending = set(futures)
-            while pending:
-                finished, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
-                while not done.empty():
-                    bar.update(done.get())
-                for f in finished:
-                    results[futures[f]] = f.result()
-        return [results[k] for k in range(len(ms.variants))]
+        return _run_in_processes(ms, images, counts, workers, bar.update)
     finally:
         bar.close()
 
 
-def _render_in_worker(vi: int, variant: Variant, images, class_names, done) -> dict[str, Any]:
-    return render_variant(vi, variant, images, class_names, done.put)
+def _run_in_processes(ms: ModelSet, images, counts: Sequence[int], workers: int, step: Callable[[int], None]
+                      ) -> list[dict]:
+    """`render_variant` for every model in `workers` forked processes (largest models first, each to the least
+    loaded process), which report through one queue (a pipe: no file, no server process)."""
+    import multiprocessing as mp
+    import queue as queue_errors
+
+    ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
+    shares: list[list[int]] = [[] for _ in range(min(workers, len(ms.variants)))]
+    for k in sorted(range(len(counts)), key=lambda k: (-counts[k], k)):
+        min(shares, key=lambda share: sum(counts[i] for i in share)).append(k)
+    messages = ctx.Queue()
+    procs = [ctx.Process(target=_worker, args=(share, ms, images, messages), daemon=True) for share in shares]
+    for proc in procs:
+        proc.start()
+    results: dict[int, dict] = {}
+    try:
+        while len(results) < len(ms.variants):
+            try:
+                kind, k, payload = messages.get(timeout=5.0)
+            except queue_errors.Empty:
+                if not any(proc.is_alive() for proc in procs):
+                    raise RuntimeError("a worker process ended without its results (out of memory?); try "
+                                       "--workers 1") from None
+                continue
+            if kind == "step":
+                step(payload)
+            elif kind == "done":
+                results[k] = payload
+            else:
+                raise RuntimeError(f"model {ms.variants[k].label!r} failed in a worker process:\n{payload}")
+    finally:
+        for proc in procs:
+            if proc.is_alive() and len(results) < len(ms.variants):
+                proc.terminate()
+            proc.join()
+    return [results[k] for k in range(len(ms.variants))]
 
 
-def _variant_weight(v: Variant) -> int:
-    return (1 + v.spec[1]) * v.spec[1] if v.spec[0] == "trained" else 1
+def _worker(share: Sequence[int], ms: ModelSet, images, messages) -> None:
+    import traceback
+
+    for k in share:
+        try:
+            r = render_variant(k, ms.variants[k], images, ms.class_names, lambda n, k=k: messages.put(("step", k, n)))
+        except Exception:
+            messages.put(("error", k, traceback.format_exc()))
+            return
+        messages.put(("done", k, r))
 
 
 def build(out: os.PathLike, *, model: str = "main", images: Optional[str] = None, num_images: int = 12,
