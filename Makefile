@@ -36,7 +36,7 @@ sysdeps:
 	fi
 
 demo: setup sysdeps
-	$(PY) -m viz demo $(DEMO_ARGS)
+	$(PY) -m viz demo --overwrite $(DEMO_ARGS)
 
 test: setup sysdeps
 	$(PY) -m ruff check .

@@ -450,11 +450,13 @@ def convert_checkpoint(src: os.PathLike, dst: os.PathLike, to_official: bool = F
         state = to_official_state_dict(state)
     # own, contiguous memory per tensor: safetensors refuses shared storage, torch.save would keep views' bases
     state = {k: v.detach().clone(memory_format=torch.contiguous_format) for k, v in state.items()}
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    if dst.suffix == ".safetensors":
-        from safetensors.torch import save_file
+    from .files import atomic_output
 
-        save_file(state, str(dst), metadata={"format": "pt", "layout": "official" if to_official else "timm"})
-    else:
-        torch.save({"model": state} if to_official else state, dst)
+    with atomic_output(dst) as tmp:  # dst is the complete file or untouched, never half-written
+        if dst.suffix == ".safetensors":
+            from safetensors.torch import save_file
+
+            save_file(state, str(tmp), metadata={"format": "pt", "layout": "official" if to_official else "timm"})
+        else:
+            torch.save({"model": state} if to_official else state, tmp)
     return state

@@ -45,6 +45,8 @@ class ValidationResult:
     seconds: float
     images_per_second: float
     world_size: int
+    num_unreadable: int = 0
+    unreadable: tuple[str, ...] = ()
 
 
 def subset_indices(n: int, limit: Optional[int] = None) -> list[int]:
@@ -61,8 +63,45 @@ def shard_indices(indices: Sequence[int], rank: int, world_size: int) -> list[in
     return list(indices[rank::world_size])
 
 
+def _path(path: str) -> str:
+    return path
+
+
+class _Images(torch.utils.data.Dataset):
+    """An ImageFolder's samples read by `smt.images.open_rgb`; an unreadable file gives (None, target, path)."""
+
+    def __init__(self, folder, transform: Any):
+        self.folder, self.transform = folder, transform
+
+    def __len__(self) -> int:
+        return len(self.folder)
+
+    def __getitem__(self, i: int):
+        from .images import UNREADABLE, open_rgb
+
+        path, target = self.folder.samples[i]
+        try:
+            image = open_rgb(path)
+        except UNREADABLE:
+            return None, target, path
+        return self.transform(image) if self.transform is not None else image, target, path
+
+
+def _collate(batch):
+    """Readable images stacked, their targets, and the paths of the unreadable ones."""
+    good = [(x, t) for x, t, _ in batch if x is not None]
+    bad = [p for x, _, p in batch if x is None]
+    if not good:
+        return None, None, bad
+    return torch.stack([x for x, _ in good]), torch.tensor([t for _, t in good]), bad
+
+
 def image_folder(root: os.PathLike, transform: Any = None):
-    """`torchvision.datasets.ImageFolder` (class folders in sorted order = class indices), with clear errors."""
+    """An ImageFolder-layout dataset (class folders in sorted order = class indices), with clear errors.
+
+    `dataset[i]` is (image tensor, target, path), or (None, target, path) for a file that can not be read;
+    files are read by `smt.images.open_rgb` (16-bit, alpha, EXIF orientation). `.classes` as ImageFolder's.
+    """
     from torchvision.datasets import ImageFolder
 
     root = Path(root)
@@ -70,10 +109,13 @@ def image_folder(root: os.PathLike, transform: Any = None):
         raise FileNotFoundError(f"{root}: no such directory; --data takes a folder with one sub-folder per class "
                                 f"(ImageNet val: 1000 synset folders n01440764 ... in sorted order)")
     try:
-        return ImageFolder(str(root), transform=transform)
+        folder = ImageFolder(str(root), loader=_path)
     except FileNotFoundError as e:
         raise FileNotFoundError(f"{root}: {e}; --data takes a folder with one sub-folder of images per class") \
             from None
+    dataset = _Images(folder, transform)
+    dataset.classes = folder.classes
+    return dataset
 
 
 def validate(
@@ -115,15 +157,19 @@ def validate(
     shard = shard_indices(subset_indices(len(dataset), limit), rank, world)
     loader = torch.utils.data.DataLoader(
         torch.utils.data.Subset(dataset, shard), batch_size=batch_size, shuffle=False, num_workers=workers,
-        pin_memory=device.type == "cuda")
+        pin_memory=device.type == "cuda", collate_fn=_collate)
     k = min(5, num_classes or 5)
-    counts = torch.zeros(3, dtype=torch.int64)  # correct top-1, correct top-k, images
+    counts = torch.zeros(3, dtype=torch.int64)  # correct top-1, correct top-k, images read
+    unreadable: list[str] = []
     was_training = model.training
     model.eval()
     start = time.perf_counter()
     try:
         with torch.inference_mode():
-            for images, targets in tqdm(loader, desc="validate", unit="batch", disable=not progress or rank != 0):
+            for images, targets, bad in tqdm(loader, desc="validate", unit="batch", disable=not progress or rank != 0):
+                unreadable += bad
+                if images is None:
+                    continue
                 logits = model(images.to(device, non_blocking=True))  # (B, num_classes)
                 top = logits.topk(k, dim=1).indices.cpu()  # (B, k)
                 hit = top == targets[:, None]
@@ -139,10 +185,13 @@ def validate(
         dist.all_reduce(counts_t, op=dist.ReduceOp.SUM)
         dist.all_reduce(seconds_t, op=dist.ReduceOp.MAX)
         counts, seconds = counts_t.cpu(), seconds_t.item()
+        gathered: list = [None] * world
+        dist.all_gather_object(gathered, unreadable)
+        unreadable = [p for g in gathered for p in g]
     c1, c5, n = (int(v) for v in counts)
     return ValidationResult(top1=100.0 * c1 / max(n, 1), top5=100.0 * c5 / max(n, 1), correct1=c1, correct5=c5,
                             count=n, seconds=seconds, images_per_second=n / seconds if seconds > 0 else 0.0,
-                            world_size=world)
+                            world_size=world, num_unreadable=len(unreadable), unreadable=tuple(sorted(unreadable)))
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -159,6 +208,47 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default=None, help="default: cuda (cuda:LOCAL_RANK under torchrun) if available")
     p.add_argument("--results-json", default=None, help="write the result as JSON here (rank 0)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--overwrite", action="store_true", help="replace --results-json if it exists")
+    p.add_argument("--debug", action="store_true", help="show the traceback of an error")
+
+
+def check_args(args: argparse.Namespace) -> None:
+    """Every input of `python -m smt validate`, before a model is built (`smt.inputs`: one line each)."""
+    from .inputs import Checks, check_checkpoint, check_class_folders, check_model_name, check_output_file, check_range
+
+    c = Checks()
+    if args.model is None and args.checkpoint is None:
+        c.add("--model", "give --model, --checkpoint or both (the architecture is read from the checkpoint)")
+    if args.model is not None:
+        c(check_model_name, args.model, "--model", demo_names=False)
+    c(check_checkpoint, args.checkpoint, "--checkpoint")
+    c(check_class_folders, args.data, "--data")
+    c(check_range, args.batch_size, "--batch-size", 1)
+    c(check_range, args.workers, "--workers", 0)
+    c(check_range, args.limit, "--limit", 1)
+    c(check_range, args.img_size, "--img-size", 16, 4096)
+    c(check_range, args.crop_pct, "--crop-pct", 0, 1, low_open=True, what="the centre crop's share of the resized "
+                                                                          "image; timm's default is 0.875")
+    c(_check_device, args.device)
+    if args.results_json is not None:
+        c(check_output_file, args.results_json, "--results-json", overwrite=args.overwrite, example="result.json")
+    c.done()
+
+
+def _check_device(device: Optional[str], option: str = "--device") -> None:
+    from .inputs import InputError
+
+    if device is None:
+        return
+    try:
+        d = torch.device(device)
+    except (RuntimeError, ValueError):
+        raise InputError(option, f"{device!r} is not a device; give cpu, cuda or cuda:N") from None
+    if d.type == "cuda" and not torch.cuda.is_available():
+        raise InputError(option, f"{device}: CUDA is not available here; give cpu")
+    if d.type == "cuda" and d.index is not None and d.index >= torch.cuda.device_count():
+        raise InputError(option, f"{device}: there are {torch.cuda.device_count()} CUDA devices; give cuda:0 to "
+                                 f"cuda:{torch.cuda.device_count() - 1}")
 
 
 def _build_model(args: argparse.Namespace) -> nn.Module:
@@ -167,8 +257,6 @@ def _build_model(args: argparse.Namespace) -> nn.Module:
     from .checkpoint import _load_state, create_model_from_checkpoint, read_checkpoint
 
     if args.model is None:
-        if args.checkpoint is None:
-            raise SystemExit("error: give --model, --checkpoint or both")
         return create_model_from_checkpoint(args.checkpoint)
     if args.checkpoint is None:
         return timm.create_model(args.model, pretrained=True)
@@ -182,6 +270,7 @@ def _build_model(args: argparse.Namespace) -> nn.Module:
 def main(args: argparse.Namespace) -> int:
     from timm.data import resolve_model_data_config
 
+    check_args(args)  # every input, before any work
     _, _, device = init_distributed(args.device)
     try:
         model = _build_model(args).to(device)
@@ -189,14 +278,23 @@ def main(args: argparse.Namespace) -> int:
         config = resolve_model_data_config(model, args=overrides)
         result = validate(model, args.data, batch_size=args.batch_size, workers=args.workers, limit=args.limit,
                           data_config=config, progress=not args.no_progress)
+        if result.count == 0:
+            raise ValueError(f"none of the {result.num_unreadable} images under {args.data} could be read")
         if rank_and_world()[0] == 0:
             name = args.model or getattr(model, "pretrained_cfg", {}).get("architecture", "model")
             print(f"{name} on {args.data} ({result.count} images, {result.world_size} process"
                   f"{'es' if result.world_size > 1 else ''}, crop {config['input_size'][-1]} at "
                   f"{config['crop_pct']}, {config['interpolation']}): top-1 {result.top1:.3f}  top-5 "
                   f"{result.top5:.3f}  {result.images_per_second:.1f} img/s")
+            if result.num_unreadable:
+                names = ", ".join(Path(p).name for p in result.unreadable[:10])
+                print(f"skipped {result.num_unreadable} unreadable file(s) of {result.count + result.num_unreadable}"
+                      f": {names}{' ...' if result.num_unreadable > 10 else ''}; the accuracy is over the "
+                      f"{result.count} images read", file=sys.stderr)
             if args.results_json:
-                Path(args.results_json).write_text(json.dumps(asdict(result), indent=1) + "\n")
+                from .files import atomic_write_bytes
+
+                atomic_write_bytes(Path(args.results_json), (json.dumps(asdict(result), indent=1) + "\n").encode())
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()

@@ -344,4 +344,5 @@ def test_cli_reports_errors_without_traceback(tmp_path, capsys):
     (tmp_path / "empty.pth").write_bytes(b"")
     assert main(["convert", str(tmp_path / "empty.pth"), str(tmp_path / "o.pth")]) == 2
     err = capsys.readouterr().err
-    assert err.startswith(f"error: {tmp_path / 'empty.pth'}: the file is empty") and "Traceback" not in err
+    assert err.startswith(f"error: src: {tmp_path / 'empty.pth'}: the file is empty") and "Traceback" not in err
+    assert not (tmp_path / "o.pth").exists()

@@ -1,4 +1,5 @@
 """`python -m viz figures`: every figure on a tiny model, reproducible data files, failures, official files."""
+import dataclasses
 import json
 import re
 import subprocess
@@ -68,7 +69,7 @@ def test_a_failing_figure_leaves_the_others_and_the_exit_code_says_so(folder, tm
     def broken(fs):
         raise RuntimeError("injected failure")
 
-    monkeypatch.setitem(F.FIGURES, "fourier", (broken, "full"))
+    monkeypatch.setitem(F.FIGURES, "fourier", dataclasses.replace(F.FIGURES["fourier"], draw=broken))
     out = tmp_path / "out"
     rc = main(["figures", "--out", str(out), "--images", str(folder), "--only", "fourier,low_frequency,ablation",
                *TINY])
@@ -94,9 +95,9 @@ def test_nothing_is_written_outside_out(folder, tmp_path, monkeypatch):
 
 def test_bad_input_is_a_clear_error(folder, tmp_path, capsys):
     assert main(["figures", "--out", str(tmp_path), "--only", "nope", *TINY]) == 2
-    assert "unknown figure(s) ['nope']" in capsys.readouterr().err
+    assert "--only: unknown figure(s) nope" in capsys.readouterr().err
     assert main(["figures", "--out", str(tmp_path), "--venue", "cvpr1999", *TINY]) == 2
-    assert "unknown venue" in capsys.readouterr().err
+    assert "--venue: unknown venue" in capsys.readouterr().err
     assert main(["figures", "--out", str(tmp_path), "--checkpoint", str(tmp_path / "missing.pth"), *TINY]) == 2
     assert "does not exist" in capsys.readouterr().err
 
@@ -125,8 +126,9 @@ def test_figures_from_viz_run_results_need_no_model(folder, tmp_path):
     # a model name that does not exist: the figures come from the files alone
     assert main(["figures", "--out", str(out), "--model", "no_such_model", "--only", "erf,fourier,distance",
                  "--results", *results, "--no-progress"]) == 0
-    for name in ("erf", "fourier", "distance"):
-        data = json.loads((out / f"{name}.json").read_text())
-        assert data["source"] is None and {r["analysis"] for r in data["results"]} == {"erf", "spectrum", "distance"}
+    for name, analysis in (("erf", "erf"), ("fourier", "spectrum"), ("distance", "distance")):
+        data = json.loads((out / f"{name}.json").read_text())  # each figure lists the result it drew, only
+        assert data["source"] is None and [r["analysis"] for r in data["results"]] == [analysis]
+        assert data["results"][0]["file"] == f"{analysis}.pt"
     assert json.loads((out / "fourier.json").read_text())["numbers"]["from_results"] is True
     assert re.search(r"viz run", json.loads((out / "erf.json").read_text())["caption"])

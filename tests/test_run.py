@@ -57,7 +57,7 @@ def test_run_erf_single_process_skips_unreadable(folder, tmp_path, capsys):
 
 
 def test_run_empty_folder_is_an_error(tmp_path, capsys):
-    assert main(["run", "erf", "--model", "test_smt", "--images", str(tmp_path), "--out", str(tmp_path / "x.pt")]) == 1
+    assert main(["run", "erf", "--model", "test_smt", "--images", str(tmp_path), "--out", str(tmp_path / "x.pt")]) == 2
     assert "no image files" in capsys.readouterr().err
     assert not (tmp_path / "x.pt").exists()
 

@@ -104,3 +104,31 @@ def test_torchrun_two_processes_equal_one(folder, tmp_path, capsys):
     assert one["world_size"] == 1 and two["world_size"] == 2
     assert (two["correct1"], two["correct5"], two["count"]) == (one["correct1"], one["correct5"], one["count"]) \
         == (one["correct1"], 15, 15)
+
+
+def test_unreadable_images_are_skipped_named_and_left_out_of_the_accuracy(folder, tmp_path, capsys):
+    """A broken file in a class folder: `viz run`'s rule (skip, count, name); accuracy over the images read."""
+    import shutil
+
+    from smt.__main__ import main
+
+    data = tmp_path / "images"
+    shutil.copytree(folder / "images", data)
+    (data / CLASSES[1] / "zz_broken.png").write_text("not a png")
+    (data / CLASSES[2] / "truncated.jpg").write_bytes(b"\xff\xd8\xff\xe0")
+    args = ["validate", "--model", "test_smt", "--checkpoint", str(folder / "test_smt.pth"), "--batch-size", "4",
+            "--workers", "0", "--device", "cpu", "--no-progress"]
+    assert main(args + ["--data", str(folder / "images"), "--results-json", str(tmp_path / "clean.json")]) == 0
+    capsys.readouterr()
+    assert main(args + ["--data", str(data), "--results-json", str(tmp_path / "broken.json")]) == 0
+    out, err = capsys.readouterr()
+    assert "Traceback" not in err and "top-1" in out
+    assert "skipped 2 unreadable file(s) of 17: zz_broken.png, truncated.jpg" in err  # sorted by path
+    assert "over the 15 images read" in err
+    clean = json.loads((tmp_path / "clean.json").read_text())
+    broken = json.loads((tmp_path / "broken.json").read_text())
+    assert broken["num_unreadable"] == 2 and [Path(p).name for p in broken["unreadable"]] == ["zz_broken.png",
+                                                                                             "truncated.jpg"]
+    # the same 15 readable images, so the same counts as the clean folder
+    assert (broken["correct1"], broken["correct5"], broken["count"]) == (clean["correct1"], clean["correct5"], 15)
+    assert broken["top1"] == pytest.approx(clean["top1"])

@@ -16,19 +16,13 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] == ["figures"]:
         from .figures import main as figures
 
-        try:
-            return figures(argv[1:])
-        except (FileNotFoundError, ValueError) as e:
-            print(f"error: {e}", file=sys.stderr)
-            return 2
+        return figures(argv[1:])
     if argv[:1] == ["explorable"]:
         from .explorable import main as explorable
 
-        try:
-            return explorable(argv[1:])
-        except (FileNotFoundError, ValueError) as e:
-            print(f"error: {e}", file=sys.stderr)
-            return 2
+        return explorable(argv[1:])
+    from smt.inputs import cli_errors
+
     from . import run
 
     parser = argparse.ArgumentParser(prog="python -m viz", description=__doc__)
@@ -39,12 +33,12 @@ def main(argv: list[str] | None = None) -> int:
                                       "explorable --help)")
     sub.add_parser("demo", help="the main job: report and figures on the demo model (python -m viz demo --help)")
     args = parser.parse_args(argv)
-    try:
+    with cli_errors(args.debug) as code:
+        from .validation import check_run_args
+
+        check_run_args(args)  # every input, before any work (a bad one: one line each, exit code 2)
         args.func(args)
-    except (FileNotFoundError, ValueError, RuntimeError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    return 0
+    return code[0] if code else 0
 
 
 if __name__ == "__main__":

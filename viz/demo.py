@@ -92,7 +92,7 @@ def _checkpoint_source(path: str, num_images: Optional[int]):
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    from .figures import FIGURES, FigureSet, Settings, load_source, print_outcomes, render
+    from .figures import FIGURES
 
     p = argparse.ArgumentParser(prog="python -m viz demo", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -108,16 +108,28 @@ def main(argv: Optional[list[str]] = None) -> int:
     p.add_argument("--only", help="comma-separated figures (" + ", ".join(FIGURES) + ")")
     p.add_argument("--format", default="pdf,png", help="figure formats: pdf, png, svg")
     p.add_argument("--venue", default="cvpr2024", help="style preset (cvpr2024, eccv2024, neurips2024, ...)")
+    p.add_argument("--overwrite", action="store_true", help="replace the figures' files in --figures")
+    p.add_argument("--debug", action="store_true", help="show tracebacks (of an input error or a failing figure)")
     args = p.parse_args(argv)
-    if args.num_images < 1:
-        p.error(f"--num-images {args.num_images}: use at least 1")
+    from smt.inputs import cli_errors
 
+    with cli_errors(args.debug) as code:
+        return _run(args, argv)
+    return code[0]
+
+
+def _run(args: argparse.Namespace, argv: Optional[list[str]]) -> int:
+    from .figures import FIGURES, FigureSet, Settings, load_source, print_outcomes, render
+    from .validation import check_demo_args, check_source
+
+    names, formats = check_demo_args(args, FIGURES)  # every input, before the variant table or any model
     t0 = time.perf_counter()
     torch.manual_seed(0)
     settings = Settings(num_images=min(args.num_images, 128), venue=args.venue)
     if args.checkpoint:
-        source = _checkpoint_source(args.checkpoint, args.num_images)
-        fs = FigureSet(source, settings)
+        fs = FigureSet(lambda: _checkpoint_source(args.checkpoint, args.num_images), settings)
+        check_source(fs, (), checkpoint=args.checkpoint)
+        source = fs.source
         print(f"\n== {args.checkpoint} ({sum(p.numel() for p in fs.model.parameters()) / 1e6:.2f}M params), "
               f"{len(source.images)} images of data/images at {fs.input_size}px ==")
     else:
@@ -140,13 +152,10 @@ def main(argv: Optional[list[str]] = None) -> int:
     print(f"\nreport: {time.perf_counter() - t0:.1f} s")
     if args.no_figures:
         return 0
-    names = [n.strip() for n in args.only.split(",")] if args.only else list(FIGURES)
-    if args.no_summary and not args.only:
-        names.remove("summary")
     out = Path(args.figures)
-    command = "python -m viz demo " + " ".join(argv if argv is not None else sys.argv[1:])
-    outcomes = render(fs, out, names, formats=[f.strip() for f in args.format.split(",") if f.strip()],
-                      command=command.strip())
+    shown = [a for a in (argv if argv is not None else sys.argv[1:]) if a not in ("--overwrite", "--debug")]
+    command = "python -m viz demo " + " ".join(shown)
+    outcomes = render(fs, out, names, formats=formats, command=command.strip(), debug=args.debug)
     print_outcomes(outcomes, out)
     print(f"total: {time.perf_counter() - t0:.1f} s")
     return 1 if any(o.status == "failed" for o in outcomes) else 0

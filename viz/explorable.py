@@ -73,9 +73,12 @@ class ModelSet:
 
 
 def _not_shown(what: str, why: str) -> ValueError:
-    return ValueError(f"{what} {why}: the explorable shows SMT's SAM blocks (MHMC heads, SAA). Use --model main "
-                      f"(the demo model and its ablation set), a demo SMT (heads1, heads2, heads4, heads8, nosaa), an "
-                      f"SMT timm name (test_smt, smt_tiny, ...), an SMT checkpoint file or a folder of them")
+    from smt.inputs import InputError
+
+    return InputError("--model", f"{what} {why}: the explorable shows SMT's SAM blocks (MHMC heads, SAA). Use "
+                      f"--model main (the demo model and its ablation set), a demo SMT (heads1, heads2, heads4, "
+                      f"heads8, nosaa), an SMT timm name (test_smt, smt_tiny, ...), an SMT checkpoint file or a "
+                      f"folder of them")
 
 
 def _check_smt(model: torch.nn.Module, what: str) -> None:
@@ -137,7 +140,9 @@ def model_set(model: str = "main", *, seed: int = 0) -> ModelSet:
         import timm
 
         if not timm.is_model(model):
-            raise ValueError(f"--model {model!r} is neither a demo model ({', '.join(DEMO_MODELS)}), a timm model "
+            from smt.inputs import InputError
+
+            raise InputError("--model", f"{model!r} is neither a demo model ({', '.join(DEMO_MODELS)}), a timm model "
                              f"name nor an existing file or folder")
         variants = (Variant(f"{model} (random, seed {seed})", ("timm", model, seed)),)
     # check the first model before any work (the others of a set are built the same way)
@@ -603,12 +608,16 @@ def main(argv: Optional[list[str]] = None) -> int:
     p.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1), help="processes (default 2)")
     p.add_argument("--seed", type=int, default=0, help="seed of a random initialisation")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--debug", action="store_true", help="show the traceback of an error")
     args = p.parse_args(sys.argv[1:] if argv is None else argv)
-    if args.device != "cpu":
-        raise ValueError(f"--device {args.device}: the explorable is built on the CPU (a few forward passes per "
-                         f"model; other devices round differently, so the files would not be byte-identical)")
-    r = build(args.out, model=args.model, images=args.images, num_images=args.num_images, figures=args.figures,
-              workers=args.workers, seed=args.seed, progress=not args.no_progress)
-    print(f"{r['states']} states, {r['files']} files, {r['bytes'] / 1e6:.1f} MB in {args.out}/ "
-          f"({r['seconds']:.0f} s); open {Path(args.out) / 'index.html'}")
-    return 0
+    from smt.inputs import InputError, cli_errors
+
+    with cli_errors(args.debug) as code:
+        if args.device != "cpu":
+            raise InputError("--device", f"{args.device}: the explorable is built on the CPU (a few forward passes "
+                             f"per model; other devices round differently, so the files would not be byte-identical)")
+        r = build(args.out, model=args.model, images=args.images, num_images=args.num_images, figures=args.figures,
+                  workers=args.workers, seed=args.seed, progress=not args.no_progress)
+        print(f"{r['states']} states, {r['files']} files, {r['bytes'] / 1e6:.1f} MB in {args.out}/ "
+              f"({r['seconds']:.0f} s); open {Path(args.out) / 'index.html'}")
+    return code[0] if code else 0

@@ -1,4 +1,8 @@
-"""Image folders for analyses: sorted file lists, tolerant loading, sharding across processes."""
+"""Image folders for analyses: sorted file lists, tolerant loading, sharding across processes.
+
+Files are read by `smt.images.open_rgb` (16/32-bit and float images scaled to 8 bits, transparency over
+white, EXIF orientation applied), the one loader of the project.
+"""
 from __future__ import annotations
 
 import os
@@ -10,9 +14,10 @@ from typing import Callable, Optional
 import torch
 from torch.utils.data import Dataset
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
+from smt.images import UNREADABLE, open_rgb
+from smt.inputs import IMAGE_EXTENSIONS, list_image_files
 
-__all__ = ["IMAGE_EXTENSIONS", "list_images", "ImageFiles", "collate_skip_unreadable"]
+__all__ = ["IMAGE_EXTENSIONS", "list_images", "ImageFiles", "collate_skip_unreadable", "open_rgb"]
 
 
 def list_images(folder: os.PathLike, num_images: Optional[int] = None) -> list[Path]:
@@ -25,7 +30,7 @@ def list_images(folder: os.PathLike, num_images: Optional[int] = None) -> list[P
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"image folder {folder} does not exist or is not a directory")
-    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+    files = list_image_files(folder)
     if not files:
         raise ValueError(f"no image files ({', '.join(IMAGE_EXTENSIONS)}) under {folder}")
     if num_images is not None:
@@ -36,9 +41,9 @@ def list_images(folder: os.PathLike, num_images: Optional[int] = None) -> list[P
 
 
 class ImageFiles(Dataset):
-    """Images as RGB tensors through `transform`; an unreadable file yields `(None, path)`.
+    """Images as RGB tensors through `transform`; an unreadable file yields `(None, path, error)`.
 
-    Grayscale, palette and RGBA images are converted to RGB (alpha dropped).
+    Every mode PIL opens becomes 8-bit RGB by `smt.images.open_rgb`.
     """
 
     def __init__(self, files: Sequence[Path], transform: Callable):
@@ -54,13 +59,10 @@ class ImageFiles(Dataset):
         return len(self.files)
 
     def __getitem__(self, i: int):
-        from PIL import Image, UnidentifiedImageError
-
         path = self.files[i]
         try:
-            with Image.open(path) as im:
-                im = im.convert("RGB")
-        except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
+            im = open_rgb(path)
+        except UNREADABLE as e:
             return None, str(path), f"{type(e).__name__}: {e}"
         return self.transform(im), str(path), None
 

@@ -248,14 +248,13 @@ class ImageSet:
 
 def load_image(source: Any, size: int = 112) -> np.ndarray:
     """An image file (path or bytes) resized on its short side and centre-cropped to `size`: (size, size, 3) uint8."""
-    import io
+    from PIL import Image
 
-    from PIL import Image, UnidentifiedImageError
+    from smt.images import UNREADABLE, open_rgb
 
     try:
-        im = Image.open(io.BytesIO(source) if isinstance(source, (bytes, bytearray, memoryview)) else source)
-        im = im.convert("RGB")
-    except (UnidentifiedImageError, OSError) as e:
+        im = open_rgb(source)
+    except UNREADABLE as e:
         raise ValueError(f"could not read the image ({type(e).__name__}: {e}); use a PNG or JPEG file") from None
     s = size / min(im.size)
     im = im.resize((max(size, round(im.size[0] * s)), max(size, round(im.size[1] * s))), Image.BICUBIC)

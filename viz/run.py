@@ -257,10 +257,20 @@ def _reduce(analysis: Analysis, unreadable: list[str], world: int, device: torch
 
 
 def _write(record: dict, out: Path) -> None:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    torch.save(record, tmp)
-    os.replace(tmp, out)  # never leave a half-written file behind
+    """Through a temporary file in `out`'s folder, renamed into place (removed if writing fails)."""
+    from smt.files import atomic_output
+
+    with atomic_output(out) as tmp:
+        torch.save(record, tmp)
+
+
+def _check_stage(model: nn.Module, stage: Optional[int]) -> None:
+    from smt.inputs import InputError
+
+    n = len(getattr(model, "stages", ())) or len(getattr(model, "feature_info", ()))
+    if stage is not None and n and not -n <= stage < n:
+        raise InputError("--stage", f"{stage} is out of range: the model has {n} stages, indexed 0-{n - 1} "
+                                    f"(stage 1 is 0; negative counts from the last)")
 
 
 def run(args: argparse.Namespace) -> Optional[dict]:
@@ -269,11 +279,17 @@ def run(args: argparse.Namespace) -> Optional[dict]:
     from tqdm.auto import tqdm
 
     from smt.distributed import init_distributed
+    from smt.inputs import InputError
+    from smt.reader import CheckpointError
 
     rank, world, device = init_distributed()
     try:
         torch.manual_seed(args.seed)
-        model = build_model(args.model, args.checkpoint, args.num_classes).to(device).eval()
+        try:
+            model = build_model(args.model, args.checkpoint, args.num_classes).to(device).eval()
+        except CheckpointError as e:  # weights of another architecture
+            raise InputError("--checkpoint", str(e)) from None
+        _check_stage(model, args.stage)
         config = resolve_data_config({} if args.input_size is None else
                                      {"input_size": (3, args.input_size, args.input_size)}, model=model)
         files = list_images(args.images, args.num_images)
@@ -296,7 +312,9 @@ def run(args: argparse.Namespace) -> Optional[dict]:
             raise ValueError(f"none of the {len(files)} images under {args.images} could be read")
         result = analysis.finalize(sums, rows, meta)
         if bad_all:
-            print(f"skipped {len(bad_all)} unreadable file(s) of {len(files)}", file=sys.stderr)
+            print(f"skipped {len(bad_all)} unreadable file(s) of {len(files)}: "
+                  + ", ".join(Path(p).name for p in bad_all[:10]) + (" ..." if len(bad_all) > 10 else ""),
+                  file=sys.stderr)
         record = {
             "analysis": args.analysis,
             "model": args.model,
@@ -320,12 +338,73 @@ def run(args: argparse.Namespace) -> Optional[dict]:
             dist.destroy_process_group()
 
 
+#: What every record `run` writes holds (and the figures read).
+_RECORD_KEYS = ("analysis", "model", "settings", "data_config", "num_files", "result")
+#: What each analysis's result holds (`finalize`), the parts the figures draw.
+_RESULT_KEYS = {"erf": ("erf", "num_counted"),
+                "spectrum": ("blocks", "kinds", "depth", "freq", "relative_log_amplitude"),
+                "distance": ("blocks", "kinds", "per_head", "block"),
+                "cam": ("paths", "predicted", "cams", "method", "stage")}
+
+
 def load_result(path: os.PathLike) -> dict:
-    """Read a file written by `python -m viz run` (no pickled code is executed)."""
+    """Read a file written by `python -m viz run` (no pickled code is executed).
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: the file is not a `viz run` result; the message says what it is (a checkpoint, a state
+            dict, text, another torch.save file).
+    """
+    import pickle
+
     path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{path} is a folder; give a file written by `python -m viz run ... --out FILE.pt`")
     if not path.is_file():
-        raise FileNotFoundError(f"result file {path} does not exist; create it with `python -m viz run`")
-    return torch.load(path, map_location="cpu", weights_only=True)
+        raise FileNotFoundError(f"{path} does not exist; create it with `python -m viz run ... --out {path}`")
+    fix = "give files written by `python -m viz run`"
+    try:
+        rec = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError, IndexError, KeyError,
+            AttributeError, TypeError) as e:
+        raise ValueError(f"{path} is not a `viz run` result ({_what_file(path, e)}); {fix}") from None
+    if isinstance(rec, dict) and rec.get("analysis") in ANALYSES and isinstance(rec.get("result"), dict):
+        missing = [k for k in _RECORD_KEYS if k not in rec]
+        missing += [f"result['{k}']" for k in _RESULT_KEYS[rec["analysis"]] if k not in rec["result"]]
+        if missing:
+            raise ValueError(f"{path} is an incomplete `viz run {rec['analysis']}` result (no {', '.join(missing)});"
+                             f" write it again with `python -m viz run`")
+        return rec
+    if isinstance(rec, dict) and rec and all(isinstance(v, torch.Tensor) for v in rec.values()):
+        what = f"a state dict of {len(rec)} tensors: weights, which go to --checkpoint"
+    elif isinstance(rec, dict) and "analysis" in rec:
+        what = f"analysis {rec['analysis']!r}, which is none of {', '.join(ANALYSES)}"
+    elif isinstance(rec, dict) and isinstance(rec.get("model"), dict):
+        what = "a checkpoint: weights, which go to --checkpoint"
+    else:
+        what = f"a torch.save file holding {type(rec).__name__}, not a result record"
+    raise ValueError(f"{path} is not a `viz run` result ({what}); {fix}")
+
+
+def _what_file(path: Path, error: Exception) -> str:
+    """What a file that `torch.load(weights_only=True)` refuses is, in a few words."""
+    from smt.checkpoint import locate_weights
+    from smt.reader import CheckpointError, open_checkpoint
+
+    try:
+        with open_checkpoint(path) as f:
+            locate_weights(path, f.obj)
+        return "it holds model weights: a checkpoint, which goes to --checkpoint"
+    except CheckpointError:
+        pass
+    head = path.read_bytes()[:512]
+    if not head:
+        return "the file is empty"
+    try:
+        head.decode("utf-8")
+        return "it is a text file"
+    except UnicodeDecodeError:
+        return f"torch.load could not read it: {type(error).__name__}"
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -345,4 +424,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--cam-method", default="GradCAM", help="pytorch_grad_cam method for `cam`")
     p.add_argument("--queries", type=int, default=16, help="query tokens per SAM block for `distance`")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    p.add_argument("--debug", action="store_true", help="show the traceback of an error")
     p.set_defaults(func=run)

@@ -1,4 +1,5 @@
-"""The figures of the set, one function each (`FigureSet -> Rendered`), and `FIGURES`, their order and width."""
+"""The figures of the set, one function each (`FigureSet -> Rendered`), each registered in `FIGURES` by `@figure`
+with its width and what it needs (checked before it is drawn, `registry.FigureSpec.unmet`)."""
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -12,7 +13,7 @@ from smt.presets import TITLES
 
 from ..plot.base import to_numpy
 from .figureset import FigureSet, Rendered, SkipFigure
-from .source import demo_source
+from .registry import ABLATION_SET, FIGURES, figure
 
 __all__ = ["FIGURES", "draw"]
 
@@ -21,11 +22,12 @@ def _names(fs: FigureSet, idx: torch.Tensor) -> list[str]:
     return [fs.source.class_names[int(i)] for i in idx]
 
 
+@figure("modulator_maps", width="column", needs="smt")
 def fig_modulator_maps(fs: FigureSet) -> Rendered:
+    """Mean |modulator| of the last SAM block of stages 1-3, per image."""
     from ..analysis import last_sam_blocks, modulator_map
     from ..plot import plot_modulator_maps
 
-    fs.require_smt("modulator_maps")
     stages = [s for s in (0, 1, 2) if any(t == "sam" for t in fs.model.stage_block_types[s])]
     blocks = last_sam_blocks(fs.model, stages)
     rows = min(fs.settings.rows, len(fs.images()))
@@ -43,11 +45,12 @@ def fig_modulator_maps(fs: FigureSet) -> Rendered:
     return Rendered(fig, arrays, caption, {"blocks": list(maps), "predicted": preds, "labels": labels})
 
 
+@figure("sam_block", width="full", needs="smt")
 def fig_sam_block(fs: FigureSet) -> Rendered:
+    """Inside one SAM block: each head's output and receptive field, SAA's input group and the modulator."""
     from ..analysis import block_index, group_channel_maps, head_activation_maps, modulator_map, stage_stride
     from ..plot import plot_sam_block
 
-    fs.require_smt("sam_block")
     block = fs.settings.sam_block
     feats = fs.forward.sam.get(block)
     if feats is None:
@@ -86,40 +89,23 @@ def _fourier_from_results(fs: FigureSet) -> Optional[list]:
             for b, k, d in zip(r["blocks"], r["kinds"], r["depth"].tolist())]
 
 
-def _backbone_profiles(fs: FigureSet, what: str) -> dict[str, list]:
-    from ..analysis import block_fourier_profile, timm_attention_profile
-
-    out = {}
-    for name, src in fs.backbones.items():
-        key = (what, name)
-        if key not in fs._cache:
-            if what == "fourier":
-                fs._cache[key] = block_fourier_profile(src.model, src.images[:fs.settings.num_images])
-            else:
-                try:
-                    fs._cache[key] = timm_attention_profile(src.model, src.images[:fs.settings.distance_images],
-                                                            progress=False)
-                except ValueError:
-                    fs._cache[key] = None
-        if fs._cache[key] is not None:
-            out[name] = fs._cache[key]
-    return out
-
-
-def _profiles(fs: FigureSet, what: str, from_results: Callable, computed: Callable) -> tuple[list, bool, dict]:
+def _profiles(fs: FigureSet, from_results: Callable, computed: Callable, backbone: Callable
+              ) -> tuple[list, bool, dict]:
     """(SMT's profile, whether it came from `viz run` results, {backbone title: profile}): results files stand
-    alone; a computed profile gets the shipped backbones beside it."""
+    alone; a computed profile gets the shipped backbones beside it (those that have one)."""
     profile = from_results(fs)
     if profile is not None:
         return profile, True, {}
-    fs.require_smt(what)
-    return computed(), False, {TITLES.get(k, k): v for k, v in _backbone_profiles(fs, what).items()}
+    others = {TITLES.get(name, name): backbone(name) for name in fs.backbones}
+    return computed(), False, {k: v for k, v in others.items() if v is not None}
 
 
+@figure("fourier", width="full", needs="smt", results="spectrum")
 def fig_fourier(fs: FigureSet) -> Rendered:
+    """Relative log amplitude of every block's Fourier-transformed output, against frequency and depth."""
     from ..plot import plot_fourier
 
-    profile, from_results, others = _profiles(fs, "fourier", _fourier_from_results, lambda: fs.fourier)
+    profile, from_results, others = _profiles(fs, _fourier_from_results, lambda: fs.fourier, fs.backbone_fourier)
     fig = plot_fourier(profile, others=others or None)
     high = {b.name: round(b.curve.highest, 4) for b in profile}
     msa = [b.curve.highest for b in profile if b.kind == "msa"]
@@ -141,13 +127,12 @@ def fig_fourier(fs: FigureSet) -> Rendered:
     return Rendered(fig, arrays, caption, numbers)
 
 
+@figure("low_frequency", width="column", needs=("smt", "saa"))
 def fig_low_frequency(fs: FigureSet) -> Rendered:
+    """Low-frequency share of SAA's input and output in every SAM block."""
     from ..plot import plot_low_frequency_shares
 
-    fs.require_smt("low_frequency")
     shares = fs.low_frequency
-    if not shares:
-        raise SkipFigure(f"{fs.source.name} has no SAM block with SAA (SAA is off)")
     ax = plot_low_frequency_shares(shares)
     up = sum(s.modulator > s.saa_input for s in shares)
     change = float(np.mean([s.change for s in shares]))
@@ -172,11 +157,14 @@ def _distance_from_results(fs: FigureSet) -> Optional[list]:
                                                                                r["block"].tolist())]
 
 
+@figure("distance", width="column", needs="smt", results="distance")
 def fig_distance(fs: FigureSet) -> Rendered:
+    """Modulation distance of SAM blocks and attention distance of MSA blocks, in pixels, against depth."""
     from ..analysis import block_index
     from ..plot import plot_distance_profile
 
-    profile, from_results, others = _profiles(fs, "distance", _distance_from_results, lambda: fs.distance)
+    profile, from_results, others = _profiles(fs, _distance_from_results, lambda: fs.distance,
+                                              fs.backbone_distance)
     ax = plot_distance_profile(profile, others=others or None)
     per_stage: dict[str, float] = {}
     for s in sorted({block_index(b.name)[0] for b in profile}):
@@ -201,8 +189,10 @@ def fig_distance(fs: FigureSet) -> Rendered:
     return Rendered(ax.figure, arrays, caption, numbers)
 
 
+@figure("erf", width="full", needs="smt", results="erf")
 def fig_erf(fs: FigureSet) -> Rendered:
-    from ..analysis.erf import effective_receptive_field, erf_display, final_feature_map, high_contribution_area_ratio
+    """Effective receptive field of every stage, trained and at random initialisation, with area ratios."""
+    from ..analysis.erf import erf_display, high_contribution_area_ratio
     from ..plot import area_ratio_table, plot_erf_grid
 
     ts = fs.settings.thresholds
@@ -221,12 +211,11 @@ def fig_erf(fs: FigureSet) -> Rendered:
         pixels = int(recs[0][1]["data_config"]["input_size"][-1])
         what = f"`viz run erf` results over {'/'.join(map(str, counted))} images"
     else:
-        fs.require_smt("erf")
         stages = list(range(len(fs.model.stages)))
         columns = [f"stage {s + 1}" for s in stages]
-        models = {"trained": None}
+        models = {"trained": "trained"}
         if fs.source.build_random is not None:
-            models["random init."] = fs.random_model
+            models["random init."] = "random"
         for label, m in models.items():
             maps[label] = []
             for s in stages:
@@ -238,14 +227,10 @@ def fig_erf(fs: FigureSet) -> Rendered:
         what = f"every stage of {fs.source.name}{init}, {len(fs.images(fs.settings.erf_images))} images"
     ratios = {label: [high_contribution_area_ratio(d, ts) for d in row] for label, row in maps.items()}
     table = {f"{label}, {col}": r for label, row in ratios.items() for col, r in zip(columns, row)}
-    for name, src in ({} if recs else fs.backbones).items():  # results files stand alone
-        key = ("erf-backbone", name)
-        if key not in fs._cache:
-            r = effective_receptive_field(src.model, src.images[:fs.settings.erf_images], final_feature_map,
-                                          batch_size=8)
-            fs._cache[key] = erf_display(r.erf)
-        table[f"{TITLES.get(name, name)}, last stage"] = high_contribution_area_ratio(fs._cache[key], ts)
-        raw[f"{name}/last stage"] = to_numpy(fs._cache[key])
+    for name in ({} if recs else fs.backbones):  # results files stand alone
+        display = fs.backbone_erf(name)
+        table[f"{TITLES.get(name, name)}, last stage"] = high_contribution_area_ratio(display, ts)
+        raw[f"{name}/last stage"] = to_numpy(display)
     fig = plot_erf_grid(maps, ratios, columns=columns, pixels=pixels)
     first = next(iter(maps))
     last = ratios[first][-1]
@@ -264,13 +249,14 @@ def fig_erf(fs: FigureSet) -> Rendered:
                     texts={".md": area_ratio_table(table), ".tex": area_ratio_table(table, latex=True)})
 
 
+@figure("gradcam", width="column", needs="smt", results="cam")
 def fig_gradcam(fs: FigureSet) -> Rendered:
+    """Grad-CAM of the true class at the output of stages 2-4, with the pointing game against item boxes."""
     from ..plot import plot_cam_grid
 
     recs = fs.result_record("cam")
     if recs:
         return _gradcam_from_results(fs, recs)
-    fs.require_smt("gradcam")
     rows = min(fs.settings.rows, len(fs.images()))
     stages = sorted(fs.cams)
     cams = [fs.cams[s][:rows] for s in stages]
@@ -305,6 +291,8 @@ def fig_gradcam(fs: FigureSet) -> Rendered:
 def _gradcam_from_results(fs: FigureSet, recs) -> Rendered:
     from PIL import Image
 
+    from smt.images import open_rgb
+
     from ..plot import plot_cam_grid
 
     rows = fs.settings.rows
@@ -321,12 +309,11 @@ def _gradcam_from_results(fs: FigureSet, recs) -> Rendered:
         if not Path(p).is_file():
             raise FileNotFoundError(f"{p} (an image of the results file) is not readable here; Grad-CAM overlays need "
                                     f"the images: run on a machine that has them, or draw only erf, fourier, distance")
-        with Image.open(p) as im:
-            im = im.convert("RGB")
-            s = size / min(im.size)
-            im = im.resize((max(size, round(im.size[0] * s)), max(size, round(im.size[1] * s))), Image.BICUBIC)
-            x0, y0 = (im.size[0] - size) // 2, (im.size[1] - size) // 2
-            display.append(np.asarray(im.crop((x0, y0, x0 + size, y0 + size))))
+        im = open_rgb(p)  # the project's one loader (16-bit, alpha, EXIF orientation)
+        s = size / min(im.size)
+        im = im.resize((max(size, round(im.size[0] * s)), max(size, round(im.size[1] * s))), Image.BICUBIC)
+        x0, y0 = (im.size[0] - size) // 2, (im.size[1] - size) // 2
+        display.append(np.asarray(im.crop((x0, y0, x0 + size, y0 + size))))
     display = np.stack(display)
     fig = plot_cam_grid(display, cams, columns=columns)
     caption = f"{recs[0][1]['result']['method']} maps of the predicted class from `viz run cam` results."
@@ -334,39 +321,28 @@ def _gradcam_from_results(fs: FigureSet, recs) -> Rendered:
                     {"from_results": True})
 
 
+@figure("ablation", width="full", needs=("ablation_set", "demo_canvases"))
 def fig_ablation(fs: FigureSet) -> Rendered:
-    from smt.demo import DEMO_MODELS, demo_weights_path
+    """The trained ablation set (N = 1, 2, 4, 8 heads; SAA off): top-1, ERF area ratio, low-frequency change."""
+    from smt.demo import DEMO_MODELS
 
-    from ..analysis import low_frequency_shares, sam_features
-    from ..analysis.erf import effective_receptive_field, erf_display, high_contribution_area_ratio
+    from ..analysis.erf import high_contribution_area_ratio
     from ..plot import AblationRow, plot_ablation
 
-    names = ["heads1", "heads2", "heads4", "heads8", "nosaa"]
-    missing = [n for n in names if n not in DEMO_MODELS or not demo_weights_path(n).is_file()]
-    if missing:
-        raise SkipFigure(f"the trained ablation set is incomplete (missing {', '.join(missing)} in data/demo)")
-    if fs.source.demo is None or fs.source.labels is None:
-        raise SkipFigure("the ablation set is trained on Scaled Fashion-MNIST: it needs the shipped canvases "
-                         "(run without --images and with a demo --model)")
     rows = []
     n_images = len(fs.images())
-    for n in names:
-        src = demo_source(n)  # top-1 over every shipped canvas; the analyses over the set's images
-        with torch.no_grad():
-            pred = torch.cat([src.model(src.images[i:i + 128]).argmax(1) for i in range(0, len(src.images), 128)])
-        top1 = float(100 * (pred == src.labels).float().mean())
-        r = effective_receptive_field(src.model, src.images[:fs.settings.erf_images], batch_size=8)
-        area = high_contribution_area_ratio(erf_display(r.erf), fs.settings.thresholds)
+    for n in ABLATION_SET:  # top-1 over every shipped canvas; the analyses over the set's images
+        area = high_contribution_area_ratio(fs.ablation_erf(n), fs.settings.thresholds)
         _, arch = DEMO_MODELS[n]
         saa = arch.get("saa", True)
-        change = None
-        if saa:
-            shares = low_frequency_shares(sam_features(src.model, src.images[:n_images]), fs.settings.radius)
-            change = float(np.mean([s.change for s in shares]))
+        shares = fs.ablation_low_frequency(n) if saa else None
+        change = None if shares is None else float(np.mean([s.change for s in shares]))
         heads = int(arch.get("sam_heads", 4))
-        rows.append(AblationRow(f"N = {heads}" if saa else f"SAA off (N = {heads})", heads, saa, top1, area, change))
+        rows.append(AblationRow(f"N = {heads}" if saa else f"SAA off (N = {heads})", heads, saa, fs.ablation_top1(n),
+                                area, change))
     fig = plot_ablation(rows)
-    caption = (f"The trained ablation set (smt_nano, 900 steps each, one seed): top-1 on the {len(pred)} shipped "
+    canvases = len(fs.ablation_source(ABLATION_SET[-1]).images)
+    caption = (f"The trained ablation set (smt_nano, 900 steps each, one seed): top-1 on the {canvases} shipped "
                f"canvases, the last stage's ERF area ratio (t = 0.5, {fs.settings.erf_images} canvases) and SAA's "
                f"mean low-frequency change ({n_images} canvases); "
                + "; ".join(f"{r.label}: {r.top1:.1f}%" for r in rows) + ".")
@@ -380,7 +356,9 @@ def fig_ablation(fs: FigureSet) -> Rendered:
     return Rendered(fig, arrays, caption, numbers)
 
 
+@figure("summary", width="column")
 def fig_summary(fs: FigureSet) -> Rendered:
+    """The registered SMT variants: parameters, multiply-adds and feature sizes (a table)."""
     rows = fs.summary
     head = ["model", "params (M)", "GMACs", "input", "features per stage (C x H x W)"]
     body = [[r.name, f"{r.params / 1e6:.2f}", f"{r.macs / 1e9:.2f}", f"{r.resolution}",
@@ -403,20 +381,6 @@ def fig_summary(fs: FigureSet) -> Rendered:
     return Rendered(None, arrays, caption, numbers, texts={".md": md, ".tex": tex})
 
 
-#: The figure set, in order: name -> (function, width: "column" or "full" of the venue).
-FIGURES: dict[str, tuple[Callable[[FigureSet], Rendered], str]] = {
-    "modulator_maps": (fig_modulator_maps, "column"),
-    "sam_block": (fig_sam_block, "full"),
-    "fourier": (fig_fourier, "full"),
-    "low_frequency": (fig_low_frequency, "column"),
-    "distance": (fig_distance, "column"),
-    "erf": (fig_erf, "full"),
-    "gradcam": (fig_gradcam, "column"),
-    "ablation": (fig_ablation, "full"),
-    "summary": (fig_summary, "column"),
-}
-
-
 def draw(fs: FigureSet, name: str, *, venue: Optional[str] = None, dpi: int = 110) -> Rendered:
     """One figure of the set, for a notebook: drawn in the screen style (or a venue's), with its PNG, data and
     caption (a notebook cell ending in `draw(fs, "fourier")` shows it)."""
@@ -426,9 +390,12 @@ def draw(fs: FigureSet, name: str, *, venue: Optional[str] = None, dpi: int = 11
 
     if name not in FIGURES:
         raise ValueError(f"unknown figure {name!r}; the figures are {', '.join(FIGURES)}")
-    fn, width = FIGURES[name]
-    with (paper(venue, width) if venue else screen()):
-        r = fn(fs)
+    spec = FIGURES[name]
+    reason = spec.unmet(fs)
+    if reason is not None:
+        raise SkipFigure(reason)
+    with (paper(venue, spec.width) if venue else screen()):
+        r = spec.draw(fs)
         if r.fig is not None:
             buf = io.BytesIO()
             r.fig.savefig(buf, format="png", dpi=dpi)

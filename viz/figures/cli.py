@@ -7,6 +7,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Optional
 
+from smt.inputs import cli_errors
+
 from .catalog import FIGURES
 from .figureset import FigureSet, Settings
 from .source import Source, load_source
@@ -34,6 +36,8 @@ def add_arguments(p) -> None:
     p.add_argument("--variants", help="comma-separated variants of the summary table (default: all registered)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--overwrite", action="store_true", help="replace the requested figures' files in --out")
+    p.add_argument("--debug", action="store_true", help="show tracebacks (of an input error or a failing figure)")
 
 
 def settings_from_args(args) -> Settings:
@@ -48,15 +52,14 @@ def settings_from_args(args) -> Settings:
                     venue=args.venue, variants=variants)
 
 
-def figure_set_from_args(args) -> FigureSet:
+def figure_set_from_args(args, results: Optional[list] = None) -> FigureSet:
+    """The figure set the arguments describe; `results` as checked by `viz.validation.check_results` (read
+    from `args.results` when not given)."""
     from ..run import load_result
 
-    results = [(p, load_result(p)) for p in args.results]
+    if results is None:
+        results = [(p, load_result(p)) for p in args.results]
     settings = settings_from_args(args)
-    if args.checkpoint is not None and not Path(args.checkpoint).is_file():  # fail before any figure
-        raise FileNotFoundError(f"checkpoint {args.checkpoint} does not exist")
-    if args.images is not None and not Path(args.images).is_dir():
-        raise FileNotFoundError(f"image folder {args.images} does not exist or is not a directory")
 
     def source() -> Source:
         return load_source(args.model, checkpoint=args.checkpoint, images=args.images, num_images=None,
@@ -66,11 +69,15 @@ def figure_set_from_args(args) -> FigureSet:
 
 
 def run_command(args, command: str = "") -> int:
+    from ..validation import check_figures_args, check_source, figures_needing_source
+
+    names, formats, results = check_figures_args(args, FIGURES)  # every input, before any work
     out = Path(args.out)
-    names = [n.strip() for n in args.only.split(",")] if args.only else None
-    formats = [f.strip() for f in args.format.split(",") if f.strip()]
-    fs = figure_set_from_args(args)
-    outcomes = render(fs, out, names, formats=formats, command=command, progress=not args.no_progress)
+    fs = figure_set_from_args(args, results)
+    if figures_needing_source(names, results):  # the model and images once, before the first figure
+        check_source(fs, names, checkpoint=args.checkpoint)
+    outcomes = render(fs, out, names, formats=formats, command=command, progress=not args.no_progress,
+                      debug=args.debug)
     print_outcomes(outcomes, out)
     return 1 if any(o.status == "failed" for o in outcomes) else 0
 
@@ -84,18 +91,20 @@ def main(argv: Optional[list[str]] = None) -> int:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     add_arguments(p)
     args = p.parse_args(argv)
-    return run_command(args, "python -m viz figures " + shlex.join(_without_out(argv)))
+    with cli_errors(args.debug) as code:
+        return run_command(args, "python -m viz figures " + shlex.join(_without_out(argv)))
+    return code[0]
 
 
 def _without_out(argv: Sequence[str]) -> list[str]:
-    """The arguments minus `--out DIR`: where the files go does not change what is in them (data files
-    record the command, and the same inputs must give the same bytes in any folder)."""
+    """The arguments minus `--out DIR`, `--overwrite` and `--debug`: where the files go does not change what is
+    in them (data files record the command, and the same inputs must give the same bytes in any folder)."""
     out, skip = [], False
     for a in argv:
         if skip:
             skip = False
         elif a == "--out":
             skip = True
-        elif not a.startswith("--out="):
+        elif not a.startswith("--out=") and a not in ("--overwrite", "--debug"):
             out.append(a)
     return out

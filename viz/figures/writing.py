@@ -41,9 +41,9 @@ def write_npz(path: os.PathLike, arrays: Mapping[str, np.ndarray]) -> None:
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    from smt.files import atomic_write_bytes
+
+    atomic_write_bytes(path, data)
 
 
 def _jsonable(x: Any) -> Any:
@@ -74,9 +74,7 @@ def _version() -> dict[str, Any]:
 
 def _save_figure(fig, path: Path, fmt: str) -> None:
     meta = {"pdf": {"CreationDate": None, "Producer": None}, "svg": {"Date": None}, "png": {"Software": None}}
-    tmp = path.with_name(path.name + ".tmp")
-    fig.savefig(tmp, format=fmt, metadata=meta.get(fmt))
-    os.replace(tmp, path)
+    fig.savefig(path, format=fmt, metadata=meta.get(fmt))
 
 
 @dataclass
@@ -90,11 +88,14 @@ class Outcome:
 
 
 def render(fs: FigureSet, out: os.PathLike, names: Optional[Sequence[str]] = None, *,
-           formats: Sequence[str] = ("pdf", "png"), command: str = "", progress: bool = True) -> list[Outcome]:
+           formats: Sequence[str] = ("pdf", "png"), command: str = "", progress: bool = True,
+           debug: bool = False) -> list[Outcome]:
     """Render figures into `out`: each figure in every format, `NAME.npz`, `NAME.json`, then `index.html`.
 
-    A figure that fails is reported (name and error) and the others still render; a figure the setting
-    cannot make (`SkipFigure`) is skipped with its reason. Returns one `Outcome` per figure.
+    A figure's files appear together or not at all: they are written into a temporary folder inside `out`
+    and moved into place once all are written; the folder is removed whatever happens. A figure that fails
+    is reported (name and error; the traceback with `debug`) and the others still render; a figure the
+    setting cannot make (`SkipFigure`) is skipped with its reason. Returns one `Outcome` per figure.
     """
     from tqdm.auto import tqdm
 
@@ -112,16 +113,21 @@ def render(fs: FigureSet, out: os.PathLike, names: Optional[Sequence[str]] = Non
     bar = tqdm(names, desc="figures", unit="fig", disable=not progress)
     for name in bar:
         bar.set_postfix_str(name)
-        fn, width = FIGURES[name]
+        spec = FIGURES[name]
         t0 = time.perf_counter()
         try:
-            outcomes.append(_render_one(fs, name, fn, width, out, formats, version, command, t0))
+            reason = spec.unmet(fs)  # a figure the setting cannot make is skipped with the reason
+            if reason is not None:
+                raise SkipFigure(reason)
+            outcomes.append(_render_one(fs, name, spec.draw, spec.width, out, formats, version, command, t0))
         except SkipFigure as e:
             outcomes.append(Outcome(name, "skipped", time.perf_counter() - t0, message=str(e)))
         except Exception as e:  # one figure's failure must not stop the others
             msg = f"{type(e).__name__}: {e}"
-            print(f"\nfigure {name} failed: {msg}", file=sys.stderr)
-            traceback.print_exc(limit=3, file=sys.stderr)
+            print(f"\nfigure {name} failed: {msg}" + ("" if debug else " (--debug shows the traceback)"),
+                  file=sys.stderr)
+            if debug:
+                traceback.print_exc(file=sys.stderr)
             outcomes.append(Outcome(name, "failed", time.perf_counter() - t0, message=msg))
         fs.timings[name] = outcomes[-1].seconds
     bar.close()
@@ -131,29 +137,41 @@ def render(fs: FigureSet, out: os.PathLike, names: Optional[Sequence[str]] = Non
 
 def _render_one(fs: FigureSet, name: str, fn: Callable, width: str, out: Path, formats: Sequence[str],
                 version: dict, command: str, t0: float) -> Outcome:
-    from ..style import paper
+    import shutil
+    import tempfile
 
-    files = []
-    with paper(fs.settings.venue, width):  # built and saved inside the venue's style (fonts, sizes)
-        r = fn(fs)
-        try:
-            for fmt in formats if r.fig is not None else ():
-                files.append(out / f"{name}.{fmt}")
-                _save_figure(r.fig, files[-1], fmt)
-        finally:
-            if r.fig is not None:
-                r.fig.clear()
-    for suffix, text in r.texts.items():
-        files.append(out / f"{name}{suffix}")
-        _atomic_write(files[-1], text.encode())
-    write_npz(out / f"{name}.npz", r.arrays)
-    record = {"figure": name, "caption": r.caption, "numbers": r.numbers, "settings": vars(fs.settings),
-              "results": [{"file": os.path.basename(p), "sha256": sha256(p), "analysis": rec["analysis"],
-                           "model": rec.get("model")} for p, rec in fs.results],
-              "source": fs.provenance() if fs.source_loaded else None, "version": version, "command": command}
-    _atomic_write(out / f"{name}.json", (json.dumps(_jsonable(record), indent=1, sort_keys=True) + "\n").encode())
-    files += [out / f"{name}.npz", out / f"{name}.json"]
-    return Outcome(name, "ok", time.perf_counter() - t0, files, caption=r.caption)
+    from ..style import paper
+    from ..validation import RESULT_FIGURES
+
+    staging = Path(tempfile.mkdtemp(dir=out, prefix=f".{name}.", suffix=".partial"))
+    try:
+        names = []
+        with paper(fs.settings.venue, width):  # built and saved inside the venue's style (fonts, sizes)
+            r = fn(fs)
+            try:
+                for fmt in formats if r.fig is not None else ():
+                    names.append(f"{name}.{fmt}")
+                    _save_figure(r.fig, staging / names[-1], fmt)
+            finally:
+                if r.fig is not None:
+                    r.fig.clear()
+        for suffix, text in r.texts.items():
+            names.append(f"{name}{suffix}")
+            (staging / names[-1]).write_bytes(text.encode())
+        write_npz(staging / f"{name}.npz", r.arrays)
+        used = [(p, rec) for p, rec in fs.results if name in RESULT_FIGURES.get(rec.get("analysis"), ())]
+        record = {"figure": name, "caption": r.caption, "numbers": r.numbers, "settings": vars(fs.settings),
+                  "results": [{"file": os.path.basename(p), "sha256": sha256(p), "analysis": rec["analysis"],
+                               "model": rec.get("model")} for p, rec in used],
+                  "source": fs.provenance() if fs.source_loaded else None, "version": version, "command": command}
+        (staging / f"{name}.json").write_bytes(
+            (json.dumps(_jsonable(record), indent=1, sort_keys=True) + "\n").encode())
+        names += [f"{name}.npz", f"{name}.json"]
+        for n in names:  # every file is complete: move them in (renames within one folder)
+            os.replace(staging / n, out / n)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return Outcome(name, "ok", time.perf_counter() - t0, [out / n for n in names], caption=r.caption)
 
 
 def write_index(out: Path, outcomes: Sequence[Outcome], command: str) -> Path:
