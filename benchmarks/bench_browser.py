@@ -52,11 +52,10 @@ def main() -> int:
         bh.run_all_cells(b)
         print(f"JupyterLab started and notebook 01 ran in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
         out = bh.output_area(b, "SAMPlayground(")
-        views = out.locator("xpath=.//div[contains(@class, 'widget-vbox')][div//b[text()='MHMC heads']]")
         # the heads view is the second <img> of the playground (after the overlay)
-        lat = bh.Latency(b, out, views.locator("xpath=./div[last()]"), watched=1)
+        lat = bh.Latency(b, out, bh.by_class(out, "viz-readout"), watched=1)
 
-        image = bh.slider_handle(out, "image")
+        image = bh.control_handle(out, "image")
         rows.append(("image slider (ArrowRight)", False,
                      [lat.measure(lambda: image.press("ArrowRight")) for _ in range(n)]))
 
@@ -68,7 +67,7 @@ def main() -> int:
         # N = 2, 8, 1, 4, ... typed into the slider's readout (the keyboard's single steps pass through N = 3,
         # 5, 6, 7, which do not divide smt_nano's 32 channels); the trained checkpoints load once, then are
         # cached. A new N comes with new, unmasked head buttons.
-        readout = bh.slider_readout(out, "heads N")
+        readout = bh.control_readout(out, "heads")
         rows.append(("heads N (typed, Enter)", True,
                      [lat.measure(lambda: readout.press("Enter"), prepare=lambda v=v: readout.fill(str(v)), timeout=120)
                       for v in itertools.islice(itertools.cycle([2, 8, 1, 4]), n)]))

@@ -313,6 +313,27 @@ def output_area(b: Browser, code: str):
     return cell.locator(".jp-OutputArea")
 
 
+# -- the apps' controls and views by the CSS classes they set (viz.widgets: viz-control-*, viz-view-*, ...) ---------
+def by_class(scope, css: str):
+    """The element of `scope` with CSS class `css` (e.g. "viz-readout", "viz-control-heads", "viz-view-heads")."""
+    return scope.locator(f".{css}")
+
+
+def control_handle(scope, name: str):
+    """The handle of the slider with class `viz-control-{name}`."""
+    return by_class(scope, f"viz-control-{name}").locator(".noUi-handle")
+
+
+def control_readout(scope, name: str):
+    """The readout of the slider with class `viz-control-{name}`."""
+    return by_class(scope, f"viz-control-{name}").locator(".widget-readout")
+
+
+def control_select(scope, name: str):
+    """The `<select>` of the dropdown with class `viz-control-{name}`."""
+    return by_class(scope, f"viz-control-{name}").locator("select")
+
+
 # -- ipywidgets 8 controls by their description --------------------------------------------------------------------
 def labelled(scope, kind: str, description: str):
     """The `.widget-slider` / `.widget-dropdown` / ... of `scope` whose label is `description`."""

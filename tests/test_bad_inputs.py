@@ -6,6 +6,7 @@ take milliseconds except the two that build the model to find that the weights o
 Then: atomic output (a figure that fails leaves no file of it, a failed write no temporary file), and the
 checks run before the variant table.
 """
+import dataclasses
 import shlex
 from pathlib import Path
 
@@ -243,8 +244,9 @@ def test_a_figure_that_fails_leaves_no_partial_files(tmp_path, monkeypatch):
     import viz.figures as F
     from viz.figures.figureset import FigureSet, Settings
 
-    monkeypatch.setitem(F.FIGURES, "fourier", (_fake_figure(fail_in_npz=True), "full"))
-    monkeypatch.setitem(F.FIGURES, "distance", (_fake_figure(fail_in_npz=False), "column"))
+    for name, fail in (("fourier", True), ("distance", False)):
+        spec = dataclasses.replace(F.FIGURES[name], draw=_fake_figure(fail_in_npz=fail), needs=(), results=None)
+        monkeypatch.setitem(F.FIGURES, name, spec)
     out = tmp_path / "out"
     fs = FigureSet(lambda: None, Settings())
     outcomes = F.render(fs, out, ["fourier", "distance"], formats=["pdf", "png"], progress=False)
@@ -258,7 +260,8 @@ def test_a_failing_format_leaves_no_files_and_keeps_the_earlier_ones(tmp_path, m
     import viz.figures.writing as W
     from viz.figures.figureset import FigureSet, Settings
 
-    monkeypatch.setitem(F.FIGURES, "distance", (_fake_figure(fail_in_npz=False), "column"))
+    monkeypatch.setitem(F.FIGURES, "distance", dataclasses.replace(
+        F.FIGURES["distance"], draw=_fake_figure(fail_in_npz=False), needs=(), results=None))
     out = tmp_path / "out"
     out.mkdir()
     (out / "distance.pdf").write_bytes(b"an earlier run")

@@ -17,8 +17,11 @@ import pytest
 from browser_harness import (
     ARTIFACTS,
     Browser,
+    by_class,
     chromium,
-    dropdown,
+    control_handle,
+    control_readout,
+    control_select,
     error_outputs,
     image_info,
     jupyter_lab,
@@ -26,8 +29,6 @@ from browser_harness import (
     open_notebook,
     output_area,
     run_all_cells,
-    slider_handle,
-    slider_readout,
     toggle_button,
 )
 
@@ -89,10 +90,10 @@ def test_the_playground_follows_the_keyboard_and_the_mouse(lab, browser):
     run_all_cells(b)
     out = output_area(b, "SAMPlayground(")
     expect(out.locator(".widget-slider").first, RENDERED).to_be_visible()
-    views = out.locator("xpath=.//div[contains(@class, 'widget-vbox')][div//b[text()='MHMC heads']]")
-    explanation, status, readout = (views.locator(f"xpath=./div[{i}]") for i in ("1", "2", "last()"))
-    controls = views.locator("xpath=preceding-sibling::div[1]")
-    heads_view = views.locator("xpath=./img[1]")
+    app = by_class(out, "viz-sam-playground")
+    views, controls = by_class(app, "viz-views"), by_class(app, "viz-controls")
+    explanation, status, readout = (by_class(app, c) for c in ("viz-explanation", "viz-status", "viz-readout"))
+    heads_view = by_class(app, "viz-view-heads")
     for img in out.locator("img.widget-image").all():
         _rendered(img)
     expect(explanation).to_have_text("the main model (N = 4, SAA on, kernels 3/5/7/9)")
@@ -103,19 +104,19 @@ def test_the_playground_follows_the_keyboard_and_the_mouse(lab, browser):
     shown = _rendered(heads_view)
 
     # heads N 4 -> 3: smt_nano's 32 channels do not split into 3 heads; the status line says so, the views stay
-    slider_handle(out, "heads N").press("ArrowLeft")
+    control_handle(app, "heads").press("ArrowLeft")
     expect(status).to_contain_text("32 channels are not divisible by sam_heads=3", timeout=WAIT_MS)
     expect(explanation).to_have_text("the main model (N = 4, SAA on, kernels 3/5/7/9)")
     expect(readout).to_contain_text("stages.0.blocks.0: N = 4, kernels 3/5/7/9")
     assert b.console_errors == [] and error_outputs(b) == []
 
     # heads N 3 -> 2: the trained N = 2 checkpoint, and the status line is empty again
-    slider_handle(out, "heads N").press("ArrowLeft")
-    expect(slider_readout(out, "heads N")).to_have_text("2")
+    control_handle(app, "heads").press("ArrowLeft")
+    expect(control_readout(app, "heads")).to_have_text("2")
     expect(readout).to_contain_text("stages.0.blocks.0: N = 2, kernels 3/5, expand ratio 2, SAA on, "
                                     "masked heads none; image canvas 0", timeout=WAIT_MS)
     expect(explanation).to_have_text("trained checkpoint 'heads2' (N = 2, SAA on, kernels 3/5)")
-    expect(out.locator("button.widget-toggle-button")).to_have_text(["head 1", "head 2"])
+    expect(by_class(app, "viz-control-mask")).to_have_text(["head 1", "head 2"])
     new = _rendered(heads_view)
     assert new["hash"] != shown["hash"], "the heads view did not change with N"
     _clean(b, status)
@@ -123,8 +124,8 @@ def test_the_playground_follows_the_keyboard_and_the_mouse(lab, browser):
     shown = new
 
     # first kernel 3 -> 5 (step 2): heads2's kernels zero-padded to 5/7
-    slider_handle(out, "first kernel").press("ArrowRight")
-    expect(slider_readout(out, "first kernel")).to_have_text("5")
+    control_handle(app, "first-kernel").press("ArrowRight")
+    expect(control_readout(app, "first-kernel")).to_have_text("5")
     expect(readout).to_contain_text("N = 2, kernels 5/7, expand ratio 2, SAA on, masked heads none",
                                     timeout=WAIT_MS)
     resized = ("trained checkpoint 'heads2' (N = 2, SAA on) with its kernels resized: head 1 3x3 → 5x5 "
@@ -137,8 +138,8 @@ def test_the_playground_follows_the_keyboard_and_the_mouse(lab, browser):
     shown = new
 
     # mask head 1 with a click
-    toggle_button(out, "head 1").click()
-    expect(toggle_button(out, "head 1")).to_have_class(re.compile(r"\bmod-active\b"))
+    toggle_button(by_class(app, "viz-control-masks"), "head 1").click()
+    expect(toggle_button(by_class(app, "viz-control-masks"), "head 1")).to_have_class(re.compile(r"\bmod-active\b"))
     expect(readout).to_contain_text("N = 2, kernels 5/7, expand ratio 2, SAA on, masked heads [1]; image canvas 0",
                                     timeout=WAIT_MS)
     expect(explanation).to_have_text(re.compile(re.escape(resized) + r"\. Masking head 1 of stages\.0\.blocks\.0: "
@@ -158,10 +159,9 @@ def test_the_model_explorer_follows_its_pickers(lab, browser):
     run_all_cells(b)
     out = output_area(b, "ModelExplorer(")
     expect(out.locator(".widget-dropdown").first, RENDERED).to_be_visible()
-    views = out.locator("xpath=.//div[contains(@class, 'widget-vbox')][div[contains(@class, 'widget-hbox')]/img]")
-    status, readout = views.locator("xpath=./div[1]"), views.locator("xpath=./div[last()]")
-    controls = views.locator("xpath=preceding-sibling::div[1]")
-    tap_view = views.locator("xpath=./div[2]/img[1]")
+    app = by_class(out, "viz-model-explorer")
+    views, controls = by_class(app, "viz-views"), by_class(app, "viz-controls")
+    status, readout, tap_view = (by_class(app, c) for c in ("viz-status", "viz-readout", "viz-view-tap"))
     for img in out.locator("img.widget-image").all():
         _rendered(img)
     expect(readout).to_have_text(re.compile(r"^stages\.0\.blocks\.0\.attn\.mhmc\.heads\.0: mean over \d+ channels; "
@@ -170,8 +170,8 @@ def test_the_model_explorer_follows_its_pickers(lab, browser):
     shown = _rendered(tap_view)
 
     # stage 1 -> 2: the block and tap pickers refill, the first tap of stages.1.blocks.0 is shown
-    dropdown(out, "stage").select_option(label="stage 2")
-    expect(dropdown(out, "block")).to_have_value("stage 2, block 1 (SAM)")
+    control_select(app, "stage").select_option(label="stage 2")
+    expect(control_select(app, "block")).to_have_value("stage 2, block 1 (SAM)")
     expect(readout).to_have_text(re.compile(r"^stages\.1\.blocks\.0\.attn\.mhmc\.heads\.0: mean over \d+ channels; "
                                             r"map 14x14, range \[.+\]$"), timeout=WAIT_MS)
     new = _rendered(tap_view)
@@ -180,7 +180,7 @@ def test_the_model_explorer_follows_its_pickers(lab, browser):
     _laid_out(controls, views)
     shown = new
 
-    dropdown(out, "tap").select_option(label="attn.modulator")
+    control_select(app, "tap").select_option(label="attn.modulator")
     expect(readout).to_have_text(re.compile(r"^stages\.1\.blocks\.0\.attn\.modulator: mean over \d+ channels; "
                                             r"map 14x14, range \[.+\]$"), timeout=WAIT_MS)
     new = _rendered(tap_view)

@@ -46,3 +46,27 @@ def test_threads_filling_one_cache_keep_its_bound():
     for t in threads:
         t.join()
     assert len(lru) == 8 and lru.misses == 200
+
+
+def test_a_second_thread_waits_for_the_build_under_way():
+    import time
+
+    lru, calls = LRU(4), []
+
+    def slow():
+        calls.append(1)
+        time.sleep(0.2)
+        return "built"
+
+    t = threading.Thread(target=lambda: lru.get("k", slow))
+    t.start()
+    time.sleep(0.05)
+    assert lru.get("k", slow) == "built" and len(calls) == 1  # waited, did not build again
+    t.join()
+
+
+def test_a_failed_build_leaves_no_entry_and_the_next_call_builds():
+    lru = LRU(2)
+    with pytest.raises(RuntimeError):
+        lru.get("k", lambda: (_ for _ in ()).throw(RuntimeError("boom")))
+    assert "k" not in lru and lru.get("k", lambda: 1) == 1

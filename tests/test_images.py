@@ -10,7 +10,7 @@ from torchvision.transforms import PILToTensor
 from smt.images import open_rgb
 from smt.validate import image_folder
 from viz.images import ImageFiles
-from viz.playground import load_image
+from viz.sessions import load_image
 
 # 16-bit values and their 8-bit equivalents (v * 255 / 65535 = v / 257, exact)
 V16 = np.array([[0, 257 * 10, 257 * 128], [257 * 200, 65535, 257 * 64]], dtype=np.uint16)

@@ -135,7 +135,7 @@ def test_sam_block_panels_and_head_erf_crop():
     fig = plot_sam_block(np.zeros((64, 64, 3), np.uint8), heads, fields, torch.randn(4, 16, 16), torch.rand(16, 16),
                          (3, 5, 7, 9), block="stages.0.blocks.0", stride=4)
     assert sum(len(ax.images) for ax in fig.axes) == 1 + 4 + 4 + 1 + 4
-    fig2 = plot_head_erf(fields, (3, 5, 7, 9))
+    fig2 = plot_head_erf(fields, (3, 5, 7, 9)).figure
     crops = [ax.images[0].get_array() for ax in fig2.axes if ax.images]
     assert [c.shape for c in crops] == [(13, 13)] * 4
     assert [int((c > 0).sum()) for c in crops] == [9, 25, 49, 81]  # the footprints survive the crop
@@ -144,7 +144,7 @@ def test_sam_block_panels_and_head_erf_crop():
 def test_cam_overlay_marks_the_maximum_and_the_box():
     cam = torch.zeros(4, 4)
     cam[1, 2] = 1.0
-    ax = plot_cam(np.zeros((32, 32, 3), np.uint8), cam, box=(0, 0, 8, 8))
+    ax = plot_cam(np.zeros((32, 32, 3), np.uint8), cam, box=(0, 0, 8, 8)).ax
     assert len(ax.images) == 1 and len(ax.patches) == 1
     x, y = ax.get_lines()[0].get_xydata()[0]
     assert 16 <= x < 24 and 8 <= y < 16  # the cell (1, 2) of a 4x4 map on 32 px
@@ -169,18 +169,137 @@ def test_the_remaining_single_panel_plots():
     from viz.plot import plot_erf, plot_group_channels, plot_head_maps, plot_image, plot_overlay, plot_saa_spectrum
 
     freq = torch.linspace(0, 1, 5, dtype=torch.float64)
-    ax = plot_saa_spectrum(FourierCurve(freq, -freq), FourierCurve(freq, -2 * freq))
+    ax = plot_saa_spectrum(FourierCurve(freq, -freq), FourierCurve(freq, -2 * freq)).ax
     assert len(ax.get_lines()) == 2 and "rad" in ax.get_xlabel() and "log amplitude" in ax.get_ylabel()
     np.testing.assert_allclose(ax.get_lines()[1].get_ydata(), -2 * freq.numpy())
-    ax = plot_overlay(np.zeros((32, 32, 3), np.uint8), torch.rand(4, 4))
+    ax = plot_overlay(np.zeros((32, 32, 3), np.uint8), torch.rand(4, 4)).ax
     assert ax.images[0].get_array().shape == (32, 32, 3)
     fig = plot_group_channels(torch.randn(4, 8, 8), kernel_sizes=(3, 5, 7, 9))
     ims = [a.images[0] for a in fig.axes if a.images]
     assert len(ims) == 4 and ims[0].norm.vmin == -ims[0].norm.vmax  # signed: centred at zero
-    fig = plot_head_maps(torch.rand(2, 8, 8), (3, 5))
+    fig = plot_head_maps(torch.rand(2, 8, 8), (3, 5)).figure
     assert [a.get_title() for a in fig.axes if a.images] == ["head 1: 3$\\times$3", "head 2: 5$\\times$5"]
     assert plot_image(torch.rand(3, 8, 8)).images[0].get_array().shape == (8, 8, 3)
     ax = plot_erf(torch.rand(8, 8), colorbar=True)
     assert (ax.images[0].norm.vmin, ax.images[0].norm.vmax) == (0, 1) and len(ax.figure.axes) == 2
     with pytest.raises(ValueError, match="kernel size per head"):
         plot_head_maps(torch.rand(2, 8, 8), (3, 5, 7))
+
+
+# -- views updated in place: building with A and updating with B draws what building with B draws ----------------
+def _pixels(fig) -> np.ndarray:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    FigureCanvasAgg(fig)
+    fig.canvas.draw()
+    return np.asarray(fig.canvas.buffer_rgba()).copy()
+
+
+def _ax(size=(3.0, 3.0)):
+    from viz.plot import new_figure
+
+    return new_figure(*size).add_subplot()
+
+
+def _curve(power, scale=1.0):
+    freq = torch.linspace(0, 1, 8, dtype=torch.float64)
+    return FourierCurve(freq, -scale * freq ** power)
+
+
+def _views():
+    from viz.plot import (
+        plot_head_erf,
+        plot_head_maps,
+        plot_overlay,
+        plot_relative_map,
+        plot_saa_maps,
+        update_cam,
+        update_head_erf,
+        update_head_maps,
+        update_overlay,
+        update_relative_map,
+        update_saa_maps,
+    )
+
+    g = torch.Generator().manual_seed(0)
+    img = [torch.randint(0, 256, (32, 32, 3), generator=g).numpy().astype(np.uint8) for _ in range(2)]
+    rand = [torch.rand(4, 8, 8, generator=g) * s for s in (1.0, 7.0)]
+    fields = []
+    for shift in (0, 1):
+        f = torch.zeros(4, 15, 15)
+        for h, k in enumerate((3, 5, 7, 9)):
+            c = 7 + shift
+            f[h, c - k // 2:c + k // 2 + 1, c - k // 2:c + k // 2 + 1] = torch.rand(k, k, generator=g)
+        fields.append(f)
+    return {
+        "overlay": (lambda a: plot_overlay(a[0], a[1], ax=_ax()), lambda h, b: update_overlay(h, b[0], b[1]),
+                    (img[0], rand[0][0]), (img[1], rand[1][1])),
+        "head maps": (lambda a: plot_head_maps(a, (3, 5, 7, 9), width=7.0),
+                      lambda h, b: update_head_maps(h, b, (3, 5, 7, 9)), rand[0], rand[1]),
+        "head erf": (lambda a: plot_head_erf(a, (3, 5, 7, 9), width=7.0),
+                     lambda h, b: update_head_erf(h, b, (3, 5, 7, 9)), fields[0], fields[1]),
+        "map, new grid of the same aspect": (lambda a: plot_relative_map(a, ax=_ax(), title="t"),
+                                             lambda h, b: update_relative_map(h, b, title="t"),
+                                             torch.rand(28, 28, generator=g), torch.rand(7, 7, generator=g)),
+        "signed map": (lambda a: plot_relative_map(a, signed=True, ax=_ax(), title="t"),
+                       lambda h, b: update_relative_map(h, b, signed=True, title="t"),
+                       torch.randn(7, 7, generator=g), 5 * torch.randn(7, 7, generator=g)),
+        "SAA maps and spectra": (  # both pairs of curves reach -1: the same amplitude range
+            lambda a: plot_saa_maps(a[0][0], a[0][1], _curve(a[1]), _curve(a[1] + 1)),
+            lambda h, b: update_saa_maps(h, b[0][0], b[0][1], _curve(b[1]), _curve(b[1] + 1)),
+            (rand[0], 2.0), (rand[1], 1.0)),
+        "CAM": (lambda a: plot_cam(a[0], a[1], ax=_ax(), title="t"), lambda h, b: update_cam(h, b[0], b[1]),
+                (img[0], rand[0][0]), (img[1], rand[1][2])),
+    }
+
+
+@pytest.mark.parametrize("name", list(_views()))
+def test_a_view_built_with_a_and_updated_with_b_draws_what_b_draws(name):
+    plot, update, a, b = _views()[name]
+    fresh_a, fresh_b = _pixels(plot(a).figure), _pixels(plot(b).figure)
+    assert not np.array_equal(fresh_a, fresh_b)  # A and B differ, so the comparison below can fail
+    handles = plot(a)
+    _pixels(handles.figure)  # drawn once with A, and its layout frozen, as a widget shows it
+    handles.figure.set_layout_engine("none")
+    assert update(handles, b) is False  # nothing outside the dynamic artists changed
+    np.testing.assert_array_equal(_pixels(handles.figure), fresh_b)
+
+
+def test_an_update_that_changes_more_than_data_says_so():
+    """A new grid, a switch between magnitude and signed colours, or a wider amplitude range change ticks and
+    thus the layout: `update_*` returns True, and a widget's view then draws the figure afresh."""
+    from viz.plot import plot_relative_map, plot_saa_spectrum, update_relative_map, update_saa_spectrum
+
+    h = plot_relative_map(torch.rand(7, 7), ax=_ax())
+    assert update_relative_map(h, torch.rand(7, 7)) is False
+    assert update_relative_map(h, torch.rand(14, 14)) is False and h.ax.get_xlim() == (-0.5, 13.5)  # same aspect
+    assert update_relative_map(h, torch.rand(14, 7)) is True
+    assert update_relative_map(h, torch.randn(14, 14), signed=True) is True
+    assert h.image.get_cmap().name == "RdBu_r" and (h.image.norm.vmin, h.image.norm.vmax) == (-1, 1)
+    s = plot_saa_spectrum(_curve(1), _curve(2))
+    assert s.ax.get_ylim() == (-2.0, 0.3)  # -1 less 10% and 0.1, rounded down to a whole unit
+    assert update_saa_spectrum(s, _curve(2, 1.2), _curve(1)) is False  # -1.2: the same whole-unit range
+    assert update_saa_spectrum(s, _curve(1, 3.0), _curve(2)) is True and s.ax.get_ylim() == (-4.0, 0.3)
+    assert update_saa_spectrum(s, _curve(1), _curve(2), ylim=(-4.0, 0.3)) is False  # a range the caller keeps
+    assert update_saa_spectrum(s, _curve(1), _curve(2)) is True and s.ax.get_ylim() == (-2.0, 0.3)
+
+
+def test_display_transforms_are_the_ones_the_plots_draw():
+    from viz.plot import display_cam, display_head_erf, display_overlay, display_relative, plot_head_erf
+
+    fields = torch.zeros(2, 21, 21)
+    fields[0, 10, 10], fields[1, 9:12, 9:12] = 2.0, 4.0
+    d = display_head_erf(fields, (1, 3))
+    assert d.maps.shape == (2, 7, 7) and d.support == (1, 9) and d.maps.max() == 1.0
+    art = plot_head_erf(fields, (1, 3))
+    np.testing.assert_array_equal(art.heads.images[1].get_array(), d.maps[1])
+    assert [t.get_text() for t in art.support] == ["1 pos.", "9 pos."]
+    m, top = display_relative(torch.tensor([[-4.0, 2.0]]))
+    assert top == 4.0 and m.tolist() == [[-1.0, 0.5]]
+    assert display_relative(torch.zeros(2, 2))[1] == 1.0
+    cam = torch.zeros(4, 4)
+    cam[3, 0] = 1.0
+    c = display_cam(np.zeros((32, 32, 3), np.uint8), cam)
+    assert c.rgb.shape == (32, 32, 3) and c.peak[0] < 8 and c.peak[1] >= 24
+    o = display_overlay(np.full((16, 16, 3), 255, np.uint8), torch.rand(4, 4))
+    assert o.shape == (16, 16, 3) and o.dtype == np.uint8

@@ -1,9 +1,10 @@
-"""viz.widgets: each control changes the view's data as it should, says what it means, and survives bad input."""
+"""viz.widgets: each control changes the view's data as it should, says what it means, and survives bad input
+(the compute behind the widgets is tested without them in test_sessions.py)."""
 import numpy as np
 import pytest
 import torch
 
-from viz.playground import Config, ModelResolver, default_kernels, resize_kernels
+from viz.sessions import default_kernels
 from viz.widgets import ModelExplorer, SAMPlayground
 
 
@@ -13,7 +14,7 @@ def pg():
 
 
 def _view(w):
-    return w._view_data[1]
+    return w.view
 
 
 def _reset(w):
@@ -140,59 +141,31 @@ def test_a_checkpoint_file_sets_the_controls_to_its_architecture(pg, tmp_path):
     _reset(pg)
 
 
-def test_resize_kernels_crops_and_pads_the_trained_weights():
-    import timm
-
-    torch.manual_seed(0)
-    model = timm.create_model("test_smt").eval()
-    big = resize_kernels(model, (5, 5, 9, 11))
-    w0 = model.stages[0].blocks[0].attn.mhmc.convs[0].weight
-    w1 = big.stages[0].blocks[0].attn.mhmc.convs[0].weight
-    assert w1.shape[-1] == 5 and torch.equal(w1[..., 1:4, 1:4], w0) and float(w1[..., 0, :].detach().abs().sum()) == 0
-    x = torch.randn(1, 3, 64, 64)
-    with torch.no_grad():
-        torch.testing.assert_close(big(x), model(x), rtol=1e-5, atol=1e-5)
-    small = resize_kernels(model, (1, 3, 5, 7))
-    assert torch.equal(small.stages[0].blocks[0].attn.mhmc.convs[1].weight,
-                       model.stages[0].blocks[0].attn.mhmc.convs[1].weight[..., 1:4, 1:4])
-
-
-def test_resolver_rules():
-    r = ModelResolver()
-    with pytest.raises(ValueError, match="even"):
-        r.resolve(Config(kernels=(3, 5, 7, 10)))
-    with pytest.raises(ValueError, match="one kernel per head"):
-        r.resolve(Config(heads=2))
-    assert r.resolve(Config(heads=1, kernels=(3,))).name == "heads1"
-    assert r.resolve(Config(heads=4, kernels=(3, 5, 7, 9), saa=False)).name == "nosaa"
-    assert r.resolve(Config(base="random")).kind == "random"
-
-
 def test_explorer_taps_views_and_grad_cam():
     ex = ModelExplorer()
     c = ex.controls()
     assert ex.last_error is None and "top-5" in ex.w_top5.value
-    first = ex._tap[0].clone()
+    first = ex.tap.values.clone()
     c["tap"].value = "modulator"
-    assert not torch.equal(first, ex._tap[0]) and "modulator" in ex._tap[2]
+    assert not torch.equal(first, ex.tap.values) and "modulator" in ex.tap.label
     c["stage"].value = 2
     assert [v for _, v in c["block"].options] == [f"stages.2.blocks.{j}" for j in range(4)]
     c["block"].value = "stages.2.blocks.1"  # an MSA block: its attention weights
-    assert c["tap"].value == "attn_weights" and ex._tap[0].shape == (7, 7)
-    assert abs(float(ex._tap[0].sum()) - 1.0) < 1e-4  # mean over heads of one softmax row
+    assert c["tap"].value == "attn_weights" and ex.tap.values.shape == (7, 7)
+    assert abs(float(ex.tap.values.sum()) - 1.0) < 1e-4  # mean over heads of one softmax row
     c["view"].value = "channel"
     c["channel"].value = 1
-    assert "head 1" in ex._tap[2]
-    cam = ex._cam[1].clone()
+    assert "head 1" in ex.tap.label
+    cam = ex.cam.cam.clone()
     c["method"].value = "LayerCAM"
-    assert not torch.equal(cam, ex._cam[1]) and "LayerCAM" in ex._cam[2]
+    assert not torch.equal(cam, ex.cam.cam) and "LayerCAM" in ex.cam.label
     c["target"].value = 3
-    assert "Dress" in ex._cam[2]
+    assert "Dress" in ex.cam.label
     c["CAM layer"].value = 1
-    assert ex._cam[1].shape == (14, 14)
+    assert ex.cam.cam.shape == (14, 14)
     c["image"].value = 4
     assert ex.last_error is None and len(ex.v_cam.image.value) > 100
-    assert np.isfinite(ex._tap[0].numpy()).all()
+    assert np.isfinite(ex.tap.values.numpy()).all()
 
 
 def test_debounced_events_coalesce_and_flush_runs_them_now(pg):
@@ -212,7 +185,7 @@ def test_debounced_events_coalesce_and_flush_runs_them_now(pg):
             assert len(pg.latency.get("image", [])) == before and _view(pg).head_maps is maps
             pg.flush()
             assert len(pg.latency.get("image", [])) == before + 1  # three events, one update, of the last value
-            assert not pg._pending and not torch.equal(_view(pg).head_maps, maps)
+            assert not pg.pending and not torch.equal(_view(pg).head_maps, maps)
             assert pg.w_readout.value == readout
 
         asyncio.run(burst())
@@ -221,15 +194,109 @@ def test_debounced_events_coalesce_and_flush_runs_them_now(pg):
     _reset(pg)
 
 
-def test_caches_keep_the_most_recently_used_entries():
-    from collections import OrderedDict
+def test_a_failing_callback_shows_its_traceback_behind_details_and_the_widget_stays_usable(pg, monkeypatch):
+    _reset(pg)
+    c = pg.controls()
+    assert pg.w_details.layout.display == "none" and pg.traceback is None
 
-    from viz.playground import cached
+    def broken(*args, **kwargs):
+        raise RuntimeError("the capture failed")
 
-    store, built = OrderedDict(), []
+    monkeypatch.setattr(pg.session, "block_view", broken)
+    c["image"].value = 2
+    assert "The capture failed" in pg.status.value and pg.last_error == "RuntimeError: the capture failed"
+    assert pg.w_details.layout.display != "none" and pg.w_traceback.layout.display == "none"  # folded
+    pg.w_details.value = True
+    assert pg.w_traceback.layout.display != "none"
+    assert "Traceback (most recent call last)" in pg.w_traceback.value and "in broken" in pg.w_traceback.value
+    assert "RuntimeError: the capture failed" in pg.traceback
+    monkeypatch.undo()
+    c["image"].value = 3
+    assert pg.last_error is None and pg.status.value == "" and pg.w_details.layout.display == "none"
+    assert pg.w_traceback.layout.display == "none" and pg.w_traceback.value == ""
+    pg.w_details.value = False
+    _reset(pg)
 
-    def maker(k):
-        return lambda: built.append(k) or 10 * k
 
-    assert [cached(store, k, maker(k), size=2) for k in (1, 2, 1, 3)] == [10, 20, 10, 30]
-    assert built == [1, 2, 3] and list(store) == [1, 3]  # 1 was used after 2, so 2 went
+def test_controls_and_views_carry_css_classes_for_the_browser_tests(pg):
+    ex = ModelExplorer(prefetch=False)
+    for app, views in ((pg, ("overlay", "heads", "fields", "saa")), (ex, ("tap", "cam"))):
+        classes = [c for w in app.controls().values() for c in (w if isinstance(w, list) else [w])
+                   for c in c._dom_classes]
+        assert all(any(k.startswith("viz-control-") for k in w._dom_classes)
+                   for v in app.controls().values() for w in (v if isinstance(v, list) else [v]))
+        assert len(classes) >= len(app.controls())
+        shown = [c for v in vars(app).values() if hasattr(v, "image") and hasattr(v, "show")
+                 for c in v.image._dom_classes]
+        assert {f"viz-view-{v}" for v in views} <= set(shown)
+        assert {"viz-status", "viz-error-details", "viz-traceback"} <= {
+            c for w in (app.status, app.w_details, app.w_traceback) for c in w._dom_classes}
+
+
+def test_updated_views_show_what_fresh_views_show(pg):
+    """The blitted update of a view (built with the first image, then updated) gives the PNG a view built with the
+    current data gives."""
+    from viz.widgets.view import View
+
+    _reset(pg)
+    c = pg.controls()
+    c["image"].value, c["masks"][1].value = 5, True
+    n = len(pg.view.kernel_sizes)
+    for v, data, shape in ((pg.v_overlay, pg.view_data, None), (pg.v_heads, pg.view, n),
+                           (pg.v_fields, pg.view, (n, max(pg.view.kernel_sizes)))):
+        assert v.renders > 1
+        fresh = View(v.plot, v.update, css="fresh")
+        fresh.show(data, shape)
+        assert fresh.image.value == v.image.value
+    _reset(pg)
+    ex = ModelExplorer(prefetch=False)
+    e = ex.controls()
+    e["image"].value, e["method"].value, e["tap"].value = 3, "LayerCAM", "modulator"
+    for v, data in ((ex.v_tap, ex.tap), (ex.v_cam, ex.cam)):
+        fresh = View(v.plot, v.update, css="fresh")
+        fresh.show(data)
+        assert v.renders > 1 and fresh.image.value == v.image.value
+
+
+def test_a_bad_value_stays_reported_while_other_controls_change_and_the_views_keep_the_last_good_model(pg):
+    _reset(pg)
+    c = pg.controls()
+    c["heads"].value = 3  # smt_nano's channels do not split into 3 heads
+    assert "not divisible by sam_heads=3" in pg.status.value.lower() and pg.standing
+    png = pg.v_heads.image.value
+    c["image"].value = 4  # another control works on the last good model ...
+    assert pg.view.kernel_sizes == (3, 5, 7, 9) and pg.resolved.name == "main" and pg.v_heads.image.value != png
+    assert "not divisible by sam_heads=3" in pg.status.value.lower()  # ... and the bad value is still reported
+    assert c["heads"].value == 3 and pg.last_error and "sam_heads=3" in pg.traceback
+    c["heads"].value = 4
+    assert pg.last_error is None and not pg.standing
+    c["kernels"].value = "3,5,7,8"  # an even kernel list, then a block change: the same
+    assert "kernel size 8 is even" in pg.status.value.lower()
+    c["block"].value = "stages.1.blocks.0"
+    assert pg.view.block == "stages.1.blocks.0" and "kernel size 8 is even" in pg.status.value.lower()
+    c["kernels"].value = ""
+    assert pg.last_error is None and pg.status.value == "" and not pg.standing
+    _reset(pg)
+
+
+def test_constructor_arguments_that_can_not_be_used_are_errors_in_the_widget(tmp_path):
+    w = SAMPlayground(images="nowhere", block="stages.9.blocks.0", seed=-1, prefetch=False)
+    text = w.status.value.lower()
+    assert "seed -1" in text and w.controls()["seed"].value == -1  # shown as given, not clamped
+    assert set(w.standing) == {"images", "model"} and "images 'nowhere'" in str(w.standing["images"][0])
+    w.controls()["seed"].value = 0  # fixed: the model works; its blocks show that the block argument is unusable
+    assert w.resolved is not None and set(w.standing) == {"images", "block"} and w.last_error
+    assert "stages.9.blocks.0" in str(w.standing["block"][0]) and "stages.9.blocks.0" in w.status.value
+    assert w.controls()["block"].value == "stages.0.blocks.0"
+    missing = SAMPlayground(str(tmp_path / "missing.pth"), prefetch=False)
+    assert "does not exist" in missing.status.value and missing.resolved is None
+    missing.controls()["image"].value = 1  # nothing to draw yet: the error stays, nothing else is said
+    assert "does not exist" in missing.status.value and "attribute" not in missing.status.value
+
+
+def test_the_explorer_says_in_the_widget_what_it_can_not_show_of_a_non_smt_model():
+    ex = ModelExplorer(torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3)), prefetch=False)
+    assert "explorer shows smt models" in ex.status.value.lower() and "Sequential" in ex.status.value
+    assert ex.last_error and ex.controls() == {} and "viz-model-explorer" in ex.widget._dom_classes
+    with pytest.raises(ValueError, match="images 'nowhere'"):
+        ModelExplorer(images="nowhere")

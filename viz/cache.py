@@ -20,9 +20,9 @@ __all__ = ["LRU"]
 class LRU:
     """A mapping that keeps the `size` most recently used entries; `get(key, build)` builds a missing one.
 
-    Thread-safe for `get`/`peek`/`put`/`clear` (a background prefetch may fill it while the UI reads);
-    a `build` runs outside the lock, so two threads asking for one missing key may both build it, and the
-    first to finish wins.
+    Thread-safe (a background prefetch may fill it while the UI reads). A `build` runs outside the lock; a
+    second thread asking for a key that is being built waits for that build instead of repeating it (and
+    builds it itself if that build failed).
 
     Args:
         size: How many entries to keep (at least 1).
@@ -34,20 +34,32 @@ class LRU:
         self.size = size
         self._store: OrderedDict = OrderedDict()
         self._lock = threading.Lock()
+        self._building: dict = {}  # key -> Event set when its build ends
         self.hits = 0
         self.misses = 0
 
     def get(self, key: Hashable, build: Callable[[], Any]) -> Any:
         """The entry for `key`, built by `build()` and stored when missing (the least recently used beyond
         `size` are dropped)."""
-        with self._lock:
-            if key in self._store:
-                self._store.move_to_end(key)
-                self.hits += 1
-                return self._store[key]
-            self.misses += 1
-        value = build()
-        return self.put(key, value)
+        while True:
+            with self._lock:
+                if key in self._store:
+                    self._store.move_to_end(key)
+                    self.hits += 1
+                    return self._store[key]
+                pending = self._building.get(key)
+                if pending is None:
+                    self.misses += 1
+                    done = self._building[key] = threading.Event()
+                    break
+            pending.wait()  # another thread builds it: take its result (or build it here if that failed)
+        try:
+            value = build()
+            return self.put(key, value)
+        finally:
+            with self._lock:
+                self._building.pop(key, None)
+            done.set()
 
     def put(self, key: Hashable, value: Any) -> Any:
         """Store `value` under `key` (an entry already there wins: it is returned and kept)."""

@@ -9,9 +9,9 @@ fix (exit code 2) before a model is built, an image read or the variant table co
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 from smt.inputs import (
     Checks,
@@ -25,13 +25,18 @@ from smt.inputs import (
     check_range,
 )
 
-__all__ = ["RESULT_FIGURES", "ONE_RESULT", "MAX_INPUT_SIZE", "read_result", "check_results", "check_figure_names",
+__all__ = ["result_figures", "ONE_RESULT", "MAX_INPUT_SIZE", "read_result", "check_results", "check_figure_names",
            "check_formats", "check_venue", "figures_needing_source", "check_run_args", "check_figures_args",
            "check_demo_args", "existing_figure_files", "check_source"]
 
-#: The figures each `viz run` analysis feeds (analysis -> figure names).
-RESULT_FIGURES: dict[str, tuple[str, ...]] = {"erf": ("erf",), "spectrum": ("fourier",), "distance": ("distance",),
-                                              "cam": ("gradcam",)}
+
+
+def result_figures(figures: Mapping[str, Any], analysis: str) -> tuple[str, ...]:
+    """The figures a `viz run` analysis feeds: those of `figures` (the set's registry, `viz.figures.FIGURES`)
+    registered with `results=analysis`."""
+    return tuple(name for name, spec in figures.items() if spec.results == analysis)
+
+
 #: Analyses of which a figure draws one file (erf and cam draw one column per file).
 ONE_RESULT = ("spectrum", "distance")
 #: The largest square input size the commands accept (a sanity bound: 4096 px is 16M pixels per image).
@@ -50,9 +55,10 @@ def read_result(path: os.PathLike, option: str = "--results") -> dict:
         raise InputError(option, str(e)) from None
 
 
-def check_results(paths: Sequence[os.PathLike], figures: Sequence[str], option: str = "--results"
-                  ) -> list[tuple[str, dict]]:
-    """Read every results file and check that a requested figure draws it; returns (path, record) pairs.
+def check_results(paths: Sequence[os.PathLike], figures: Sequence[str], registry: Mapping[str, Any],
+                  option: str = "--results") -> list[tuple[str, dict]]:
+    """Read every results file and check that a requested figure (of `figures`, names in `registry`) draws it;
+    returns (path, record) pairs.
 
     A file that is not a result, or whose analysis no requested figure takes, is an error naming the analysis
     and the figures that take it; two files for a figure that draws one (fourier, distance) too.
@@ -64,7 +70,7 @@ def check_results(paths: Sequence[os.PathLike], figures: Sequence[str], option: 
         if rec is None:
             continue
         analysis = rec["analysis"]
-        takers = RESULT_FIGURES.get(analysis, ())
+        takers = result_figures(registry, analysis)
         if not set(takers) & set(figures):
             checks.add(option, f"{p} holds a `viz run {analysis}` result, which only the figure "
                                f"{' and '.join(takers)} draws, and --only asks for {', '.join(figures)}; add "
@@ -75,7 +81,7 @@ def check_results(paths: Sequence[os.PathLike], figures: Sequence[str], option: 
         same = [p for p, r in out if r["analysis"] == analysis]
         if len(same) > 1:
             checks.add(option, f"{len(same)} `{analysis}` results ({', '.join(Path(p).name for p in same)}); "
-                               f"{RESULT_FIGURES[analysis][0]} draws one: give one of them")
+                               f"{result_figures(registry, analysis)[0]} draws one: give one of them")
     checks.done()
     return out
 
@@ -111,10 +117,11 @@ def check_venue(venue: str, option: str = "--venue") -> str:
     return check_choice(venue, option, list(VENUES), "venue")
 
 
-def figures_needing_source(names: Sequence[str], results: Sequence[tuple[str, dict]]) -> list[str]:
+def figures_needing_source(names: Sequence[str], results: Sequence[tuple[str, dict]], registry: Mapping[str, Any]
+                           ) -> list[str]:
     """The requested figures that need the model and images: all but the variant table and those drawn from
     results."""
-    served = {f for _, r in results for f in RESULT_FIGURES.get(r["analysis"], ())}
+    served = {f for _, r in results for f in result_figures(registry, r["analysis"])}
     return [n for n in names if n != "summary" and n not in served]
 
 
@@ -209,16 +216,16 @@ def check_run_args(args) -> None:
     c.done()
 
 
-def check_figures_args(args, figures: Sequence[str]) -> tuple[list[str], list[str], list[tuple[str, dict]]]:
+def check_figures_args(args, figures: Mapping[str, Any]) -> tuple[list[str], list[str], list[tuple[str, dict]]]:
     """`python -m viz figures` (`figures`: the set's names): returns (figure names, formats, results); raises
     `InputErrors`."""
     c = Checks()
     names = c(check_figure_names, args.only, figures) or []
     formats = c(check_formats, args.format) or []
     c(check_venue, args.venue)
-    results = c(check_results, args.results, names) if names else None
+    results = c(check_results, args.results, names, figures) if names else None
     results = results or []
-    if figures_needing_source(names, results) or not names:
+    if figures_needing_source(names, results, figures) or not names:
         c(check_model_name, args.model, "--model")
     c(check_checkpoint, args.checkpoint, "--checkpoint")
     c(check_image_folder, args.images, "--images")

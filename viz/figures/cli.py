@@ -74,7 +74,7 @@ def run_command(args, command: str = "") -> int:
     names, formats, results = check_figures_args(args, FIGURES)  # every input, before any work
     out = Path(args.out)
     fs = figure_set_from_args(args, results)
-    if figures_needing_source(names, results):  # the model and images once, before the first figure
+    if figures_needing_source(names, results, FIGURES):  # the model and images once, before the first figure
         check_source(fs, names, checkpoint=args.checkpoint)
     outcomes = render(fs, out, names, formats=formats, command=command, progress=not args.no_progress,
                       debug=args.debug)

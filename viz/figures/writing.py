@@ -141,7 +141,7 @@ def _render_one(fs: FigureSet, name: str, fn: Callable, width: str, out: Path, f
     import tempfile
 
     from ..style import paper
-    from ..validation import RESULT_FIGURES
+    from ..validation import result_figures
 
     staging = Path(tempfile.mkdtemp(dir=out, prefix=f".{name}.", suffix=".partial"))
     try:
@@ -159,7 +159,7 @@ def _render_one(fs: FigureSet, name: str, fn: Callable, width: str, out: Path, f
             names.append(f"{name}{suffix}")
             (staging / names[-1]).write_bytes(text.encode())
         write_npz(staging / f"{name}.npz", r.arrays)
-        used = [(p, rec) for p, rec in fs.results if name in RESULT_FIGURES.get(rec.get("analysis"), ())]
+        used = [(p, rec) for p, rec in fs.results if name in result_figures(FIGURES, rec.get("analysis"))]
         record = {"figure": name, "caption": r.caption, "numbers": r.numbers, "settings": vars(fs.settings),
                   "results": [{"file": os.path.basename(p), "sha256": sha256(p), "analysis": rec["analysis"],
                                "model": rec.get("model")} for p, rec in used],

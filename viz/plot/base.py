@@ -13,7 +13,7 @@ from typing import Any, Optional
 import numpy as np
 
 __all__ = ["new_figure", "new_axes", "to_numpy", "show_image", "show_map", "block_label", "stage_label",
-           "panel_title", "default_width", "stage_boundaries", "mark_stages"]
+           "panel_title", "default_width", "stage_boundaries", "mark_stages", "display_relative"]
 
 
 def to_numpy(x: Any) -> np.ndarray:
@@ -22,6 +22,15 @@ def to_numpy(x: Any) -> np.ndarray:
         x = x.detach().cpu()
         x = x.numpy() if x.dtype.is_floating_point is False else x.double().numpy()
     return np.asarray(x)
+
+
+def display_relative(maps: Any, *, scale: Optional[float] = None) -> tuple[np.ndarray, float]:
+    """Maps divided by one shared scale (their largest |value| by default), for a fixed [0, 1] (or [-1, 1])
+    colour range: (the divided maps as float64, the scale). A scale of 0 counts as 1 (an all-zero map stays 0)."""
+    m = to_numpy(maps).astype(np.float64)
+    top = float(np.abs(m).max()) if scale is None and m.size else (scale if scale is not None else 1.0)
+    top = top if top > 0 else 1.0
+    return m / top, top
 
 
 def default_width() -> float:

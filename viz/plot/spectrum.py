@@ -3,7 +3,8 @@ low-frequency share of SAA's input vs its output (`viz.analysis.spectrum`)."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Optional, Union
+from dataclasses import dataclass
+from typing import Any, Optional, Union
 
 import numpy as np
 
@@ -11,7 +12,7 @@ from ..style import COLORS, MAGNITUDE_CMAP, add_colorbar
 from .base import block_label, mark_stages, new_axes, new_figure, to_numpy
 
 __all__ = ["plot_fourier_curves", "plot_fourier_highest", "plot_fourier", "plot_low_frequency_shares",
-           "plot_saa_spectrum"]
+           "display_saa_spectrum", "plot_saa_spectrum", "update_saa_spectrum", "SpectrumArtists"]
 
 _FREQ_LABEL = r"frequency ($\pi$ rad / token)"
 _AMP_LABEL = r"$\Delta$ log amplitude"
@@ -119,16 +120,59 @@ def plot_low_frequency_shares(shares: Sequence, *, ax=None):
     return ax
 
 
-def plot_saa_spectrum(before, after, *, ax=None):
+def display_saa_spectrum(before, after) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray,
+                                                  tuple[float, float]]:
+    """The curves of SAA's input and output (`FourierCurve`s) as drawn: (freq, value) of each, and the amplitude
+    range that holds both: from 10% below the lowest value, rounded down to a whole unit (so that similar
+    curves share a range), to 0.3 above zero frequency's 0."""
+    import math
+
+    fb, vb, fa, va = (to_numpy(v) for v in (before.freq, before.value, after.freq, after.value))
+    lo = float(min(vb.min(), va.min()))
+    return fb, vb, fa, va, (float(math.floor(lo - 0.1 * abs(lo) - 0.1)), 0.3)
+
+
+@dataclass
+class SpectrumArtists:
+    """The two lines `plot_saa_spectrum` made."""
+    ax: Any
+    before: Any
+    after: Any
+
+    @property
+    def figure(self):
+        return self.ax.figure
+
+    @property
+    def dynamic(self) -> list:
+        return [self.before, self.after]
+
+
+def plot_saa_spectrum(before, after, *, ax=None, ylim: Optional[tuple[float, float]] = None) -> SpectrumArtists:
     """Relative log amplitude of SAA's input (`before`) and output (`after`), two `FourierCurve`s, on one axis:
-    a curve that falls more slowly keeps more high-frequency signal."""
+    a curve that falls more slowly keeps more high-frequency signal. `ylim`: the amplitude range (default
+    `display_saa_spectrum`'s). Returns the artists (`update_saa_spectrum`)."""
     ax = new_axes(ax)
-    ax.plot(to_numpy(before.freq), to_numpy(before.value), color=COLORS["grey"], lw=1.0, ls="--", marker="o", ms=2,
-            label="SAA input")
-    ax.plot(to_numpy(after.freq), to_numpy(after.value), color=COLORS["output"], lw=1.2, marker="o", ms=2,
-            label="SAA output")
+    fb, vb, fa, va, fit = display_saa_spectrum(before, after)
+    (lb,) = ax.plot(fb, vb, color=COLORS["grey"], lw=1.0, ls="--", marker="o", ms=2, label="SAA input")
+    (la,) = ax.plot(fa, va, color=COLORS["output"], lw=1.2, marker="o", ms=2, label="SAA output")
     ax.set_xlabel(_FREQ_LABEL)
     ax.set_ylabel(_AMP_LABEL)
     ax.set_xlim(0, 1)
+    ax.set_ylim(*(ylim or fit))
     ax.legend(fontsize="x-small", loc="lower left")
-    return ax
+    return SpectrumArtists(ax, lb, la)
+
+
+def update_saa_spectrum(artists: SpectrumArtists, before, after, *,
+                        ylim: Optional[tuple[float, float]] = None) -> bool:
+    """Set other curves on `plot_saa_spectrum`'s lines (and `ylim`, default `display_saa_spectrum`'s range);
+    True when the amplitude range changed (its ticks, and so the layout, may change: draw afresh)."""
+    fb, vb, fa, va, fit = display_saa_spectrum(before, after)
+    artists.before.set_data(fb, vb)
+    artists.after.set_data(fa, va)
+    new = tuple(float(v) for v in (ylim or fit))
+    if new != tuple(float(v) for v in artists.ax.get_ylim()):
+        artists.ax.set_ylim(*new)
+        return True
+    return False

@@ -1,0 +1,651 @@
+"""Compute sessions, no widgets: what the SAM playground and the model explorer compute, cached, for scripts and
+tests to drive without a browser. The widgets (`viz.widgets`) only wire their controls to these objects.
+
+- `ModelResolver`: which model a playground `Config` means, the one place that decides it;
+- `SAMSession`: one SAM block's view of an image under a model (captures and receptive fields, cached);
+- `ExplorerSession`: any tap of one captured forward pass of a fixed model, a Grad-CAM view and the top-5;
+- `ImageSet`, `load_image`: the images both show.
+
+The SAM playground lets a researcher change SMT's modulation (head count N, kernel sizes, expand
+ratio, SAA on/off) and see what that does. Every change means one of four things, and
+`ModelResolver.resolve` returns the model together with the one line that says which:
+
+- a head count / SAA setting that a trained checkpoint of the ablation set has (N = 1, 2, 4, 8 with
+  SAA on; N = 4 with SAA off), with the default kernels and expand ratio, switches to that checkpoint
+  (`main` for N = 4 when the main model is selected);
+- kernel sizes that differ from the trained ones resize the trained kernels: a smaller kernel is the
+  centre crop of the trained one (the output changes), a larger one the trained kernel zero-padded
+  (the output is exactly unchanged);
+- anything else (N = 3, expand ratio 4, ...) builds that configuration at random initialisation
+  with the stated seed;
+- masking a head zeroes it in the trained model (`viz.analysis.mask_heads`), so the modulator and
+  the prediction show what the head contributed.
+
+Every cache is a `viz.cache.LRU` keyed by what determines its content: a model by its configuration
+key (`Resolved.key`), a capture by (model key, image key, block, mask), never by `id()` of an object a
+cache may free. Both sessions run torch with `threads` intra-op threads (default 1): the demo models at
+112 px gain nothing from more, and on a shared 2-core CPU two spinning OpenMP threads made one forward
+pass 10-20x slower (measured: 1387 ms with 2 threads, 72 ms with 1, while other work ran). A background
+`Prefetcher` computes the neighbouring images' captures between events; it never blocks the caller.
+"""
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable, Hashable, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from .analysis.common import block_index
+from .cache import LRU
+
+__all__ = ["Config", "Resolved", "ModelResolver", "default_kernels", "resize_kernels", "with_kernels", "ImageSet",
+           "load_image", "SAMSession", "BlockView", "ExplorerSession", "TapView", "CamView", "Prefetcher",
+           "TorchThreads", "TRAINED"]
+
+#: The trained ablation set: (N, SAA) -> demo model name (default kernels 3 + 2h, expand ratio 2).
+TRAINED = {(1, True): "heads1", (2, True): "heads2", (4, True): "heads4", (8, True): "heads8", (4, False): "nosaa"}
+
+
+def default_kernels(num_heads: int) -> tuple[int, ...]:
+    """SMT's default kernels: 3, 5, 7, ... (one per head)."""
+    return tuple(3 + 2 * h for h in range(num_heads))
+
+
+@dataclass(frozen=True)
+class Config:
+    """A playground configuration (applied to every SAM stage of smt_nano).
+
+    Attributes:
+        base: "main" (the trained main model and its ablation set), "checkpoint" (a file) or "random".
+        heads: MHMC head count N.
+        kernels: One odd kernel per head.
+        expand_ratio: SAA's expansion.
+        saa: SAA on or off.
+        seed: Seed of a random initialisation.
+        checkpoint: The file, for base "checkpoint".
+    """
+    base: str = "main"
+    heads: int = 4
+    kernels: tuple[int, ...] = (3, 5, 7, 9)
+    expand_ratio: float = 2.0
+    saa: bool = True
+    seed: int = 0
+    checkpoint: Optional[str] = None
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """A model for a configuration: `kind` is "trained", "resized", "random" or "checkpoint"; `key` names what
+    determines the model's weights (the caches of the sessions are keyed by it, never by the object)."""
+    model: nn.Module
+    kind: str
+    name: str
+    explanation: str
+    key: Hashable = None
+
+
+def _check(cfg: Config) -> None:
+    if cfg.base not in ("main", "checkpoint", "random"):
+        raise ValueError(f"model {cfg.base!r}: choose main (trained), checkpoint or random")
+    if cfg.heads < 1:
+        raise ValueError(f"head count N = {cfg.heads}: use at least 1 head")
+    if len(cfg.kernels) != cfg.heads:
+        raise ValueError(f"{len(cfg.kernels)} kernel sizes for N = {cfg.heads} heads: give one kernel per head")
+    bad = [k for k in cfg.kernels if k < 1 or k % 2 == 0]
+    if bad:
+        raise ValueError(f"kernel size {bad[0]} is even (or not positive): depthwise kernels must be odd "
+                         f"(1, 3, 5, ...) so that they stay centred")
+    if not 0 <= cfg.seed < 2 ** 31:
+        raise ValueError(f"seed {cfg.seed}: use a seed from 0 to {2 ** 31 - 1}")
+    if cfg.expand_ratio <= 0:
+        raise ValueError(f"expand ratio {cfg.expand_ratio}: use a positive ratio (the trained models use 2)")
+
+
+def _kernel_note(old: Sequence[int], new: Sequence[int]) -> tuple[str, bool]:
+    """(what resizing `old` kernels to `new` does, whether the output is exactly unchanged)."""
+    parts, exact = [], True
+    for h, (a, b) in enumerate(zip(old, new)):
+        if b > a:
+            parts.append(f"head {h + 1} {a}x{a} → {b}x{b} zero-padded (output unchanged)")
+        elif b < a:
+            parts.append(f"head {h + 1} {a}x{a} → {b}x{b} centre-cropped (output changes)")
+            exact = False
+    return "; ".join(parts), exact
+
+
+def resize_kernels(model: nn.Module, kernels: Sequence[int], **kwargs: Any) -> nn.Module:
+    """A copy of an SMT model whose MHMC heads have `kernels` (one per head, every SAM stage), with the trained
+    weights: each kernel centre-cropped or zero-padded to its new size (padding leaves the output unchanged).
+
+    Args:
+        model: A built SMT model (`timm.create_model`), with its `pretrained_cfg` architecture name.
+        kernels: The new kernel of each head.
+        **kwargs: The architecture overrides `model` was built with (e.g. `sam_heads`, `num_classes`).
+    """
+    import timm
+
+    name = model.pretrained_cfg.get("architecture") if hasattr(model, "pretrained_cfg") else None
+    if not name:
+        raise ValueError("resize_kernels needs a model built by timm.create_model (its architecture name)")
+    sam_stages = [i for i, t in enumerate(model.stage_block_types) if "sam" in t]
+    ks = [tuple(kernels) if i in sam_stages else None for i in range(len(model.stages))]
+    new = timm.create_model(name, kernel_sizes=ks, **kwargs).eval()
+    state = model.state_dict()
+    target = new.state_dict()
+    for k, v in target.items():
+        w = state[k]
+        if w.shape != v.shape and ".mhmc.convs." in k and k.endswith(".weight"):
+            a, b = w.shape[-1], v.shape[-1]
+            if b < a:
+                o = (a - b) // 2
+                w = w[..., o:o + b, o:o + b]
+            else:
+                o = (b - a) // 2
+                w = torch.nn.functional.pad(w, (o, o, o, o))
+        target[k] = w
+    new.load_state_dict(target)
+    return new
+
+
+class ModelResolver:
+    """Builds (and caches) the model of each configuration, with the one-line explanation of what it is.
+
+    `resolve` is the one place that decides which model a `Config` means; `demo` is the one place that turns a
+    trained model's name into a model (replace it, and every widget follows).
+
+    Args:
+        cache_size: Models kept (least recently used dropped); the trained set is 6 models.
+    """
+
+    def __init__(self, cache_size: int = 8):
+        self.models = LRU(cache_size)
+
+    def demo(self, name: str) -> nn.Module:
+        """The trained demo model `name` (cached)."""
+        from smt.demo import demo_model
+
+        return self.models.get(("demo", name), lambda: demo_model(name))
+
+    def _random(self, cfg: Config, why: str) -> Resolved:
+        import timm
+
+        def build():
+            torch.manual_seed(cfg.seed)
+            return timm.create_model("smt_nano", num_classes=10, sam_heads=cfg.heads, kernel_sizes=(cfg.kernels,) * 3
+                                     + (None,), expand_ratio=cfg.expand_ratio, saa=cfg.saa).eval()
+
+        key = ("random", cfg.heads, cfg.kernels, cfg.expand_ratio, cfg.saa, cfg.seed)
+        model = self.models.get(key, build)
+        what = (f"smt_nano with N = {cfg.heads}, kernels {'/'.join(map(str, cfg.kernels))}, expand ratio "
+                f"{cfg.expand_ratio:g}, SAA {'on' if cfg.saa else 'off'}")
+        return Resolved(model, "random", f"random (seed {cfg.seed})",
+                        f"{why}random initialisation (seed {cfg.seed}) of {what}: untrained, so the maps show the "
+                        f"architecture, not learnt features", key)
+
+    def resolve(self, cfg: Config) -> Resolved:
+        """The model of `cfg` and what it is (see the module docstring); ValueError for a bad combination."""
+        _check(cfg)
+        if cfg.base == "random":
+            return self._random(cfg, "")
+        if cfg.base == "checkpoint":
+            return self._checkpoint(cfg)
+        key = (cfg.heads, cfg.saa)
+        if key not in TRAINED or cfg.expand_ratio != 2.0:
+            what = []
+            if key not in TRAINED:
+                what.append(f"N = {cfg.heads} with SAA {'on' if cfg.saa else 'off'}")
+            if cfg.expand_ratio != 2.0:
+                what.append(f"expand ratio {cfg.expand_ratio:g}")
+            return self._random(cfg, f"no trained checkpoint has {' and '.join(what)}: ")
+        name = "main" if key == (4, True) else TRAINED[key]
+        base = self.demo(name)
+        label = "the main model" if name == "main" else f"trained checkpoint {name!r}"
+        setting = f"N = {cfg.heads}, SAA {'on' if cfg.saa else 'off'}"
+        if cfg.kernels == default_kernels(cfg.heads):
+            return Resolved(base, "trained", name, f"{label} ({setting}, kernels {'/'.join(map(str, cfg.kernels))})",
+                            ("demo", name))
+        note, _ = _kernel_note(default_kernels(cfg.heads), cfg.kernels)
+        kwargs = {"num_classes": 10, "sam_heads": cfg.heads, "saa": cfg.saa}
+        rkey = ("resized", name, cfg.kernels)
+        model = self.models.get(rkey, lambda: resize_kernels(base, cfg.kernels, **kwargs))
+        return Resolved(model, "resized", f"{name} resized", f"{label} ({setting}) with its kernels resized: {note}",
+                        rkey)
+
+    def _checkpoint(self, cfg: Config) -> Resolved:
+        import smt
+
+        path = cfg.checkpoint or ""
+        if not path or not Path(path).is_file():
+            raise FileNotFoundError(f"checkpoint file {path!r} does not exist: give the path of a .pth or "
+                                    f".safetensors file")
+        key = ("file", os.path.abspath(path), os.path.getmtime(path))
+        model = self.models.get(key, lambda: smt.create_model_from_checkpoint(path).eval())
+        stage = next(i for i, t in enumerate(model.stage_block_types) if "sam" in t)
+        kernels = tuple(model.stage_kernel_sizes[stage])
+        return Resolved(model, "checkpoint", Path(path).name,
+                        f"checkpoint {Path(path).name} as saved (N = {len(kernels)}, kernels "
+                        f"{'/'.join(map(str, kernels))}); its own architecture, the N / kernel / SAA controls "
+                        f"follow it", key)
+
+
+@dataclass
+class ImageSet:
+    """Images a widget can show: (N, H, W, 3) uint8 as shown, their model input, names and optional labels."""
+    display: np.ndarray
+    names: list[str]
+    labels: Optional[list[Optional[int]]] = None
+
+    @classmethod
+    def canvases(cls, n: Optional[int] = None) -> "ImageSet":
+        from smt.demo import demo_images
+
+        d = demo_images()
+        k = len(d) if n is None else min(n, len(d))
+        return cls(d.images[:k].numpy(), [f"canvas {i} ({d.class_names[int(d.labels[i])]})" for i in range(k)],
+                   [int(v) for v in d.labels[:k]])
+
+    @classmethod
+    def photos(cls, folder: Optional[os.PathLike] = None, size: int = 112) -> "ImageSet":
+        from .figures import DATA_IMAGES
+        from .images import list_images
+
+        files = list_images(folder or DATA_IMAGES)
+        return cls(np.stack([load_image(f, size) for f in files]), [f.name for f in files])
+
+    def key(self, i: int) -> tuple[str, str]:
+        """What determines image i's content: its name and a digest of its pixels (two uploads of one name
+        differ)."""
+        import hashlib
+
+        pixels = np.ascontiguousarray(self.display[i]).tobytes()
+        return self.names[i], hashlib.blake2b(pixels, digest_size=12).hexdigest()
+
+    def model_input(self, i: int) -> torch.Tensor:
+        """Image i as model input (1, 3, H, W), ImageNet mean/std (the demo models' preprocessing)."""
+        from smt.train import normalize
+
+        return normalize(torch.from_numpy(self.display[i]).permute(2, 0, 1)[None].float().div(255))
+
+
+def load_image(source: Any, size: int = 112) -> np.ndarray:
+    """An image file (path or bytes) resized on its short side and centre-cropped to `size`: (size, size, 3) uint8."""
+    from PIL import Image
+
+    from smt.images import UNREADABLE, open_rgb
+
+    try:
+        im = open_rgb(source)
+    except UNREADABLE as e:
+        raise ValueError(f"could not read the image ({type(e).__name__}: {e}); use a PNG or JPEG file") from None
+    s = size / min(im.size)
+    im = im.resize((max(size, round(im.size[0] * s)), max(size, round(im.size[1] * s))), Image.BICUBIC)
+    x0, y0 = (im.size[0] - size) // 2, (im.size[1] - size) // 2
+    return np.asarray(im.crop((x0, y0, x0 + size, y0 + size)))
+
+
+
+
+@dataclass(frozen=True)
+class BlockView:
+    """What the playground shows of one SAM block for one image (raw values at layer resolution)."""
+    block: str
+    kernel_sizes: tuple[int, ...]
+    head_maps: torch.Tensor        # (N, H, W) mean |head output|
+    head_fields: torch.Tensor      # (N, H, W) per-head receptive fields
+    saa_input: torch.Tensor        # (H, W) mean |SAA input|
+    modulator: torch.Tensor        # (H, W) mean |modulator|
+    spectrum_before: Any           # FourierCurve of the SAA input
+    spectrum_after: Any            # FourierCurve of the modulator
+    top5: list[tuple[str, float]]  # (class name, probability)
+    masked: tuple[int, ...] = ()
+
+
+class TorchThreads:
+    """A context that runs torch with `n` intra-op threads and restores the caller's count when the last of
+    the threads using it (the UI thread, a prefetch) leaves."""
+
+    def __init__(self, n: Optional[int] = 1):
+        self.n = n
+        self._lock = threading.Lock()
+        self._depth = 0
+        self._saved = None
+
+    def __enter__(self):
+        if self.n is None:
+            return self
+        with self._lock:
+            if self._depth == 0:
+                self._saved = torch.get_num_threads()
+                torch.set_num_threads(self.n)
+            self._depth += 1
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.n is None:
+            return
+        with self._lock:
+            self._depth -= 1
+            if self._depth == 0:
+                torch.set_num_threads(self._saved)
+
+
+class Prefetcher:
+    """One background thread that runs the latest list of jobs (e.g. the next and previous images' captures).
+
+    `request(jobs)` replaces the jobs not yet started; `cancel()` drops them; a job already running finishes
+    (a forward pass can not be interrupted) and only fills a cache. Nothing here ever waits for a job: a
+    caller that needs a result a job is building waits for that build inside `LRU.get`, as it would for its
+    own. A failing job is recorded in `errors` (the caller's own computation shows the error in its place).
+    """
+
+    def __init__(self):
+        self._cond = threading.Condition()
+        self._jobs: list[Callable[[], Any]] = []
+        self._thread: Optional[threading.Thread] = None
+        self._closed = False
+        self.errors: list[str] = []
+        self.done = 0
+
+    def request(self, jobs: Sequence[Callable[[], Any]]) -> None:
+        with self._cond:
+            self._jobs = list(jobs)
+            if self._thread is None or not self._thread.is_alive():
+                self._closed = False
+                self._thread = threading.Thread(target=self._run, name="viz-prefetch", daemon=True)
+                self._thread.start()
+            self._cond.notify()
+
+    def cancel(self) -> None:
+        with self._cond:
+            self._jobs = []
+
+    def close(self) -> None:
+        with self._cond:
+            self._jobs, self._closed = [], True
+            self._cond.notify()
+
+    def idle(self, timeout: float = 10.0) -> bool:
+        """Wait until no job is queued or running (for tests and benchmarks); False on timeout."""
+        import time
+
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            with self._cond:
+                if not self._jobs and not self._running:
+                    return True
+            time.sleep(0.005)
+        return False
+
+    _running = False
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._jobs and not self._closed:
+                    self._cond.wait()
+                if self._closed:
+                    return
+                job = self._jobs.pop(0)
+                self._running = True
+            try:
+                job()
+            except Exception as e:  # recorded, not raised: the UI thread computes (and reports) it itself
+                self.errors = (self.errors + [f"{type(e).__name__}: {e}"])[-10:]
+            finally:
+                with self._cond:
+                    self._running = False
+                    self.done += 1
+
+
+def _top5(logits: torch.Tensor, class_names: Sequence[str]) -> list[tuple[str, float]]:
+    probs = torch.softmax(logits.double(), 0)
+    top = torch.topk(probs, min(5, probs.numel()))
+    return [(class_names[int(i)] if int(i) < len(class_names) else f"class {int(i)}", float(p))
+            for i, p in zip(top.indices, top.values)]
+
+
+class SAMSession:
+    """Cached captures of the SAM playground: per (model key, image key, block, mask) forward passes, per
+    (model key, image key, block) receptive fields.
+
+    Args:
+        class_names: Names of the model's classes (for the top-5).
+        cache_size: Entries kept by each cache.
+        threads: Intra-op threads of torch while computing (None: leave the caller's).
+    """
+
+    def __init__(self, class_names: Sequence[str], cache_size: int = 64, threads: Optional[int] = 1):
+        self.class_names = list(class_names)
+        self.forwards = LRU(cache_size)
+        self.fields_cache = LRU(cache_size)
+        self.threads = TorchThreads(threads)
+        self.prefetcher = Prefetcher()
+        self._replicas = LRU(2)  # model key -> a copy the prefetch runs (hooks and masks of the caller's stay its own)
+
+    def forward(self, resolved: Resolved, image_key: Hashable, x: torch.Tensor, block: str,
+                masked: Sequence[int] = ()):
+        """One forward pass recording the taps and the input of `block` (other blocks run unhooked, fused)."""
+        from .analysis import smt_forward
+
+        mkey = tuple(sorted(masked))
+
+        def build():
+            with self.threads:
+                return smt_forward(resolved.model, x, [block], block_outputs=False, block_inputs=True,
+                                   mask={block: list(mkey)} if mkey else None)
+        return self.forwards.get((resolved.key, image_key, block, mkey), build)
+
+    def fields(self, resolved: Resolved, image_key: Hashable, x: torch.Tensor, block: str) -> torch.Tensor:
+        """Per-head receptive fields of `block`, from the unmasked forward's recorded block input."""
+        from .analysis.erf import block_head_erf
+
+        def build():
+            fwd = self.forward(resolved, image_key, x, block)
+            grid = fwd.sam[block].saa_input.shape[-2:]
+            with self.threads:
+                return block_head_erf(resolved.model.get_submodule(block), fwd.sam_inputs[block],
+                                      (int(grid[0]), int(grid[1])))
+
+        return self.fields_cache.get((resolved.key, image_key, block), build)
+
+    def block_view(self, resolved: Resolved, image_key: Hashable, x: torch.Tensor, block: str,
+                   masked: Sequence[int] = ()) -> BlockView:
+        """What the playground shows of `block` for one image, `masked` heads zeroed."""
+        from .analysis import head_activation_maps, modulator_map, relative_log_amplitude
+
+        fwd = self.forward(resolved, image_key, x, block, masked)
+        fields = self.fields(resolved, image_key, x, block)
+        f = fwd.sam[block]
+        with self.threads:
+            return BlockView(block, tuple(f.kernel_sizes), head_activation_maps(f.heads)[0], fields,
+                             f.saa_input[0].abs().mean(0), modulator_map(f.modulator)[0],
+                             relative_log_amplitude(f.saa_input), relative_log_amplitude(f.modulator),
+                             _top5(fwd.logits[0], self.class_names), tuple(masked))
+
+    def prefetch(self, resolved: Resolved, images: "ImageSet", indices: Sequence[int], block: str,
+                 masked: Sequence[int] = ()) -> None:
+        """Compute, in the background, the captures `block_view` needs for these images (replacing the jobs
+        of an earlier request that have not started)."""
+        import copy
+
+        # the copy is made here, on the caller's thread between two of its computations: copied while the caller
+        # runs, the model would carry the caller's hooks or masked weights
+        twin = replace(resolved, model=self._replicas.get(resolved.key, lambda: copy.deepcopy(resolved.model)))
+
+        def job(i):
+            return lambda: self.block_view(twin, images.key(i), images.model_input(i), block, masked)
+        n = len(images.display)
+        self.prefetcher.request([job(i) for i in indices if 0 <= i < n])
+
+
+@dataclass(frozen=True)
+class TapView:
+    """One map of a tap: `values` (H, W) as computed, signed or magnitude, and what it is."""
+    values: torch.Tensor
+    signed: bool
+    label: str     # e.g. "stages.0.blocks.0.attn.modulator: mean over 64 channels"
+    channels: int  # how many channels (or heads) the tap has
+
+
+@dataclass(frozen=True)
+class CamView:
+    """A raw class activation map (h, w) of one image, its image and what it shows."""
+    image: np.ndarray
+    cam: torch.Tensor
+    label: str
+    target: int
+
+
+class ExplorerSession:
+    """Any tap of one captured forward pass of a fixed model, its Grad-CAM maps and top-5, cached per image.
+
+    Args:
+        model: An SMT model in eval mode.
+        images: The images.
+        class_names: Names of the model's classes (default the demo's 10, or "class i").
+        cache_size: Entries kept by each cache.
+        threads: Intra-op threads of torch while computing (None: leave the caller's).
+    """
+
+    def __init__(self, model: nn.Module, images: ImageSet, class_names: Optional[Sequence[str]] = None,
+                 cache_size: int = 64, threads: Optional[int] = 1):
+        from smt.data import CLASS_NAMES
+
+        if not hasattr(model, "stage_block_types"):
+            raise ValueError(f"the explorer shows SMT models (stages of SAM and MSA blocks and their named taps); "
+                             f"{type(model).__name__} has none: use viz.analysis.cam.class_activation_maps or "
+                             f"viz.capture on its own modules")
+        self.model, self.images = model, images
+        n = getattr(model, "num_classes", 10)
+        self.class_names = list(class_names) if class_names is not None else (
+            list(CLASS_NAMES) if n == 10 else [f"class {i}" for i in range(n)])
+        self.captures = LRU(cache_size)   # (image key, block) -> one forward pass's taps
+        self.gradients = LRU(cache_size)  # (image key, target) -> every stage's activations and gradients
+        self.threads = TorchThreads(threads)
+        self.prefetcher = Prefetcher()
+        self._replicas = LRU(1)  # the prefetch's copy of the model (the caller's hooks stay on the caller's)
+
+    # -- what the controls offer --------------------------------------------------------------------------
+    def blocks(self, stage: int) -> list[tuple[str, str]]:
+        """(kind, block name) of each block of a stage."""
+        kinds = self.model.stage_block_types[stage]
+        return [(k, f"stages.{stage}.blocks.{j}") for j, k in enumerate(kinds)]
+
+    def taps(self, block: str) -> list[tuple[str, str]]:
+        """(label, tap) of each tap of a block."""
+        stage, j = block_index(block)
+        taps = [("block output", "output"), ("stage output", "stage")]
+        if self.model.stage_block_types[stage][j] == "sam":
+            n = len(self.model.get_submodule(block).attn.mhmc.convs)
+            return [(f"attn.mhmc.heads.{h}", f"heads.{h}") for h in range(n)] + [
+                ("attn.saa_input", "saa_input"), ("attn.modulator", "modulator")] + taps
+        return [("attn.attn_weights (centre query)", "attn_weights")] + taps
+
+    # -- compute --------------------------------------------------------------------------------------------
+    def capture(self, i: int, block: str, *, model: Optional[nn.Module] = None):
+        """The taps, output and stage outputs of `block` for image i (one forward pass, cached; other blocks run
+        unhooked). `model`: a copy of the session's model to run (the prefetch's)."""
+        model = model if model is not None else self.model
+
+        def run():
+            from .analysis import smt_forward
+            from .capture import capture
+
+            x = self.images.model_input(i)
+            stage, j = block_index(block)
+            sam = model.stage_block_types[stage][j] == "sam"
+            extra = [block] + ([] if sam else [f"{block}.attn.attn_weights"])
+            with self.threads, capture(model, extra) as cap:
+                fwd = smt_forward(model, x, [block] if sam else [], block_outputs=False)
+                return fwd, {n: cap[n] for n in extra}
+        return self.captures.get((self.images.key(i), block), run)
+
+    def tap_tensor(self, i: int, block: str, tap: str) -> tuple[torch.Tensor, str]:
+        """The tap of image i as (channels, H, W) and its name."""
+        from .analysis import tokens_to_map
+
+        fwd, extra = self.capture(i, block)
+        stage = block_index(block)[0]
+        if tap == "stage":
+            return fwd.stage_outputs[stage][0], f"stages.{stage} output"
+        if tap == "output":
+            return tokens_to_map(extra[block], fwd.grid(block))[0], f"{block} output"
+        if tap == "attn_weights":
+            a = extra[f"{block}.attn.attn_weights"][0]  # (heads, N, N)
+            h, w = fwd.grid(block)
+            q = (h // 2) * w + w // 2
+            return a[:, q, :].reshape(a.shape[0], h, w), f"{block}.attn.attn_weights, query at the centre"
+        f = fwd.sam[block]
+        if tap.startswith("heads."):
+            return f.heads[int(tap.removeprefix("heads."))][0], f"{block}.attn.mhmc.{tap}"
+        return (f.saa_input if tap == "saa_input" else f.modulator)[0], f"{block}.attn.{tap}"
+
+    def tap_view(self, i: int, block: str, tap: str, view: str = "mean", channel: int = 0) -> TapView:
+        """The map a tap view shows: the mean |activation| over channels (the mean over heads of attention
+        weights), or one channel (signed; attention weights are not)."""
+        t, what = self.tap_tensor(i, block, tap)
+        attn = tap == "attn_weights"
+        unit = "heads" if attn else "channels"
+        if view == "mean":
+            m = t.mean(0) if attn else t.abs().mean(0)
+            return TapView(m.double(), False, f"{what}: mean over {t.shape[0]} {unit}", t.shape[0])
+        if view != "channel":
+            raise ValueError(f"view {view!r}: choose 'mean' or 'channel'")
+        c = min(max(channel, 0), t.shape[0] - 1)
+        return TapView(t[c].double(), not attn, f"{what}: {'head' if attn else 'channel'} {c}", t.shape[0])
+
+    def cam_view(self, i: int, method: str = "GradCAM", target: int = -1, layer: int = -1) -> CamView:
+        """A Grad-CAM-family map of image i at stage `layer` (-1: the second-to-last) for class `target` (-1: the
+        predicted one); one backward pass per (image, target) serves every method and layer."""
+        from .analysis.cam import cam_from_gradients
+
+        recorded = self._gradients(i, target)
+        t = recorded.targets[0]
+        layer = layer if layer >= 0 else max(len(self.model.stages) - 2, 0)
+        acts, grads = recorded.layers[f"stages.{layer}"]
+        with self.threads:
+            cam = cam_from_gradients(method, acts, grads)[0]
+        return CamView(self.images.display[i], cam, f"{method}, {self.class_names[t]}, stage {layer + 1}", t)
+
+    def _gradients(self, i: int, target: int, *, model: Optional[nn.Module] = None):
+        from .analysis.cam import layer_gradients
+
+        model = model if model is not None else self.model
+
+        def run():
+            stages = [f"stages.{s}" for s in range(len(model.stages))]
+            with self.threads:
+                return layer_gradients(model, self.images.model_input(i), None if target < 0 else [target], stages)
+        return self.gradients.get((self.images.key(i), target), run)
+
+    def top5(self, i: int, block: str) -> list[tuple[str, float]]:
+        """(class name, probability) of the five most probable classes of image i (from `block`'s capture)."""
+        fwd, _ = self.capture(i, block)
+        return _top5(fwd.logits[0], self.class_names)
+
+    def truth(self, i: int) -> Optional[str]:
+        """The true class of image i, when known."""
+        labels = self.images.labels
+        return None if labels is None or labels[i] is None else self.class_names[labels[i]]
+
+    def prefetch(self, indices: Sequence[int], block: str, target: int = -1) -> None:
+        """Capture these images' `block` and gradients in the background (replacing earlier jobs not started)."""
+        import copy
+
+        # copied here, on the caller's thread between two of its computations (not while its hooks are on the model)
+        twin = self._replicas.get("model", lambda: copy.deepcopy(self.model))
+        n, jobs = len(self.images.display), []
+        for i in (i for i in indices if 0 <= i < n):
+            jobs += [lambda i=i: self.capture(i, block, model=twin), lambda i=i: self._gradients(i, target, model=twin)]
+        self.prefetcher.request(jobs)
+
+
+def with_kernels(cfg: Config, first: int, step: int) -> Config:
+    """`cfg` with kernels first, first + step, ... (one per head)."""
+    return replace(cfg, kernels=tuple(first + step * h for h in range(cfg.heads)))
