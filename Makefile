@@ -43,7 +43,7 @@ test: setup sysdeps
 	SMT_NOTEBOOK_FAST=1 $(PY) -m pytest -n 2 --dist loadgroup --durations=15 tests notebooks --nbmake $(PYTEST_ARGS)
 
 explorable: setup
-	$(PY) -m viz explorable --out site $(if $(wildcard figures/index.html),--figures figures) $(EXPLORABLE_ARGS)
+	$(PY) -m viz explorable --overwrite --out site $(if $(wildcard figures/index.html),--figures figures) $(EXPLORABLE_ARGS)
 
 lab: setup
 	$(PY) -m jupyter lab --ip 127.0.0.1 --notebook-dir notebooks $(LAB_ARGS)

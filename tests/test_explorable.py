@@ -75,7 +75,7 @@ def test_every_state_is_built_and_nothing_is_written_outside_out(site):
 
     expected = 0
     for variant, info in zip(model_set(str(models)).variants, manifest["models"]):
-        model, _ = _load(variant.spec)
+        model = _load(variant.spec).model
         names = sam_block_names(model)
         assert [b["name"] for b in info["blocks"]] == names
         expected += sum(2 * (1 + len(model.get_submodule(b).attn.mhmc.convs)) for b in names)
@@ -113,14 +113,23 @@ def test_figures_page_lists_the_figure_set_and_claims(site):
         assert (site["out"] / "figures" / name).read_bytes() == (site["figures"] / name).read_bytes()
 
 
-def test_two_builds_are_byte_identical(site, tmp_path):
+def test_two_builds_are_byte_identical(site, tmp_path, capsys):
     import shutil
+
+    from viz.__main__ import main
 
     other = tmp_path / "elsewhere"  # another folder, holding a previous build and a file of someone else's
     shutil.copytree(site["out"], other)
     (other / "figures.html").write_text("an older build")
     (other / "keep.txt").write_text("not ours")
-    _build(other, site["models"], site["figures"], workers=2)  # and in two processes
+    args = ["explorable", "--out", str(other), "--model", str(site["models"]), "--num-images", "2", "--figures",
+            str(site["figures"]), "--workers", "2", "--no-progress"]  # and in two processes
+    before = _files(other)
+    assert main(args) == 2  # a previous build is replaced only with --overwrite, like viz figures
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: --out:") and "--overwrite" in err[0], err
+    assert _files(other) == before  # refused before any work: nothing changed
+    assert main(args + ["--overwrite"]) == 0
     first, second = _files(site["out"]), _files(other)
     assert second.pop("keep.txt") == b"not ours"  # a rebuild replaces its own names only
     assert sorted(first) == sorted(second)
@@ -139,6 +148,24 @@ def test_a_model_the_playground_can_not_show(tmp_path, capsys):
     assert not out.exists()  # checked before anything is written
     with pytest.raises(ValueError, match="neither a demo model"):
         model_set("no_such_model")
+
+
+def test_bad_options_are_one_line_each_before_any_work(tmp_path, capsys):
+    from viz.__main__ import main
+
+    out = tmp_path / "site"
+    code = main(["explorable", "--out", str(out), "--model", "test_smt", "--num-images", "0", "--workers", "0",
+                 "--device", "cuda", "--images", str(tmp_path / "no_images"), "--figures", str(tmp_path / "no_figs"),
+                 "--seed", "-1", "--no-progress"])
+    assert code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    options = ["--num-images", "--workers", "--seed", "--device", "--images", "--figures"]
+    assert [line.split(":")[1].strip() for line in err] == options, err  # one line per problem, naming the option
+    assert "Traceback" not in "\n".join(err)
+    assert not out.exists()
+    (tmp_path / "file").write_text("x")
+    assert main(["explorable", "--out", str(tmp_path / "file"), "--model", "test_smt", "--no-progress"]) == 2
+    assert "error: --out:" in capsys.readouterr().err
 
 
 @pytest.mark.browser

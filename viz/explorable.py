@@ -3,14 +3,16 @@
     python -m viz explorable --out site/                 # demo model, its ablation set, 12 canvases
     python -m viz explorable --out site/ --model test_smt --num-images 2
 
-Every state the page can show (image x SAM block x model of the set x head mask) is computed here, with
-the playground's compute (`viz.playground`: `ModelResolver`, `Session`, `ImageSet`) and drawn with the
-playground's own views (the build/refresh pairs of `viz.widgets.SAMPlayground`, which draw with
-`viz.plot`), so the page, the widget and the paper figures show the same pictures. Each view is one
-figure per model, built once; a state only sets its artists' data and is blitted over a cached
-background, then written as a palette PNG. The page (`index.html`, plain JavaScript, no network) loads one
-small script per (model, block) when a control first asks for it (`<script>` tags work from `file://`,
-where `fetch` of a JSON file does not) and swaps PNGs; nothing is computed in the browser.
+Every state the page can show (image x SAM block x model of the set x head mask) is computed here with
+the playground's compute (`viz.sessions`: `ModelResolver`, `SAMSession` with one batched forward pass per
+block and mask, `ImageSet`, and `explain` for the explanation line) and drawn with the playground's own
+view functions (`viz.widgets.playground.plot_*_view` / `update_*_view`, which call the `viz.plot`
+display/plot/update triples the paper figures use), so the page, the widget and the figures show the
+same pictures. Each view is one figure per model, built once; a state only sets its artists' data and is
+blitted over a cached background, then written as a palette PNG. The page (`index.html`, plain
+JavaScript, no network) loads one small script per (model, block) when a control first asks for it
+(`<script>` tags work from `file://`, where `fetch` of a JSON file does not) and swaps PNGs; nothing is
+computed in the browser.
 
 What the page cannot do that the live playground can: other head counts, kernel sizes, expand ratios
 or random initialisations, masking several heads at once, and uploaded images. Kernel sizes were left
@@ -19,7 +21,9 @@ titles would change), and cropping by one step means a second model, so each ker
 the states (and the build time and size) of the default set.
 
 The same inputs give byte-identical files; everything is written inside `--out` (a working folder
-inside it, moved into place at the end).
+inside it, moved into place at the end). The command checks every option before any work (one line per
+problem, exit code 2) and, like `viz figures`, refuses to replace a previous build's files in `--out`
+unless `--overwrite` is given; `build()` from Python replaces them.
 """
 from __future__ import annotations
 
@@ -32,7 +36,7 @@ import shutil
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
@@ -91,26 +95,27 @@ def _check_smt(model: torch.nn.Module, what: str) -> None:
         raise _not_shown(what, "has no SAM block")
 
 
-def _load(spec: tuple, resolver=None) -> tuple[torch.nn.Module, str]:
-    """(model in eval mode, the one-line explanation of what it is) for a variant's spec."""
-    from .playground import Config, ModelResolver, default_kernels
+def _load(spec: tuple, resolver=None):
+    """The model of a variant's spec as a `viz.sessions.Resolved` (model in eval mode, the one-line explanation
+    of what it is, and the key the session's caches use)."""
+    from .sessions import Config, ModelResolver, Resolved, default_kernels
 
     resolver = resolver or ModelResolver()
     kind = spec[0]
     if kind == "trained":
-        r = resolver.resolve(Config(heads=spec[1], kernels=default_kernels(spec[1]), saa=spec[2]))
-        return r.model, r.explanation
+        return resolver.resolve(Config(heads=spec[1], kernels=default_kernels(spec[1]), saa=spec[2]))
     if kind == "demo":
-        return resolver.demo(spec[1]), f"demo model {spec[1]!r} as trained"
+        return Resolved(resolver.demo(spec[1]), "trained", spec[1], f"demo model {spec[1]!r} as trained",
+                        ("demo", spec[1]))
     if kind == "file":
-        r = resolver.resolve(Config(base="checkpoint", checkpoint=spec[1]))
-        return r.model, r.explanation
+        return resolver.resolve(Config(base="checkpoint", checkpoint=spec[1]))
     import timm
 
     torch.manual_seed(spec[2])
     model = timm.create_model(spec[1], num_classes=10).eval()
-    return model, (f"{spec[1]} at random initialisation (seed {spec[2]}): untrained, so the maps show the "
-                   f"architecture, not learnt features")
+    return Resolved(model, "random", f"{spec[1]} (seed {spec[2]})",
+                    f"{spec[1]} at random initialisation (seed {spec[2]}): untrained, so the maps show the "
+                    f"architecture, not learnt features", ("timm", spec[1], spec[2]))
 
 
 def model_set(model: str = "main", *, seed: int = 0) -> ModelSet:
@@ -120,7 +125,7 @@ def model_set(model: str = "main", *, seed: int = 0) -> ModelSet:
     from smt.data import CLASS_NAMES
     from smt.demo import DEMO_MODELS
 
-    from .playground import TRAINED
+    from .sessions import TRAINED
 
     path = Path(model)
     if model == "main":
@@ -129,8 +134,10 @@ def model_set(model: str = "main", *, seed: int = 0) -> ModelSet:
     elif path.is_dir():
         files = sorted(p for p in path.iterdir() if p.suffix in (".pth", ".pt", ".safetensors"))
         if not files:
-            raise FileNotFoundError(f"folder {model} has no checkpoint (.pth, .pt, .safetensors): give a folder of "
-                                    f"SMT checkpoints, one per model of the ablation")
+            from smt.inputs import InputError
+
+            raise InputError("--model", f"folder {model} has no checkpoint (.pth, .pt, .safetensors): give a folder "
+                                        f"of SMT checkpoints, one per model of the ablation")
         variants = tuple(Variant(p.name, ("file", str(p))) for p in files)
     elif path.is_file():
         variants = (Variant(path.name, ("file", str(path))),)
@@ -146,7 +153,7 @@ def model_set(model: str = "main", *, seed: int = 0) -> ModelSet:
                              f"name nor an existing file or folder")
         variants = (Variant(f"{model} (random, seed {seed})", ("timm", model, seed)),)
     # check the first model before any work (the others of a set are built the same way)
-    first, _ = _load(variants[0].spec)
+    first = _load(variants[0].spec).model
     _check_smt(first, f"model {variants[0].label!r}")
     n = int(getattr(first, "num_classes", 10))
     names = tuple(CLASS_NAMES) if n == len(CLASS_NAMES) else tuple(f"class {i}" for i in range(n))
@@ -154,7 +161,7 @@ def model_set(model: str = "main", *, seed: int = 0) -> ModelSet:
 
 
 def _images(images: Optional[str], num_images: int):
-    from .playground import ImageSet
+    from .sessions import ImageSet
 
     if num_images < 1:
         raise ValueError(f"--num-images {num_images}: use at least 1")
@@ -167,37 +174,6 @@ def _images(images: Optional[str], num_images: int):
     else:
         raise FileNotFoundError(f"--images {images}: use canvases, photos or an existing image folder")
     return ImageSet(s.display[:num_images], s.names[:num_images], None)
-
-
-# -- compute: the playground's session, fed by one batched forward pass per (block, mask) ---------------------
-def _batched_session_class():
-    from .playground import Session
-
-    class BatchedSession(Session):
-        """`Session` whose forward passes run every image at once (one pass per block and mask, sliced per
-        image): the same views as the playground's per-image passes, a fraction of the time. `image_key` is
-        the image's index in `self.inputs`."""
-
-        def forward(self, model, image_key, x, block, masked=()):
-            from .analysis import smt_forward
-
-            mkey = tuple(sorted(masked))
-            batch = self._lru(self._forwards, (id(model), "all", block, mkey),
-                              lambda: smt_forward(model, self.inputs, [block], block_outputs=False, block_inputs=True,
-                                                  mask={block: list(mkey)} if mkey else None))
-            return _take(batch, int(image_key))
-
-    return BatchedSession
-
-
-def _take(fwd, i: int):
-    """Image i of a batched `SMTForward` (batch dimension kept, size 1)."""
-    s = slice(i, i + 1)
-    sam = {b: replace(f, heads=tuple(h[s] for h in f.heads), saa_input=f.saa_input[s], modulator=f.modulator[s])
-           for b, f in fwd.sam.items()}
-    return replace(fwd, logits=fwd.logits[s], block_outputs={k: v[s] for k, v in fwd.block_outputs.items()},
-                   stage_outputs=[v[s] for v in fwd.stage_outputs], sam=sam,
-                   sam_inputs={k: v[s] for k, v in fwd.sam_inputs.items()})
 
 
 # -- drawing: the playground's views, rasterised once per state -----------------------------------------------
@@ -227,13 +203,14 @@ def _encode_photo(rgba: np.ndarray) -> bytes:
 
 
 class _Panel:
-    """One view drawn into a figure built once: each state sets the artists' data (`refresh`) and is blitted over
-    the cached background, as the widget's views do, then encoded (`_encode`)."""
+    """One view drawn into a figure built once, as the widget's `View` does: `plot(data)` returns handles with
+    `.figure` and `.dynamic` artists, `update(handles, data)` sets new data on them (True when more than the
+    dynamic artists changed); each state is blitted over the cached background, then encoded (`_encode`)."""
 
-    def __init__(self, build: Callable, refresh: Callable, *, prepare: Optional[Callable] = None,
-                 encode: Callable[[np.ndarray], bytes] = _encode, suffix: str = "png"):
-        self.build, self.refresh, self.prepare, self.encode, self.suffix = build, refresh, prepare, encode, suffix
-        self.fig = None
+    def __init__(self, plot: Callable, update: Callable, *, encode: Callable[[np.ndarray], bytes] = _encode,
+                 suffix: str = "png"):
+        self.plot, self.update, self.encode, self.suffix = plot, update, encode, suffix
+        self.handles = None
         self.shape = None
         self._background = None
 
@@ -244,72 +221,51 @@ class _Panel:
         from .style import screen
 
         with screen(font_size=FONT_SIZE):
-            if self.fig is None or shape != self.shape:
-                self.fig = self.build(data)
-                width, height = (float(v) for v in self.fig.get_size_inches())
+            if self.handles is None or shape != self.shape:
+                self.handles = self.plot(data)
+                fig = self.handles.figure
+                width, height = (float(v) for v in fig.get_size_inches())
                 if width * DPI > VIEW_WIDTH_PX:  # narrower, laid out again: the text keeps its size in px
-                    self.fig.set_size_inches(VIEW_WIDTH_PX / DPI, height * VIEW_WIDTH_PX / DPI / width)
-                self.fig.set_dpi(DPI)
-                FigureCanvasAgg(self.fig)
-                if self.prepare is not None:
-                    self.prepare(self.fig)
-                dynamic = list(self.refresh(self.fig, data))
-                self.fig.canvas.draw()  # lay out once (constrained layout), then freeze the positions
-                self.fig.set_layout_engine("none")
+                    fig.set_size_inches(VIEW_WIDTH_PX / DPI, height * VIEW_WIDTH_PX / DPI / width)
+                fig.set_dpi(DPI)
+                FigureCanvasAgg(fig)
+                fig.canvas.draw()  # lay out once (constrained layout), then freeze the positions
+                fig.set_layout_engine("none")
                 self.shape = shape
                 self._background = None
-            else:
-                dynamic = list(self.refresh(self.fig, data))
-            if self._background is None or getattr(self.fig, "_viz_redraw", False):
-                self.fig._viz_redraw = False
+            elif self.update(self.handles, data):
+                self._background = None
+            fig = self.handles.figure
+            dynamic = list(self.handles.dynamic)
+            if self._background is None:
                 shown = [a.get_visible() for a in dynamic]
                 for a in dynamic:
                     a.set_visible(False)
-                self.fig.canvas.draw()
-                self._background = self.fig.canvas.copy_from_bbox(self.fig.bbox)
+                fig.canvas.draw()
+                self._background = fig.canvas.copy_from_bbox(fig.bbox)
                 for a, v in zip(dynamic, shown):
                     a.set_visible(v)
-            canvas = self.fig.canvas
+            canvas = fig.canvas
             canvas.restore_region(self._background)
             for artist in dynamic:
-                self.fig.draw_artist(artist)
+                fig.draw_artist(artist)
             rgba = np.asarray(canvas.buffer_rgba())
             return self.encode(rgba), (rgba.shape[1], rgba.shape[0])
 
 
-def _panels(kind: str, name: str, spectrum_low: float) -> dict[str, _Panel]:
-    """The playground's four views (`SAMPlayground`'s build/refresh pairs), the spectrum's amplitude axis fixed
-    to the whole model's range (so every state of a model shares it, whatever order they are drawn in)."""
-    from types import SimpleNamespace
+def _panels(saa_ylim: tuple[float, float]) -> dict[str, _Panel]:
+    """The playground's four views (`viz.widgets.playground`'s view functions), the spectrum's amplitude range
+    fixed to the one that holds every state of the model (so that states compare by eye, whatever order they
+    are drawn in, as the widget's range widens over what it has shown)."""
+    from .widgets import playground as P
 
-    from .widgets import SAMPlayground as P
-
-    me = SimpleNamespace(resolved=SimpleNamespace(kind=kind, name=name))
-
-    def fix_axis(fig):
-        c = [ax for ax in fig.axes if ax.get_lines()][0]
-        c.set_ylim(spectrum_low - 0.1 * abs(spectrum_low) - 0.1, 0.3)
-        c._viz_model = (kind, name)
-
-    def pair(view):
-        build, refresh = getattr(P, f"_build_{view}"), getattr(P, f"_refresh_{view}")
-        return (lambda d: build(me, d)), (lambda f, d: refresh(me, f, d))
-
-    return {"overlay": _Panel(*pair("overlay"), encode=_encode_photo, suffix="webp"),
-            "heads": _Panel(*pair("heads")), "fields": _Panel(*pair("fields")),
-            "saa": _Panel(*pair("saa"), prepare=fix_axis)}
+    return {"overlay": _Panel(P.plot_overlay_view, P.update_overlay_view, encode=_encode_photo, suffix="webp"),
+            "heads": _Panel(P.plot_heads_view, P.update_heads_view),
+            "fields": _Panel(P.plot_fields_view, P.update_fields_view),
+            "saa": _Panel(lambda v: P.plot_saa_view(v, saa_ylim), lambda h, v: P.update_saa_view(h, v, saa_ylim))}
 
 
 # -- one model of the set: every state of it ------------------------------------------------------------------
-def explain(explanation: str, block: str, masked: Sequence[int], unmasked_top1, masked_top1) -> str:
-    """The playground's explanation line (what the model is, and what masking did to the top-1)."""
-    if not masked:
-        return explanation
-    (c0, p0), (c1, p1) = unmasked_top1, masked_top1
-    return (f"{explanation}. Masking head{'s' if len(masked) > 1 else ''} {', '.join(str(h + 1) for h in masked)} "
-            f"of {block}: top-1 {c0} {100 * p0:.1f}% → {c1} {100 * p1:.1f}%")
-
-
 def _mask_key(masked: Sequence[int]) -> str:
     return "none" if not masked else "h" + "-".join(str(h + 1) for h in masked)
 
@@ -321,25 +277,31 @@ def render_variant(vi: int, variant: Variant, images, class_names: Sequence[str]
     Chunk key "m{vi}-b{bi}" holds the states of one block for every image and mask.
     """
     from .analysis import sam_block_names
-    from .plot import block_label
+    from .plot import block_label, display_saa_spectrum
+    from .sessions import SAMSession, explain
 
     torch.set_num_threads(1)  # one process per core: threads of several processes fight on a shared machine
-    model, explanation = _load(variant.spec)
+    resolved = _load(variant.spec)
+    model, explanation = resolved.model, resolved.explanation
     _check_smt(model, f"model {variant.label!r}")
-    session = _batched_session_class()(list(class_names), cache_size=len(images.names) + 2)
-    session.inputs = torch.cat([images.model_input(i) for i in range(len(images.names))])
-    blocks = sam_block_names(model)
     n_img = len(images.names)
+    # one block at a time: the caches hold a mask's batch of captures, and every image's fields of the block
+    session = SAMSession(list(class_names), cache_size=n_img + 2, threads=1)
+    keys = [images.key(i) for i in range(n_img)]
+    inputs = [images.model_input(i) for i in range(n_img)]
+    batch = torch.cat(inputs)
+    blocks = sam_block_names(model)
     views = {}
-    for b in blocks:  # block by block: the LRU holds one block's batched passes and fields while its views are made
+    for b in blocks:
         heads = len(model.get_submodule(b).attn.mhmc.convs)
         for masked in [()] + [(h,) for h in range(heads)]:
+            session.forward_batch(resolved, keys, batch, b, masked)  # one pass for every image
             for i in range(n_img):
-                views[b, i, masked] = session.block_view(model, i, None, b, masked)
+                views[b, i, masked] = session.block_view(resolved, keys[i], inputs[i], b, masked)
                 if progress is not None:
                     progress(1)
-    low = min(float(c.value.min()) for v in views.values() for c in (v.spectrum_before, v.spectrum_after))
-    panels = _panels("explorable", variant.label, low)
+    ranges = [display_saa_spectrum(v.spectrum_before, v.spectrum_after)[-1] for v in views.values()]
+    panels = _panels((min(r[0] for r in ranges), max(r[1] for r in ranges)))
     files, chunks = {}, {}
     for bi, b in enumerate(blocks):
         heads = len(model.get_submodule(b).attn.mhmc.convs)
@@ -463,7 +425,7 @@ def _run_all(ms: ModelSet, images, workers: int, progress: bool) -> list[dict]:
     """Every model's states, in `workers` processes (the same bytes whatever the count)."""
     from tqdm.auto import tqdm
 
-    counts = [_state_count(_load(v.spec)[0], len(images.names)) for v in ms.variants]
+    counts = [_state_count(_load(v.spec).model, len(images.names)) for v in ms.variants]
     # two steps per state: its views computed, then drawn
     bar = tqdm(total=2 * sum(counts), desc="explorable (compute, draw)", unit="step", disable=not progress)
     try:
@@ -525,14 +487,14 @@ def _worker(share: Sequence[int], ms: ModelSet, images, messages) -> None:
         messages.put(("done", k, r))
 
 
-def build(out: os.PathLike, *, model: str = "main", images: Optional[str] = None, num_images: int = 12,
+def build(out: os.PathLike, *, model: str | ModelSet = "main", images: Optional[str] = None, num_images: int = 12,
           figures: Optional[os.PathLike] = None, workers: int = 1, seed: int = 0, progress: bool = True
           ) -> dict[str, Any]:
     """Write the explorable into `out` (see the module docstring); returns {"states", "bytes", "files", "seconds"}.
 
     Args:
         out: Output folder (created; only the names in `OUTPUTS` are replaced there).
-        model: See `model_set`.
+        model: See `model_set` (or the `ModelSet` it returned).
         images: "canvases" (default), "photos" (data/images) or an image folder.
         num_images: The first K images.
         figures: A figure folder (`python -m viz figures --out DIR`) shown on the second page.
@@ -545,7 +507,7 @@ def build(out: os.PathLike, *, model: str = "main", images: Optional[str] = None
     figures = Path(figures) if figures is not None else None
     if figures is not None and not figures.is_dir():
         raise FileNotFoundError(f"--figures {figures}: no such folder; render one with python -m viz figures --out DIR")
-    ms = model_set(model, seed=seed)
+    ms = model if isinstance(model, ModelSet) else model_set(model, seed=seed)
     imgs = _images(images, num_images)
     out.mkdir(parents=True, exist_ok=True)
     work = out / ".explorable-partial"
@@ -572,7 +534,7 @@ def build(out: os.PathLike, *, model: str = "main", images: Optional[str] = None
         for f in sorted(ASSETS.iterdir()):
             if f.name != "index.html" and f.is_file():
                 shutil.copyfile(f, work / "assets" / f.name)
-        legend = "trained model" if model == "main" else "model"
+        legend = "trained model" if any(v.spec[0] == "trained" for v in ms.variants) else "model"
         page = (ASSETS / "index.html").read_text().replace("{{title}}", html.escape(manifest["title"]))
         page = page.replace("{{model_legend}}", legend)
         (work / "index.html").write_text(page)
@@ -607,16 +569,18 @@ def main(argv: Optional[list[str]] = None) -> int:
                    "would not give the same bytes")
     p.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1), help="processes (default 2)")
     p.add_argument("--seed", type=int, default=0, help="seed of a random initialisation")
+    p.add_argument("--overwrite", action="store_true", help="replace a previous build's files in --out (index.html, "
+                   "figures.html, assets/, data/, figures/; other files there are left alone)")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--debug", action="store_true", help="show the traceback of an error")
     args = p.parse_args(sys.argv[1:] if argv is None else argv)
-    from smt.inputs import InputError, cli_errors
+    from smt.inputs import cli_errors
+
+    from .validation import check_explorable_args
 
     with cli_errors(args.debug) as code:
-        if args.device != "cpu":
-            raise InputError("--device", f"{args.device}: the explorable is built on the CPU (a few forward passes "
-                             f"per model; other devices round differently, so the files would not be byte-identical)")
-        r = build(args.out, model=args.model, images=args.images, num_images=args.num_images, figures=args.figures,
+        ms = check_explorable_args(args, OUTPUTS, model_set)  # every option, before any work
+        r = build(args.out, model=ms, images=args.images, num_images=args.num_images, figures=args.figures,
                   workers=args.workers, seed=args.seed, progress=not args.no_progress)
         print(f"{r['states']} states, {r['files']} files, {r['bytes'] / 1e6:.1f} MB in {args.out}/ "
               f"({r['seconds']:.0f} s); open {Path(args.out) / 'index.html'}")
