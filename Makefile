@@ -3,6 +3,8 @@
 # make test:  the lint step (ruff), then the test suite and every notebook in fast mode.
 # make lab:   JupyterLab on notebooks/, on localhost (LAB_PORT, default 8888; LAB_ARGS pass through; as root,
 #             with --allow-root, as in a container or CI).
+# make explorable: the SAM playground and the figure set (figures/, when make demo made it) as a static
+#             folder, site/, that opens from disk (python -m viz explorable).
 # make data:  the Fashion-MNIST idx files (Debian package dataset-fashion-mnist) for training.
 # make sysdeps: Debian's chromium (browser test) and fonts-liberation2 (Times-metric serif for figures),
 #             installed when missing and the user is root; otherwise says what to install.
@@ -11,7 +13,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup sysdeps demo test lab bench clean data
+.PHONY: setup sysdeps demo test lab bench clean data explorable
 
 setup: $(STAMP)
 
@@ -40,6 +42,9 @@ demo: setup sysdeps
 test: setup sysdeps
 	$(PY) -m ruff check .
 	SMT_NOTEBOOK_FAST=1 $(PY) -m pytest -n 2 --dist loadgroup --durations=15 tests notebooks --nbmake $(PYTEST_ARGS)
+
+explorable: setup
+	$(PY) -m viz explorable --overwrite --out site $(if $(wildcard figures/index.html),--figures figures) $(EXPLORABLE_ARGS)
 
 LAB_PORT ?= 8888
 LAB_USER_ID ?= $(shell id -u)

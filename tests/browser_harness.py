@@ -27,7 +27,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
@@ -173,6 +173,11 @@ def _local(url: str) -> bool:
     return u.scheme in ("data", "blob", "about") or u.hostname in LOCAL_HOSTS
 
 
+def file_only(url: str) -> bool:
+    """Only files from disk (and inline data): what a page opened from file:// may load."""
+    return urlparse(url).scheme in ("file", "data", "blob", "about")
+
+
 @dataclass
 class Browser:
     page: Any
@@ -185,8 +190,9 @@ class Browser:
 
 
 @contextlib.contextmanager
-def chromium(*, width: int = 1500, height: int = 1800) -> Iterator[Browser]:
-    """Headless Chromium (Playwright) with one page; non-local requests are aborted and recorded."""
+def chromium(*, width: int = 1500, height: int = 1800, allow: Callable[[str], bool] = None) -> Iterator[Browser]:
+    """Headless Chromium (Playwright) with one page; requests that `allow` refuses (default: all but localhost,
+    `file_only` for a page opened from disk) are aborted and recorded."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
@@ -204,8 +210,9 @@ def chromium(*, width: int = 1500, height: int = 1800) -> Iterator[Browser]:
                 b.blocked.append(ws.url)
                 ws.close()
 
-            context.route(lambda url: not _local(url), block)
-            context.route_web_socket(lambda url: not _local(url), block_ws)
+            allowed = allow or _local
+            context.route(lambda url: not allowed(url), block)
+            context.route_web_socket(lambda url: not allowed(url), block_ws)
             page.on("console", lambda m: b.console_errors.append(f"console error: {m.text} ({m.location})")
                     if m.type == "error" else None)
             page.on("pageerror", lambda e: b.console_errors.append(f"page error: {e}"))

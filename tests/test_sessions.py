@@ -106,6 +106,46 @@ def test_sam_session_views_and_masks_on_test_smt():
     assert torch.equal(masked.head_fields, v.head_fields)  # the fields come from the unmasked pass
 
 
+def test_forward_batch_caches_each_image_as_its_own_forward_would():
+    """One pass over a batch gives each image the views a pass of its own gives, cached under its own key (the
+    views after it compute no forward pass)."""
+    from viz.sessions import Resolved
+
+    torch.manual_seed(0)
+    model = timm.create_model("test_smt", num_classes=10).eval()
+    resolved = Resolved(model, "random", "test_smt", "a tiny test model", ("test", "test_smt"))
+    images, block = _images(3), "stages.1.blocks.0"
+    keys = [images.key(i) for i in range(3)]
+    x = torch.cat([images.model_input(i) for i in range(3)])
+    alone = SAMSession([f"class {i}" for i in range(10)])
+    for masked in ((), (1,)):
+        batched = SAMSession([f"class {i}" for i in range(10)], cache_size=6)
+        fwds = batched.forward_batch(resolved, keys, x, block, masked)
+        assert len(fwds) == 3 and all(f.logits.shape == (1, 10) for f in fwds)
+        misses = batched.forwards.misses
+        for i in range(3):
+            one = alone.block_view(resolved, keys[i], images.model_input(i), block, masked)
+            many = batched.block_view(resolved, keys[i], images.model_input(i), block, masked)
+            for name in ("head_maps", "saa_input", "modulator"):
+                torch.testing.assert_close(getattr(many, name), getattr(one, name), rtol=1e-4, atol=1e-5)
+            assert [c for c, _ in many.top5] == [c for c, _ in one.top5] and many.masked == tuple(masked)
+        # the masked views' fields need the unmasked forward, which this session has not run: one miss each
+        assert batched.forwards.misses - misses == (0 if not masked else 3)
+    with pytest.raises(ValueError, match="one key per image"):
+        alone.forward_batch(resolved, keys[:2], x, block)
+    with pytest.raises(ValueError, match="cache_size >= 3"):
+        SAMSession(["a"], cache_size=2).forward_batch(resolved, keys, x, block)
+
+
+def test_explain_says_what_the_model_is_and_what_a_mask_did():
+    from viz.sessions import explain
+
+    assert explain("the main model", "stages.0.blocks.1", (), ("cat", 0.5), ("cat", 0.5)) == "the main model"
+    line = explain("the main model", "stages.0.blocks.1", (0, 2), ("cat", 0.5), ("dog", 0.125))
+    assert line == "the main model. Masking heads 1, 3 of stages.0.blocks.1: top-1 cat 50.0% → dog 12.5%"
+    assert "Masking head 2 of" in explain("m", "b", (1,), ("cat", 0.5), ("dog", 0.25))
+
+
 def test_explorer_session_without_widgets_on_test_smt():
     from viz.capture import capture
 

@@ -1,5 +1,5 @@
-"""Command line of the analyses: `python -m viz run ...`, `python -m viz figures ...`, `python -m viz claims ...`
-and `python -m viz demo` (the main job)."""
+"""Command line of the analyses: `python -m viz run ...`, `python -m viz figures ...`, `python -m viz claims ...`,
+`python -m viz explorable ...` and `python -m viz demo` (the main job)."""
 from __future__ import annotations
 
 import argparse
@@ -24,6 +24,10 @@ def main(argv: list[str] | None = None) -> int:
         from .figures import main as figures
 
         return figures(argv[1:])
+    if argv[:1] == ["explorable"]:
+        from .explorable import main as explorable
+
+        return explorable(argv[1:])
     from smt.inputs import cli_errors
 
     from . import run
@@ -33,6 +37,8 @@ def main(argv: list[str] | None = None) -> int:
     run.add_parser(sub)
     sub.add_parser("figures", help="render the paper figures (python -m viz figures --help)")
     sub.add_parser("claims", help="the paper's claims with intervals and verdicts (python -m viz claims --help)")
+    sub.add_parser("explorable", help="the SAM playground and the figure set as a static site (python -m viz "
+                                      "explorable --help)")
     sub.add_parser("demo", help="the main job: report and figures on the demo model (python -m viz demo --help)")
     args = parser.parse_args(argv)
     with cli_errors(args.debug) as code:

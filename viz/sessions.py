@@ -46,8 +46,8 @@ from .cache import LRU
 
 __all__ = ["Config", "Resolved", "ModelResolver", "default_kernels", "resize_kernels", "with_kernels", "ImageSet",
            "architecture", "sam_stages", "stage_setting", "AblationFile", "scan_ablations",
-           "load_image", "SAMSession", "BlockView", "ExplorerSession", "TapView", "CamView", "Prefetcher",
-           "TorchThreads", "TRAINED"]
+           "load_image", "SAMSession", "BlockView", "explain", "image_of_batch", "ExplorerSession", "TapView",
+           "CamView", "Prefetcher", "TorchThreads", "TRAINED"]
 
 #: The trained ablation set: (N, SAA) -> demo model name (default kernels 3 + 2h, expand ratio 2).
 TRAINED = {(1, True): "heads1", (2, True): "heads2", (4, True): "heads4", (8, True): "heads8", (4, False): "nosaa"}
@@ -637,6 +637,27 @@ def _cpu(result: Any) -> Any:
     return replace(result, **moved) if moved else result
 
 
+def image_of_batch(fwd, i: int):
+    """Image i of a batched `SMTForward` (every tensor sliced, batch dimension kept with size 1)."""
+    s = slice(i, i + 1)
+    sam = {b: replace(f, heads=tuple(h[s] for h in f.heads), saa_input=f.saa_input[s], modulator=f.modulator[s])
+           for b, f in fwd.sam.items()}
+    return replace(fwd, logits=fwd.logits[s], block_outputs={k: v[s] for k, v in fwd.block_outputs.items()},
+                   stage_outputs=tuple(v[s] for v in fwd.stage_outputs), sam=sam,
+                   sam_inputs={k: v[s] for k, v in fwd.sam_inputs.items()})
+
+
+def explain(explanation: str, block: str, masked: Sequence[int], unmasked_top1: tuple[str, float],
+            masked_top1: tuple[str, float]) -> str:
+    """The playground's one-line explanation: what the model is (`Resolved.explanation`) and, when heads are
+    masked, what masking them did to the top-1 ((class name, probability) without and with the mask)."""
+    if not masked:
+        return explanation
+    (c0, p0), (c1, p1) = unmasked_top1, masked_top1
+    return (f"{explanation}. Masking head{'s' if len(masked) > 1 else ''} {', '.join(str(h + 1) for h in masked)} "
+            f"of {block}: top-1 {c0} {100 * p0:.1f}% → {c1} {100 * p1:.1f}%")
+
+
 def _top5(logits: torch.Tensor, class_names: Sequence[str]) -> list[tuple[str, float]]:
     probs = torch.softmax(logits.double(), 0)
     top = torch.topk(probs, min(5, probs.numel()))
@@ -674,6 +695,29 @@ class SAMSession:
                 return smt_forward(resolved.model, x.to(_device(resolved.model)), [block], block_outputs=False,
                                    block_inputs=True, mask={block: list(mkey)} if mkey else None)
         return self.forwards.get((resolved.key, image_key, block, mkey), build)
+
+    def forward_batch(self, resolved: Resolved, image_keys: Sequence[Hashable], x: torch.Tensor, block: str,
+                      masked: Sequence[int] = ()) -> list:
+        """`forward` for a batch of images in one pass: each image's capture is cached under its own key (so
+        `block_view` finds it) and returned. A capture already cached is kept; the cache must hold the batch.
+
+        Args:
+            image_keys: One key per image of `x` (what determines its content, as `ImageSet.key` gives).
+            x: (B, 3, H, W) model input.
+        """
+        from .analysis import smt_forward
+
+        if len(image_keys) != len(x):
+            raise ValueError(f"{len(image_keys)} image keys for a batch of {len(x)} images: give one key per image")
+        if len(image_keys) > self.forwards.size:
+            raise ValueError(f"a batch of {len(image_keys)} images does not fit the session's cache of "
+                             f"{self.forwards.size}: build the session with cache_size >= {len(image_keys)}")
+        mkey = tuple(sorted(masked))
+        with self.threads:
+            fwd = smt_forward(resolved.model, x.to(_device(resolved.model)), [block], block_outputs=False,
+                              block_inputs=True, mask={block: list(mkey)} if mkey else None)
+        return [self.forwards.put((resolved.key, k, block, mkey), image_of_batch(fwd, i))
+                for i, k in enumerate(image_keys)]
 
     def fields(self, resolved: Resolved, image_key: Hashable, x: torch.Tensor, block: str) -> torch.Tensor:
         """Per-head receptive fields of `block`, from the unmasked forward's recorded block input."""

@@ -1,15 +1,17 @@
-"""The checks `viz run`, `viz figures` and `viz demo` make before any work (and the widgets can call).
+"""The checks `viz run`, `viz figures`, `viz demo` and `viz explorable` make before any work (and the widgets can
+call).
 
 The shared rules (model name, checkpoint, image folder, ranges, output paths) are `smt.inputs`; this module
 adds what only the analysis commands know: `viz run` result files and the figures that take them, figure
 names, formats and venues, and each command's list of checks (`check_run_args`, `check_figures_args`,
-`check_demo_args`). Each command calls its list first, so a bad input is one line naming the option and the
-fix (exit code 2) before a model is built, an image read or the variant table computed.
+`check_demo_args`, `check_explorable_args`). Each command calls its list first, so a bad input is one line
+naming the option and the fix (exit code 2) before a model is built, an image read or the variant table
+computed.
 """
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Optional
 
@@ -28,7 +30,7 @@ from smt.inputs import (
 
 __all__ = ["result_figures", "ONE_RESULT", "MAX_INPUT_SIZE", "read_result", "check_results", "check_figure_names",
            "check_formats", "check_venue", "figures_needing_source", "check_run_args", "check_figures_args",
-           "check_demo_args", "existing_figure_files", "check_source"]
+           "check_demo_args", "check_explorable_args", "existing_figure_files", "check_source"]
 
 
 
@@ -270,3 +272,37 @@ def check_demo_args(args, figures: Sequence[str]) -> tuple[list[str], list[str]]
         _check_out_folder(c, args.figures, names, args.overwrite, "--figures")
     c.done()
     return names, formats
+
+
+def _check_figure_folder(folder: Optional[str], option: str = "--figures") -> None:
+    if folder is None:
+        return
+    p = Path(folder)
+    fix = "give the folder `python -m viz figures --out DIR` (or `make demo`) wrote"
+    if p.exists() and not p.is_dir():
+        raise InputError(option, f"{p} is a file, not a folder; {fix}")
+    if not p.is_dir():
+        raise InputError(option, f"{p} does not exist; {fix}")
+
+
+def check_explorable_args(args, outputs: Sequence[str], model_set: Callable[..., Any]):
+    """`python -m viz explorable`: every input checked, all problems together. `outputs`: the names the command
+    writes at the top of --out; `model_set`: `viz.explorable.model_set` (passed in: no import circle), which
+    loads the first model to check that it is an SMT model with SAM blocks. Returns its model set; raises
+    `InputErrors`."""
+    c = Checks()
+    c(check_range, args.num_images, "--num-images", 1)
+    c(check_range, args.workers, "--workers", 1)
+    c(check_range, args.seed, "--seed", 0, 2 ** 31 - 1)
+    if args.device != "cpu":
+        c.add("--device", f"{args.device}: the explorable is built on the CPU (a few forward passes per model; other "
+                          f"devices round differently, so the files would not be byte-identical); give --device cpu")
+    if args.images not in (None, "canvases", "photos"):
+        c(check_image_folder, args.images, "--images")
+    c(_check_figure_folder, args.figures)
+    out = Path(args.out)
+    existing = [n for n in outputs if (out / n).exists()] if out.is_dir() else []
+    c(check_output_folder, args.out, "--out", files=existing, overwrite=args.overwrite)
+    ms = c(model_set, args.model, seed=args.seed) if args.seed is not None and args.seed >= 0 else None
+    c.done()
+    return ms

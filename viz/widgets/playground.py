@@ -11,12 +11,93 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any, Optional
 
-from ..sessions import BlockView, Config, ImageSet, ModelResolver, SAMSession, default_kernels, load_image
+from ..sessions import BlockView, Config, ImageSet, ModelResolver, SAMSession, default_kernels, explain, load_image
 from .app import App
 from .layout import controls_layout, row_layout, tagged, top5_html, top5_widget, views_layout
 from .view import Panel, View, caption
 
-__all__ = ["SAMPlayground"]
+__all__ = ["SAMPlayground", "plot_overlay_view", "update_overlay_view", "plot_heads_view", "update_heads_view",
+           "plot_fields_view", "update_fields_view", "plot_saa_view", "update_saa_view"]
+
+
+# -- the playground's four views: a `viz.plot` display/plot/update triple each, with the playground's captions and
+# "masked" marks. The widget shows them through `View`; the offline explorable (`viz.explorable`) rasterises them.
+def plot_overlay_view(data: tuple[Any, BlockView]):
+    """The modulator over the image; `data` is (image shown, view)."""
+    from ..plot import new_figure, plot_overlay
+
+    image, view = data
+    return plot_overlay(image, view.modulator, ax=new_figure(2.2, 2.2).add_subplot(), title="modulator over the image")
+
+
+def update_overlay_view(artists, data: tuple[Any, BlockView]) -> bool:
+    from ..plot import update_overlay
+
+    image, view = data
+    return update_overlay(artists, image, view.modulator)
+
+
+def _heads_caption(view: BlockView) -> str:
+    from ..plot import display_head_maps
+
+    return f"maps divided by their shared maximum, {display_head_maps(view.head_maps)[1]:.3g}"
+
+
+def plot_heads_view(view: BlockView) -> Panel:
+    """Each head's mean |output| (kernel in the title), a "masked" mark on masked heads, the shared scale."""
+    from ..plot import plot_head_maps
+
+    art = plot_head_maps(view.head_maps, view.kernel_sizes, width=1.5 * len(view.kernel_sizes) + 1.0)
+    marks = [ax.text(0.5, 0.5, "masked", transform=ax.transAxes, ha="center", va="center", fontsize="small",
+                     color="white", bbox={"facecolor": "black", "alpha": 0.6, "lw": 0, "pad": 2},
+                     visible=h in view.masked) for h, ax in enumerate(art.axes)]
+    return Panel(art, marks + [caption(art.figure, _heads_caption(view))])
+
+
+def update_heads_view(panel: Panel, view: BlockView) -> bool:
+    from ..plot import update_head_maps
+
+    changed = update_head_maps(panel.artists, view.head_maps, view.kernel_sizes)
+    for h, mark in enumerate(panel.texts[:-1]):
+        mark.set_visible(h in view.masked)
+    panel.texts[-1].set_text(_heads_caption(view))
+    return changed
+
+
+def plot_fields_view(view: BlockView):
+    """Each head's receptive field (cropped to the largest kernel)."""
+    from ..plot import plot_head_erf
+
+    return plot_head_erf(view.head_fields, view.kernel_sizes, width=1.5 * len(view.kernel_sizes) + 1.0)
+
+
+def update_fields_view(artists, view: BlockView) -> bool:
+    from ..plot import update_head_erf
+
+    return update_head_erf(artists, view.head_fields, view.kernel_sizes)
+
+
+def _saa_caption(view: BlockView) -> str:
+    from ..plot import display_saa_maps
+
+    return f"maps divided by their shared maximum, {display_saa_maps(view.saa_input, view.modulator)[2]:.3g}"
+
+
+def plot_saa_view(view: BlockView, ylim: tuple[float, float]) -> Panel:
+    """SAA's input and output (the modulator) and their spectra, on the amplitude range `ylim`."""
+    from ..plot import plot_saa_maps
+
+    art = plot_saa_maps(view.saa_input, view.modulator, view.spectrum_before, view.spectrum_after, ylim=ylim)
+    return Panel(art, [caption(art.figure, _saa_caption(view))])
+
+
+def update_saa_view(panel: Panel, view: BlockView, ylim: tuple[float, float]) -> bool:
+    from ..plot import update_saa_maps
+
+    changed = update_saa_maps(panel.artists, view.saa_input, view.modulator, view.spectrum_before,
+                              view.spectrum_after, ylim=ylim)
+    panel.texts[0].set_text(_saa_caption(view))
+    return changed
 
 
 class SAMPlayground(App):
@@ -111,10 +192,10 @@ class SAMPlayground(App):
         self.w_masks = c(W.HBox([]), "masks")
         self.w_readout = tagged(W.HTML(), "viz-readout")
         self.w_top5 = top5_widget()
-        self.v_overlay = View(self._plot_overlay, self._update_overlay, css="viz-view-overlay",
+        self.v_overlay = View(plot_overlay_view, update_overlay_view, css="viz-view-overlay",
                               layout=W.Layout(width="200px"))
-        self.v_heads = View(self._plot_heads, self._update_heads, css="viz-view-heads")
-        self.v_fields = View(self._plot_fields, self._update_fields, css="viz-view-fields")
+        self.v_heads = View(plot_heads_view, update_heads_view, css="viz-view-heads")
+        self.v_fields = View(plot_fields_view, update_fields_view, css="viz-view-fields")
         self.v_saa = View(self._plot_saa, self._update_saa, css="viz-view-saa")
 
         for w in (self.w_model, self.w_path):
@@ -401,72 +482,12 @@ class SAMPlayground(App):
             self.session.prefetch(self.resolved, imgs, [i + 1, i - 1], block, masked)
 
     def _explain(self, imgs: ImageSet, i: int, masked: Sequence[int]) -> str:
-        text = self.resolved.explanation
+        unmasked = self.view
         if masked:
             unmasked = self.session.block_view(self.resolved, imgs.key(i), imgs.model_input(i), self.w_block.value)
-            (c0, p0), (c1, p1) = unmasked.top5[0], self.view.top5[0]
-            text += (f". Masking head{'s' if len(masked) > 1 else ''} {', '.join(str(h + 1) for h in masked)} of "
-                     f"{self.w_block.value}: top-1 {c0} {100 * p0:.1f}% → {c1} {100 * p1:.1f}%")
-        return text
+        return explain(self.resolved.explanation, self.w_block.value, masked, unmasked.top5[0], self.view.top5[0])
 
-    # -- views: the viz.plot functions, the widget's captions and marks ---------------------------------------
-    @staticmethod
-    def _plot_overlay(data):
-        from ..plot import new_figure, plot_overlay
-
-        image, view = data
-        return plot_overlay(image, view.modulator, ax=new_figure(2.2, 2.2).add_subplot(),
-                            title="modulator over the image")
-
-    @staticmethod
-    def _update_overlay(artists, data) -> bool:
-        from ..plot import update_overlay
-
-        image, view = data
-        return update_overlay(artists, image, view.modulator)
-
-    @staticmethod
-    def _heads_caption(view: BlockView) -> str:
-        from ..plot import display_head_maps
-
-        return f"maps divided by their shared maximum, {display_head_maps(view.head_maps)[1]:.3g}"
-
-    def _plot_heads(self, view: BlockView) -> Panel:
-        from ..plot import plot_head_maps
-
-        art = plot_head_maps(view.head_maps, view.kernel_sizes, width=1.5 * len(view.kernel_sizes) + 1.0)
-        marks = [ax.text(0.5, 0.5, "masked", transform=ax.transAxes, ha="center", va="center", fontsize="small",
-                         color="white", bbox={"facecolor": "black", "alpha": 0.6, "lw": 0, "pad": 2},
-                         visible=h in view.masked) for h, ax in enumerate(art.axes)]
-        return Panel(art, marks + [caption(art.figure, self._heads_caption(view))])
-
-    def _update_heads(self, panel: Panel, view: BlockView) -> bool:
-        from ..plot import update_head_maps
-
-        changed = update_head_maps(panel.artists, view.head_maps, view.kernel_sizes)
-        for h, mark in enumerate(panel.texts[:-1]):
-            mark.set_visible(h in view.masked)
-        panel.texts[-1].set_text(self._heads_caption(view))
-        return changed
-
-    @staticmethod
-    def _plot_fields(view: BlockView):
-        from ..plot import plot_head_erf
-
-        return plot_head_erf(view.head_fields, view.kernel_sizes, width=1.5 * len(view.kernel_sizes) + 1.0)
-
-    @staticmethod
-    def _update_fields(artists, view: BlockView) -> bool:
-        from ..plot import update_head_erf
-
-        return update_head_erf(artists, view.head_fields, view.kernel_sizes)
-
-    @staticmethod
-    def _saa_caption(view: BlockView) -> str:
-        from ..plot import display_saa_maps
-
-        return f"maps divided by their shared maximum, {display_saa_maps(view.saa_input, view.modulator)[2]:.3g}"
-
+    # -- views: the playground's view functions (module level, shared with the explorable) -------------------
     def _saa_ylim(self, view: BlockView) -> tuple[float, float]:
         """One amplitude range per model, widened (never narrowed) as blocks, images and masks need it: curves
         of different blocks compare by eye, and a mask moves the curve, not the axis."""
@@ -479,19 +500,10 @@ class SAMPlayground(App):
         return rng
 
     def _plot_saa(self, view: BlockView) -> Panel:
-        from ..plot import plot_saa_maps
-
-        art = plot_saa_maps(view.saa_input, view.modulator, view.spectrum_before, view.spectrum_after,
-                            ylim=self._saa_ylim(view))
-        return Panel(art, [caption(art.figure, self._saa_caption(view))])
+        return plot_saa_view(view, self._saa_ylim(view))
 
     def _update_saa(self, panel: Panel, view: BlockView) -> bool:
-        from ..plot import update_saa_maps
-
-        changed = update_saa_maps(panel.artists, view.saa_input, view.modulator, view.spectrum_before,
-                                  view.spectrum_after, ylim=self._saa_ylim(view))
-        panel.texts[0].set_text(self._saa_caption(view))
-        return changed
+        return update_saa_view(panel, view, self._saa_ylim(view))
 
     # -- programmatic driving (benchmarks, tests) -------------------------------------------------------------
     def controls(self) -> dict[str, Any]:
