@@ -36,7 +36,7 @@ import shutil
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Optional
 
@@ -107,8 +107,10 @@ def _load(spec: tuple, resolver=None):
     if kind == "demo":
         return Resolved(resolver.demo(spec[1]), "trained", spec[1], f"demo model {spec[1]!r} as trained",
                         ("demo", spec[1]))
-    if kind == "file":
-        return resolver.resolve(Config(base="checkpoint", checkpoint=spec[1]))
+    if kind == "file":  # as saved: the configuration the file itself has
+        cfg = Config(base="checkpoint", checkpoint=spec[1])
+        heads, kernels, saa, expand_ratio = resolver.native(cfg)
+        return resolver.resolve(replace(cfg, heads=heads, kernels=kernels, saa=saa, expand_ratio=expand_ratio))
     import timm
 
     torch.manual_seed(spec[2])
