@@ -240,18 +240,9 @@ class _Panel:
             fig = self.handles.figure
             dynamic = list(self.handles.dynamic)
             if self._background is None:
-                shown = [a.get_visible() for a in dynamic]
-                # a hidden title has an empty extent, and the axes' draw moves it off the figure: keep its place
-                places = [a.get_position() if hasattr(a, "get_position") and hasattr(a, "get_text") else None
-                          for a in dynamic]
-                for a in dynamic:
-                    a.set_visible(False)
-                fig.canvas.draw()
-                self._background = fig.canvas.copy_from_bbox(fig.bbox)
-                for a, v, place in zip(dynamic, shown, places):
-                    a.set_visible(v)
-                    if place is not None:
-                        a.set_position(place)
+                from .widgets.view import capture_background
+
+                self._background = capture_background(fig, dynamic)
             canvas = fig.canvas
             canvas.restore_region(self._background)
             for artist in dynamic:

@@ -8,7 +8,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-__all__ = ["View", "Panel", "caption", "png"]
+__all__ = ["View", "Panel", "caption", "png", "capture_background"]
 
 
 def png(rgba: np.ndarray) -> bytes:
@@ -107,16 +107,22 @@ class View:
         self.renders += 1
 
     def _capture_background(self, dynamic: list) -> None:
-        fig = self.handles.figure
-        shown = [a.get_visible() for a in dynamic]
-        # a hidden title has an empty extent, and the axes' draw moves it off the figure: keep its place
-        places = [a.get_position() if hasattr(a, "get_position") and hasattr(a, "get_text") else None
-                  for a in dynamic]
-        for a in dynamic:
-            a.set_visible(False)
-        fig.canvas.draw()
-        self._background = fig.canvas.copy_from_bbox(fig.bbox)
-        for a, v, p in zip(dynamic, shown, places):
-            a.set_visible(v)
-            if p is not None:
-                a.set_position(p)
+        self._background = capture_background(self.handles.figure, dynamic)
+
+
+def capture_background(fig, dynamic: list):
+    """The figure drawn without its `dynamic` artists (`canvas.copy_from_bbox`), for blitting them over it; their
+    visibility and the place of hidden titles are restored."""
+    shown = [a.get_visible() for a in dynamic]
+    # a hidden title has an empty extent, and the axes' draw moves it off the figure: keep its place
+    places = [a.get_position() if hasattr(a, "get_position") and hasattr(a, "get_text") else None
+              for a in dynamic]
+    for a in dynamic:
+        a.set_visible(False)
+    fig.canvas.draw()
+    background = fig.canvas.copy_from_bbox(fig.bbox)
+    for a, v, p in zip(dynamic, shown, places):
+        a.set_visible(v)
+        if p is not None:
+            a.set_position(p)
+    return background
