@@ -6,6 +6,7 @@ take milliseconds except the two that build the model to find that the weights o
 Then: atomic output (a figure that fails leaves no file of it, a failed write no temporary file), and the
 checks run before the variant table.
 """
+import argparse
 import dataclasses
 import shlex
 from pathlib import Path
@@ -303,3 +304,15 @@ def test_smt_convert_overwrites_only_when_asked(work, tmp_path, capsys):
     assert dst.read_bytes() == first and "--overwrite" in capsys.readouterr().err
     assert main(["convert", str(work / "test_smt.safetensors"), str(dst), "--to-official", "--overwrite"]) == 0
     assert dst.read_bytes() != first and [p.name for p in tmp_path.iterdir()] == ["w.safetensors"]
+
+
+def test_the_figure_command_without_model_takes_the_default(tmp_path):
+    """`python -m viz figures --out DIR` (no --model: main, or --checkpoint alone) passes the checks."""
+    from viz.figures import FIGURES
+    from viz.figures.cli import add_arguments
+    from viz.validation import check_figures_args
+
+    p = argparse.ArgumentParser()
+    add_arguments(p)
+    names, formats, results = check_figures_args(p.parse_args(["--out", str(tmp_path / "figs")]), FIGURES)
+    assert names == list(FIGURES) and results == [] and formats

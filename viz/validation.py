@@ -233,8 +233,8 @@ def check_figures_args(args, figures: Mapping[str, Any]) -> tuple[list[str], lis
     c(check_venue, args.venue)
     results = c(check_results, args.results, names, figures) if names else None
     results = results or []
-    if figures_needing_source(names, results, figures) or not names:
-        c(check_model_name, args.model, "--model")
+    if args.model is not None and (figures_needing_source(names, results, figures) or not names):
+        c(check_model_name, args.model, "--model")  # None: the default (main, or --checkpoint alone)
     c(check_checkpoint, args.checkpoint, "--checkpoint")
     c(check_device, getattr(args, "device", None))
     c(check_image_folder, args.images, "--images")
