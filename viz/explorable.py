@@ -218,9 +218,8 @@ class _Panel:
 
     def render(self, data: Any, shape: Any = None) -> tuple[bytes, tuple[int, int]]:
         """The picture of the view for `data` (bytes, `self.suffix`) and its (width, height) in px."""
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-
         from .style import screen
+        from .widgets.view import blit, freeze_layout
 
         with screen(font_size=FONT_SIZE):
             if self.handles is None or shape != self.shape:
@@ -229,25 +228,12 @@ class _Panel:
                 width, height = (float(v) for v in fig.get_size_inches())
                 if width * DPI > VIEW_WIDTH_PX:  # narrower, laid out again: the text keeps its size in px
                     fig.set_size_inches(VIEW_WIDTH_PX / DPI, height * VIEW_WIDTH_PX / DPI / width)
-                fig.set_dpi(DPI)
-                FigureCanvasAgg(fig)
-                fig.canvas.draw()  # lay out once (constrained layout), then freeze the positions
-                fig.set_layout_engine("none")
+                freeze_layout(fig, DPI)
                 self.shape = shape
                 self._background = None
             elif self.update(self.handles, data):
                 self._background = None
-            fig = self.handles.figure
-            dynamic = list(self.handles.dynamic)
-            if self._background is None:
-                from .widgets.view import capture_background
-
-                self._background = capture_background(fig, dynamic)
-            canvas = fig.canvas
-            canvas.restore_region(self._background)
-            for artist in dynamic:
-                fig.draw_artist(artist)
-            rgba = np.asarray(canvas.buffer_rgba())
+            self._background, rgba = blit(self.handles.figure, list(self.handles.dynamic), self._background)
             return self.encode(rgba), (rgba.shape[1], rgba.shape[0])
 
 

@@ -8,7 +8,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-__all__ = ["View", "Panel", "caption", "png", "capture_background"]
+__all__ = ["View", "Panel", "caption", "png", "capture_background", "freeze_layout", "blit"]
 
 
 def png(rgba: np.ndarray) -> bytes:
@@ -75,7 +75,6 @@ class View:
 
     def show(self, data: Any, shape: Any = None, key: Optional[Hashable] = None) -> None:
         """Show `data`. A `key` equal to the last call's (not None) means the same picture: nothing is drawn."""
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
 
         from ..style import screen
 
@@ -86,28 +85,14 @@ class View:
             if self.handles is None or shape != self.shape:
                 self.handles = self.plot(data)
                 self.builds += 1
-                fig = self.handles.figure
-                fig.set_dpi(self.dpi)
-                FigureCanvasAgg(fig)
-                fig.canvas.draw()  # lay out once (constrained layout), then freeze the positions
-                fig.set_layout_engine("none")
+                freeze_layout(self.handles.figure, self.dpi)
                 self.shape = shape
                 self._background = None
             elif self.update(self.handles, data):
                 self._background = None
-            fig = self.handles.figure
-            dynamic = self.handles.dynamic
-            if self._background is None:
-                self._capture_background(dynamic)
-            canvas = fig.canvas
-            canvas.restore_region(self._background)
-            for artist in dynamic:
-                fig.draw_artist(artist)
-            self.image.value = png(np.asarray(canvas.buffer_rgba()))
+            self._background, rgba = blit(self.handles.figure, list(self.handles.dynamic), self._background)
+            self.image.value = png(rgba)
         self.renders += 1
-
-    def _capture_background(self, dynamic: list) -> None:
-        self._background = capture_background(self.handles.figure, dynamic)
 
 
 def capture_background(fig, dynamic: list):
@@ -126,3 +111,25 @@ def capture_background(fig, dynamic: list):
         if p is not None:
             a.set_position(p)
     return background
+
+
+def freeze_layout(fig, dpi: float) -> None:
+    """Give a new figure an Agg canvas at `dpi`, lay it out once (constrained layout), then freeze the positions
+    so that later updates only redraw artists."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    fig.set_dpi(dpi)
+    FigureCanvasAgg(fig)
+    fig.canvas.draw()
+    fig.set_layout_engine("none")
+
+
+def blit(fig, dynamic: list, background=None):
+    """Draw the `dynamic` artists over the figure's cached background (captured when None); returns
+    (background, RGBA pixels as an array)."""
+    if background is None:
+        background = capture_background(fig, dynamic)
+    fig.canvas.restore_region(background)
+    for artist in dynamic:
+        fig.draw_artist(artist)
+    return background, np.asarray(fig.canvas.buffer_rgba())
