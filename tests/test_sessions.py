@@ -202,6 +202,27 @@ def test_prefetch_fills_the_cache_in_the_background_and_leaves_the_model_alone()
     assert all(not m._forward_hooks for m in model.modules())  # no hook left on the caller's model
 
 
+def test_the_prefetch_copies_the_model_only_while_the_caller_is_not_computing_on_it():
+    """`Replicas.copy` (on the prefetch thread) waits while the caller computes under `using` (its hooks and
+    masks exist then), so a copy never carries them; the copies themselves run without the lock."""
+    import threading
+
+    from viz.sessions import Replicas
+
+    r, model, out = Replicas(1), torch.nn.Linear(2, 2), []
+    with r.using(model):
+        hook = model.register_forward_hook(lambda *a: None)
+        t = threading.Thread(target=lambda: out.append(r.copy("k", model)))
+        t.start()
+        t.join(0.3)
+        assert t.is_alive() and not out  # waiting for the caller's computation to end
+        hook.remove()
+    t.join(10)
+    (twin,) = out
+    assert twin is not model and not twin._forward_hooks and r.copy("k", model) is twin
+    assert r.using(twin) is not r.using(model)  # the copy runs in parallel with the caller
+
+
 def test_prefetcher_runs_the_latest_request_and_records_failures():
     p, ran = Prefetcher(), []
     p.request([lambda: ran.append(1), lambda: (_ for _ in ()).throw(RuntimeError("bad"))])

@@ -258,6 +258,24 @@ def test_updated_views_show_what_fresh_views_show(pg):
         assert v.renders > 1 and fresh.image.value == v.image.value
 
 
+def test_a_view_going_back_to_an_earlier_head_count_updates_its_kept_figure_and_shows_what_a_fresh_view_shows(pg):
+    from viz.widgets.view import View
+
+    _reset(pg)
+    c = pg.controls()
+    c["image"].value = 2
+    c["heads"].value = 2
+    c["image"].value = 3
+    builds, reuses = pg.v_heads.builds, pg.v_heads.drawing.reuses
+    c["heads"].value = 4  # the N = 4 figure kept from before, updated (no new layout)
+    assert pg.v_heads.builds == builds and pg.v_heads.drawing.reuses == reuses + 1
+    n = len(pg.view.kernel_sizes)
+    for v, shape in ((pg.v_heads, n), (pg.v_fields, (n, max(pg.view.kernel_sizes)))):
+        fresh = View(v.plot, v.update, css="fresh")
+        fresh.show(pg.view, shape)
+        assert fresh.image.value == v.image.value
+
+
 def test_a_bad_value_stays_reported_while_other_controls_change_and_the_views_keep_the_last_good_model(pg):
     _reset(pg)
     c = pg.controls()

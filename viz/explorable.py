@@ -205,36 +205,30 @@ def _encode_photo(rgba: np.ndarray) -> bytes:
 
 
 class _Panel:
-    """One view drawn into a figure built once, as the widget's `View` does: `plot(data)` returns handles with
-    `.figure` and `.dynamic` artists, `update(handles, data)` sets new data on them (True when more than the
-    dynamic artists changed); each state is blitted over the cached background, then encoded (`_encode`)."""
+    """One view drawn as the widget's `View` draws it (`viz.widgets.view.Drawing`: a figure per shape, updated
+    in place, the dynamic artists blitted over the cached background), each state then encoded (`encode`);
+    a figure wider than the page's column is narrowed before its layout (the text keeps its size in px)."""
 
     def __init__(self, plot: Callable, update: Callable, *, encode: Callable[[np.ndarray], bytes] = _encode,
                  suffix: str = "png"):
-        self.plot, self.update, self.encode, self.suffix = plot, update, encode, suffix
-        self.handles = None
-        self.shape = None
-        self._background = None
+        from .widgets.view import Drawing
+
+        self.encode, self.suffix = encode, suffix
+        self.drawing = Drawing(plot, update, dpi=DPI, prepare=_fit_width)
 
     def render(self, data: Any, shape: Any = None) -> tuple[bytes, tuple[int, int]]:
         """The picture of the view for `data` (bytes, `self.suffix`) and its (width, height) in px."""
         from .style import screen
-        from .widgets.view import blit, freeze_layout
 
         with screen(font_size=FONT_SIZE):
-            if self.handles is None or shape != self.shape:
-                self.handles = self.plot(data)
-                fig = self.handles.figure
-                width, height = (float(v) for v in fig.get_size_inches())
-                if width * DPI > VIEW_WIDTH_PX:  # narrower, laid out again: the text keeps its size in px
-                    fig.set_size_inches(VIEW_WIDTH_PX / DPI, height * VIEW_WIDTH_PX / DPI / width)
-                freeze_layout(fig, DPI)
-                self.shape = shape
-                self._background = None
-            elif self.update(self.handles, data):
-                self._background = None
-            self._background, rgba = blit(self.handles.figure, list(self.handles.dynamic), self._background)
+            rgba = self.drawing.draw(data, shape)
             return self.encode(rgba), (rgba.shape[1], rgba.shape[0])
+
+
+def _fit_width(fig) -> None:
+    width, height = (float(v) for v in fig.get_size_inches())
+    if width * DPI > VIEW_WIDTH_PX:
+        fig.set_size_inches(VIEW_WIDTH_PX / DPI, height * VIEW_WIDTH_PX / DPI / width)
 
 
 def _panels(saa_ylim: tuple[float, float]) -> dict[str, _Panel]:

@@ -622,6 +622,43 @@ class Prefetcher:
                     self.done += 1
 
 
+class Replicas:
+    """The caller's model and the background prefetch's copies of it.
+
+    The caller (the UI thread) computes under `using(model)`: its capture hooks and masked weights exist only
+    inside. `copy(key, model)` deep-copies the model under the same lock, on the prefetch thread (a copy made
+    while the caller computes would carry its hooks or masks; made on the UI thread, it delays the update the
+    user waits for). The prefetch then runs on its copy, in parallel with the caller.
+
+    Args:
+        keep: Copies kept (by model key).
+    """
+
+    def __init__(self, keep: int = 2):
+        import weakref
+
+        self._lock = threading.RLock()
+        self._copies = LRU(keep)
+        self._twins: "weakref.WeakSet[nn.Module]" = weakref.WeakSet()
+
+    def using(self, model: nn.Module):
+        """The context the caller's computations on `model` run in (none for a copy: copies run in parallel)."""
+        import contextlib
+
+        return contextlib.nullcontext() if model in self._twins else self._lock
+
+    def copy(self, key: Hashable, model: nn.Module) -> nn.Module:
+        """The copy of `model` (made once per `key`, while the caller is not computing on it)."""
+        import copy
+
+        def build():
+            with self._lock:
+                twin = copy.deepcopy(model)
+            self._twins.add(twin)
+            return twin
+        return self._copies.get(key, build)
+
+
 def _device(model: nn.Module) -> torch.device:
     return next((p.device for p in model.parameters()), torch.device("cpu"))
 
@@ -681,7 +718,7 @@ class SAMSession:
         self.fields_cache = LRU(cache_size)
         self.threads = TorchThreads(threads)
         self.prefetcher = Prefetcher()
-        self._replicas = LRU(2)  # model key -> a copy the prefetch runs (hooks and masks of the caller's stay its own)
+        self.replicas = Replicas(2)  # the prefetch runs on copies (the caller's hooks and masks stay its own)
 
     def forward(self, resolved: Resolved, image_key: Hashable, x: torch.Tensor, block: str,
                 masked: Sequence[int] = ()):
@@ -691,7 +728,7 @@ class SAMSession:
         mkey = tuple(sorted(masked))
 
         def build():
-            with self.threads:
+            with self.replicas.using(resolved.model), self.threads:
                 return smt_forward(resolved.model, x.to(_device(resolved.model)), [block], block_outputs=False,
                                    block_inputs=True, mask={block: list(mkey)} if mkey else None)
         return self.forwards.get((resolved.key, image_key, block, mkey), build)
@@ -713,7 +750,7 @@ class SAMSession:
             raise ValueError(f"a batch of {len(image_keys)} images does not fit the session's cache of "
                              f"{self.forwards.size}: build the session with cache_size >= {len(image_keys)}")
         mkey = tuple(sorted(masked))
-        with self.threads:
+        with self.replicas.using(resolved.model), self.threads:
             fwd = smt_forward(resolved.model, x.to(_device(resolved.model)), [block], block_outputs=False,
                               block_inputs=True, mask={block: list(mkey)} if mkey else None)
         return [self.forwards.put((resolved.key, k, block, mkey), image_of_batch(fwd, i))
@@ -726,7 +763,7 @@ class SAMSession:
         def build():
             fwd = self.forward(resolved, image_key, x, block)
             grid = fwd.sam[block].saa_input.shape[-2:]
-            with self.threads:
+            with self.replicas.using(resolved.model), self.threads:
                 return block_head_erf(resolved.model.get_submodule(block), fwd.sam_inputs[block],
                                       (int(grid[0]), int(grid[1])))
 
@@ -750,15 +787,12 @@ class SAMSession:
     def prefetch(self, resolved: Resolved, images: "ImageSet", indices: Sequence[int], block: str,
                  masked: Sequence[int] = ()) -> None:
         """Compute, in the background, the captures `block_view` needs for these images (replacing the jobs
-        of an earlier request that have not started)."""
-        import copy
-
-        # the copy is made here, on the caller's thread between two of its computations: copied while the caller
-        # runs, the model would carry the caller's hooks or masked weights
-        twin = replace(resolved, model=self._replicas.get(resolved.key, lambda: copy.deepcopy(resolved.model)))
-
+        of an earlier request that have not started), on a copy of the model (`Replicas`)."""
         def job(i):
-            return lambda: self.block_view(twin, images.key(i), images.model_input(i), block, masked)
+            def run():
+                twin = replace(resolved, model=self.replicas.copy(resolved.key, resolved.model))
+                return self.block_view(twin, images.key(i), images.model_input(i), block, masked)
+            return run
         n = len(images.display)
         self.prefetcher.request([job(i) for i in indices if 0 <= i < n])
 
@@ -807,7 +841,7 @@ class ExplorerSession:
         self.gradients = LRU(cache_size)  # (image key, target) -> every stage's activations and gradients
         self.threads = TorchThreads(threads)
         self.prefetcher = Prefetcher()
-        self._replicas = LRU(1)  # the prefetch's copy of the model (the caller's hooks stay on the caller's)
+        self.replicas = Replicas(1)  # the prefetch's copy of the model (the caller's hooks stay on the caller's)
 
     # -- what the controls offer --------------------------------------------------------------------------
     def blocks(self, stage: int) -> list[tuple[str, str]]:
@@ -839,7 +873,7 @@ class ExplorerSession:
             stage, j = block_index(block)
             sam = model.stage_block_types[stage][j] == "sam"
             extra = [block] + ([] if sam else [f"{block}.attn.attn_weights"])
-            with self.threads, capture(model, extra) as cap:
+            with self.replicas.using(model), self.threads, capture(model, extra) as cap:
                 fwd = smt_forward(model, x, [block] if sam else [], block_outputs=False)
                 return fwd, {n: cap[n] for n in extra}
         return self.captures.get((self.images.key(i), block), run)
@@ -898,7 +932,7 @@ class ExplorerSession:
 
         def run():
             stages = [f"stages.{s}" for s in range(len(model.stages))]
-            with self.threads:
+            with self.replicas.using(model), self.threads:
                 return layer_gradients(model, self.images.model_input(i).to(_device(model)),
                                        None if target < 0 else [target], stages)
         return self.gradients.get((self.images.key(i), target), run)
@@ -917,14 +951,14 @@ class ExplorerSession:
         return self.class_names[labels[i]]
 
     def prefetch(self, indices: Sequence[int], block: str, target: int = -1) -> None:
-        """Capture these images' `block` and gradients in the background (replacing earlier jobs not started)."""
-        import copy
-
-        # copied here, on the caller's thread between two of its computations (not while its hooks are on the model)
-        twin = self._replicas.get("model", lambda: copy.deepcopy(self.model))
+        """Capture these images' `block` and gradients in the background (replacing earlier jobs not started), on
+        a copy of the model (`Replicas`)."""
+        def twin():
+            return self.replicas.copy("model", self.model)
         n, jobs = len(self.images.display), []
         for i in (i for i in indices if 0 <= i < n):
-            jobs += [lambda i=i: self.capture(i, block, model=twin), lambda i=i: self._gradients(i, target, model=twin)]
+            jobs += [lambda i=i: self.capture(i, block, model=twin()),
+                     lambda i=i: self._gradients(i, target, model=twin())]
         self.prefetcher.request(jobs)
 
 

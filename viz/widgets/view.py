@@ -8,7 +8,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-__all__ = ["View", "Panel", "caption", "png", "capture_background", "freeze_layout", "blit"]
+__all__ = ["View", "Drawing", "Panel", "caption", "png", "capture_background", "freeze_layout", "blit"]
 
 
 def png(rgba: np.ndarray) -> bytes:
@@ -43,55 +43,91 @@ def caption(fig, text: str):
     return fig.supxlabel(text, x=0.98, ha="right", fontsize="x-small", color="0.3")
 
 
-class View:
-    """A figure that `plot(data)` draws once (returning handles with `.figure` and `.dynamic` artists) and
-    `update(handles, data)` changes in place (returning True when something outside `.dynamic` changed).
+class Drawing:
+    """The pixels of a view: `plot(data)` draws a figure once per `shape` (returning handles with `.figure` and
+    `.dynamic` artists), `update(handles, data)` changes it in place (True when something outside `.dynamic`
+    changed: ticks, ranges, colour maps). Between updates only the dynamic artists are drawn over a cached
+    background (blitting), within the layout of the figure's first drawing.
 
-    Between updates only the dynamic artists are drawn over a cached background (blitting), so an updated view
-    shows what a fresh one would (`tests/test_widgets.py`). The figure is built afresh by `plot` when `shape`
-    (panel count, ...) changes; when `update` says that more than the dynamic artists changed (ticks, ranges,
-    colour maps), the whole figure is drawn again within the layout of its first drawing (a fresh figure's
-    layout could differ by a few pixels where tick labels changed width).
-    The pixels go to the browser as PNG bytes in `image` (a `widgets.Image` with CSS class `css`).
+    The figures of the last `keep` shapes are kept, laid out, with their backgrounds: going back to a shape
+    seen before (N = 4 after N = 8) updates its figure instead of laying out a new one (constrained layout
+    is most of a new figure's cost). `prepare(figure)` runs on a new figure before its layout (e.g. to fit a
+    width). The widget's `View` and the explorable's renderer both draw through this class.
+    """
+
+    def __init__(self, plot: Callable[[Any], Any], update: Callable[[Any, Any], bool], *, dpi: int = 96,
+                 keep: int = 8, prepare: Optional[Callable[[Any], None]] = None):
+        from ..cache import LRU
+
+        self.plot, self.update, self.dpi, self.prepare = plot, update, dpi, prepare
+        self._figures = LRU(keep)  # shape -> [handles, background]
+        self.handles: Any = None
+        self.shape: Any = None
+        self.builds = 0   # figures drawn afresh (a new layout)
+        self.reuses = 0   # a kept figure of an earlier shape updated
+
+    def draw(self, data: Any, shape: Any = None) -> np.ndarray:
+        """The RGBA pixels of `data` (an (H, W, 4) array owned by the figure's canvas: copy or encode it before
+        the next draw)."""
+        entry = self._figures.peek(shape)
+        fresh = entry is None
+        if fresh:
+            handles = self.plot(data)
+            self.builds += 1
+            if self.prepare is not None:
+                self.prepare(handles.figure)
+            freeze_layout(handles.figure, self.dpi)
+            entry = [handles, None]
+            self._figures.put(shape, entry)
+        else:
+            self._figures.get(shape, lambda: entry)  # the most recently used now
+            self.reuses += shape != self.shape
+            if self.update(entry[0], data):
+                entry[1] = None
+        self.handles, self.shape = entry[0], shape
+        entry[1], rgba = blit(entry[0].figure, list(entry[0].dynamic), entry[1])
+        return rgba
+
+
+class View:
+    """A `Drawing` shown as a `widgets.Image` (PNG bytes, CSS class `css`): `show(data, shape)` draws `data`.
+
+    `plot(data)` draws a new figure (for a `shape` not kept: panel count, ...), `update(handles, data)` changes
+    one in place; an updated view shows what a fresh one would (`tests/test_widgets.py`).
     """
 
     def __init__(self, plot: Callable[[Any], Any], update: Callable[[Any, Any], bool], *, css: str,
-                 dpi: int = 96, layout=None):
+                 dpi: int = 96, layout=None, keep: int = 8):
         import ipywidgets as W
 
-        self.plot, self.update, self.dpi = plot, update, dpi
-        self.handles: Any = None
-        self.shape: Any = None
+        self.drawing = Drawing(plot, update, dpi=dpi, keep=keep)
+        self.plot, self.update = plot, update
         self.key: Optional[Hashable] = None
-        self._background = None
         self.image = W.Image(format="png", layout=layout or W.Layout(max_width="100%"))
         self.image.add_class("viz-view").add_class(css)
         self.renders = 0  # PNGs sent
-        self.builds = 0   # figures drawn afresh (a new layout); the other renders blit the dynamic artists
+
+    @property
+    def handles(self) -> Any:
+        return self.drawing.handles
 
     @property
     def figure(self):
         return None if self.handles is None else self.handles.figure
 
+    @property
+    def builds(self) -> int:
+        return self.drawing.builds
+
     def show(self, data: Any, shape: Any = None, key: Optional[Hashable] = None) -> None:
         """Show `data`. A `key` equal to the last call's (not None) means the same picture: nothing is drawn."""
-
         from ..style import screen
 
-        if key is not None and key == self.key and shape == self.shape and self.handles is not None:
+        if key is not None and key == self.key and shape == self.drawing.shape and self.handles is not None:
             return
         self.key = key
         with screen():
-            if self.handles is None or shape != self.shape:
-                self.handles = self.plot(data)
-                self.builds += 1
-                freeze_layout(self.handles.figure, self.dpi)
-                self.shape = shape
-                self._background = None
-            elif self.update(self.handles, data):
-                self._background = None
-            self._background, rgba = blit(self.handles.figure, list(self.handles.dynamic), self._background)
-            self.image.value = png(rgba)
+            self.image.value = png(self.drawing.draw(data, shape))
         self.renders += 1
 
 
@@ -120,7 +156,9 @@ def freeze_layout(fig, dpi: float) -> None:
 
     fig.set_dpi(dpi)
     FigureCanvasAgg(fig)
-    fig.canvas.draw()
+    engine = fig.get_layout_engine()
+    if engine is not None:  # the positions a draw would compute, without rendering (the background draws next)
+        engine.execute(fig)
     fig.set_layout_engine("none")
 
 
