@@ -30,8 +30,10 @@ pass 10-20x slower (measured: 1387 ms with 2 threads, 72 ms with 1, while other 
 """
 from __future__ import annotations
 
+import atexit
 import os
 import threading
+import weakref
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -554,6 +556,15 @@ class TorchThreads:
                 torch.set_num_threads(self._saved)
 
 
+_LIVE_PREFETCHERS: "weakref.WeakSet[Prefetcher]" = weakref.WeakSet()
+
+
+@atexit.register
+def _join_prefetchers() -> None:
+    for p in list(_LIVE_PREFETCHERS):
+        p.join()
+
+
 class Prefetcher:
     """One background thread that runs the latest list of jobs (e.g. the next and previous images' captures).
 
@@ -578,7 +589,16 @@ class Prefetcher:
                 self._closed = False
                 self._thread = threading.Thread(target=self._run, name="viz-prefetch", daemon=True)
                 self._thread.start()
+                _LIVE_PREFETCHERS.add(self)
             self._cond.notify()
+
+    def join(self, timeout: float = 10.0) -> None:
+        """Close, and wait for the job that is running to end (at exit: a daemon thread stopped inside torch
+        aborts the process)."""
+        self.close()
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout)
 
     def cancel(self) -> None:
         with self._cond:
@@ -785,16 +805,23 @@ class SAMSession:
                              _top5(fwd.logits[0].cpu(), names), tuple(masked))
 
     def prefetch(self, resolved: Resolved, images: "ImageSet", indices: Sequence[int], block: str,
-                 masked: Sequence[int] = ()) -> None:
+                 masked: Sequence[int] = (), *, also: Sequence[tuple[Callable[[], "ImageSet"], int]] = ()) -> None:
         """Compute, in the background, the captures `block_view` needs for these images (replacing the jobs
-        of an earlier request that have not started), on a copy of the model (`Replicas`)."""
-        def job(i):
+        of an earlier request that have not started), on a copy of the model (`Replicas`).
+
+        Args:
+            also: (a function that gives an image set, index) of images of other sets, computed after those of
+                `images` (the function runs on the prefetch thread: it may load the set).
+        """
+        def job(get, i):
             def run():
+                imgs = get()
+                if not 0 <= i < len(imgs.display):
+                    return None
                 twin = replace(resolved, model=self.replicas.copy(resolved.key, resolved.model))
-                return self.block_view(twin, images.key(i), images.model_input(i), block, masked)
+                return self.block_view(twin, imgs.key(i), imgs.model_input(i), block, masked)
             return run
-        n = len(images.display)
-        self.prefetcher.request([job(i) for i in indices if 0 <= i < n])
+        self.prefetcher.request([job(lambda: images, i) for i in indices] + [job(get, i) for get, i in also])
 
 
 @dataclass(frozen=True)

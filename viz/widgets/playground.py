@@ -5,12 +5,14 @@ block's view, cached) and the view's data to the `viz.plot` functions the paper 
 """
 from __future__ import annotations
 
+import functools
 import html
 import traceback
 from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any, Optional
 
+from ..cache import LRU
 from ..sessions import BlockView, Config, ImageSet, ModelResolver, SAMSession, default_kernels, explain, load_image
 from .app import App
 from .layout import controls_layout, row_layout, tagged, top5_html, top5_widget, views_layout
@@ -137,8 +139,7 @@ class SAMPlayground(App):
         self.compute = self.session.threads
         self.prefetch = prefetch
         self.num_images = num_images
-        self.images = {"canvases": None, "photos": None, "folder": None, "upload": None}
-        self._image_size = None  # the size the loaded image sets have (the model's input size)
+        self._sets = LRU(8)  # (source, input size, upload digest) -> ImageSet
         self._upload_bytes: Optional[tuple[str, bytes]] = None
         folder = os.fspath(images) if isinstance(images, (str, os.PathLike)) and images not in (
             "canvases", "photos", "upload") and os.path.isdir(images) else None
@@ -255,25 +256,27 @@ class SAMPlayground(App):
         """The input size of the model shown (the demo models': 112)."""
         return (self.resolved.input_size if self.resolved is not None else None) or 112
 
-    def _imageset(self) -> ImageSet:
-        size = self._size()
-        if size != self._image_size:  # another input size: the sets are loaded again at it
-            self.images = {k: None for k in self.images}
-            self._image_size = size
-        src = self.w_source.value
-        if self.images[src] is None:
-            if src == "canvases":
-                self.images[src] = self._given or ImageSet.canvases(size=None if size == 112 else size)
-            elif src == "photos":
-                self.images[src] = ImageSet.photos(size=size)
-            elif src == "folder":
-                self.images[src] = ImageSet.photos(self.folder, size=size, num_images=self.num_images)
-            elif self._upload_bytes is not None:
-                name, content = self._upload_bytes
-                self.images[src] = ImageSet(load_image(content, size)[None], [name])
-            else:
-                raise ValueError("no image uploaded yet: choose a PNG or JPEG file with the upload button")
-        return self.images[src]
+    def _imageset(self, source: Optional[str] = None) -> ImageSet:
+        """The images of `source` (default the menu's) at the input size of the model shown, loaded once (by the
+        UI thread or the prefetch, whichever asks first)."""
+        import hashlib
+
+        src, size = source or self.w_source.value, self._size()
+        upload = self._upload_bytes if src == "upload" else None
+        if src == "upload" and upload is None:
+            raise ValueError("no image uploaded yet: choose a PNG or JPEG file with the upload button")
+        digest = None if upload is None else (upload[0], hashlib.blake2b(upload[1], digest_size=12).hexdigest())
+        return self._sets.get((src, size, digest), lambda: self._load_images(src, size, upload))
+
+    def _load_images(self, src: str, size: int, upload: Optional[tuple[str, bytes]]) -> ImageSet:
+        if src == "canvases":  # a given ImageSet is shown as "canvases", at its own size
+            return self._given or ImageSet.canvases(size=None if size == 112 else size)
+        if src == "photos":
+            return ImageSet.photos(size=size)
+        if src == "folder":
+            return ImageSet.photos(self.folder, size=size, num_images=self.num_images)
+        name, content = upload
+        return ImageSet(load_image(content, size)[None], [name])
 
     def _kernels(self) -> tuple[int, ...]:
         text = self.w_kernels.value.strip()
@@ -441,7 +444,7 @@ class SAMPlayground(App):
         content = f["content"] if isinstance(f, dict) else f.content
         name = f["name"] if isinstance(f, dict) else f.name
         self._upload_bytes = (name, bytes(content))
-        self.images["upload"] = ImageSet(load_image(bytes(content), self._size())[None], [name])
+        self._imageset("upload")  # read now: an unreadable file is this event's error
         with self.quiet():
             self.w_source.value = "upload"
             self.w_index.value, self.w_index.max = 0, 0
@@ -478,8 +481,10 @@ class SAMPlayground(App):
             f"{block}: N = {n}, kernels {'/'.join(map(str, view.kernel_sizes))}, expand ratio "
             f"{self.cfg.expand_ratio:g}, SAA {'on' if self.cfg.saa else 'off'}, masked heads "
             f"{[h + 1 for h in masked] or 'none'}; image {imgs.names[i]}")
-        if self.prefetch:
-            self.session.prefetch(self.resolved, imgs, [i + 1, i - 1], block, masked)
+        if self.prefetch:  # the neighbours, then the first image of each other source (a switch finds it ready)
+            others = [v for _, v in self.w_source.options if v not in (self.w_source.value, "upload")]
+            self.session.prefetch(self.resolved, imgs, [i + 1, i - 1], block, masked,
+                                  also=[(functools.partial(self._imageset, v), 0) for v in others])
 
     def _explain(self, imgs: ImageSet, i: int, masked: Sequence[int]) -> str:
         unmasked = self.view
