@@ -134,3 +134,23 @@ def test_cams_from_recorded_gradients_equal_the_package_run(model, method):
         cam_from_gradients("ScoreCAM", *recorded.layers["stages.2"])
     predicted = layer_gradients(model, x, None, ["stages.3"])
     assert predicted.targets == tuple(predicted.logits.argmax(1).tolist())
+
+
+def test_a_kept_forward_gives_each_targets_gradients_as_a_fresh_forward_and_backward_does(model):
+    """`ClassGradients`: one forward with its graph, then a backward per target, equal to `layer_gradients` (a new
+    forward each time) for every target asked, in any order, and no hook left on the model."""
+    from viz.analysis.cam import ClassGradients, layer_gradients
+
+    model.eval()
+    x = torch.randn(2, 3, 64, 64)
+    kept = ClassGradients(model, x, ["stages.1", "stages.3"])
+    assert all(not m._forward_hooks for m in model.modules())
+    for targets in ([1, 4], [3, 0], None, [1, 4]):
+        got, expected = kept.gradients(targets), layer_gradients(model, x, targets, ["stages.1", "stages.3"])
+        assert got.targets == expected.targets
+        torch.testing.assert_close(got.logits, expected.logits)
+        for name in ("stages.1", "stages.3"):
+            for a, b in zip(got.layers[name], expected.layers[name]):
+                torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7)
+    with pytest.raises(ValueError, match="give one target per image"):
+        kept.gradients([1])

@@ -181,6 +181,7 @@ def test_explorer_session_without_widgets_on_test_smt():
     assert cam.target == int(logits.argmax()) and cam.cam.shape == (4, 4) and "stage 3" in cam.label
     assert s.cam_view(1, "LayerCAM", layer=1).cam.shape == (8, 8) and len(s.gradients) == 1
     assert s.cam_view(1, target=3).target == 3 and len(s.gradients) == 2
+    assert len(s.graphs) == 1 and s.graphs.misses == 1  # another target: a backward on the kept forward
     with pytest.raises(ValueError, match="choose 'mean' or 'channel'"):
         s.tap_view(0, "stages.0.blocks.0", "modulator", "max")
 

@@ -851,10 +851,12 @@ class ExplorerSession:
         class_names: Names of the model's classes (default the demo's 10, or "class i").
         cache_size: Entries kept by each cache.
         threads: Intra-op threads of torch while computing (None: leave the caller's).
+        keep_graphs: Forward passes kept with their autograd graphs (the saved activations of one image: about
+            0.1 GB for smt_tiny at 224 px), so that another target class costs one backward pass.
     """
 
     def __init__(self, model: nn.Module, images: ImageSet, class_names: Optional[Sequence[str]] = None,
-                 cache_size: int = 64, threads: Optional[int] = 1):
+                 cache_size: int = 64, threads: Optional[int] = 1, keep_graphs: int = 3):
         from smt.resolve import class_names as names_of
 
         if not hasattr(model, "stage_block_types"):
@@ -866,6 +868,9 @@ class ExplorerSession:
         self.class_names = list(class_names) if class_names is not None else names_of(n)
         self.captures = LRU(cache_size)   # (image key, block) -> one forward pass's taps
         self.gradients = LRU(cache_size)  # (image key, target) -> every stage's activations and gradients
+        # image key -> its forward pass with the graph (a new target: one backward, no forward); the shown image
+        # and the two the prefetch computes
+        self.graphs = LRU(keep_graphs)
         self.threads = TorchThreads(threads)
         self.prefetcher = Prefetcher()
         self.replicas = Replicas(1)  # the prefetch's copy of the model (the caller's hooks stay on the caller's)
@@ -953,15 +958,19 @@ class ExplorerSession:
         return CamView(self.images.display[i], cam, f"{method}, {self.class_names[t]}, stage {layer + 1}", t)
 
     def _gradients(self, i: int, target: int, *, model: Optional[nn.Module] = None):
-        from .analysis.cam import layer_gradients
+        from .analysis.cam import ClassGradients
 
         model = model if model is not None else self.model
 
-        def run():
+        def graph():  # the forward pass with its graph, kept for the image's other targets
             stages = [f"stages.{s}" for s in range(len(model.stages))]
             with self.replicas.using(model), self.threads:
-                return layer_gradients(model, self.images.model_input(i).to(_device(model)),
-                                       None if target < 0 else [target], stages)
+                return ClassGradients(model, self.images.model_input(i).to(_device(model)), stages)
+
+        def run():
+            recorded = self.graphs.get(self.images.key(i), graph)
+            with self.threads:
+                return recorded.gradients(None if target < 0 else [target])
         return self.gradients.get((self.images.key(i), target), run)
 
     def top5(self, i: int, block: str) -> list[tuple[str, float]]:

@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from .common import stage_grid, tokens_to_map
 
 __all__ = ["CAM_METHODS", "GRADIENT_METHODS", "class_activation_maps", "LayerGradients", "layer_gradients",
-           "cam_from_gradients",
+           "ClassGradients", "cam_from_gradients",
            "token_reshape", "default_target_layers", "stage_grid", "cam_to_image", "pointing_game",
            "pointing_hits"]
 
@@ -155,28 +155,47 @@ class LayerGradients:
     layers: dict[str, tuple[torch.Tensor, torch.Tensor]]
 
 
+class ClassGradients:
+    """One forward pass kept with its graph: `gradients(targets)` gives the outputs of the named modules and the
+    gradients of the targets' scores with respect to them by one backward pass, for any targets, without a
+    new forward (an explorer's target menu). The graph (the saved activations) lives as long as this object.
+
+    Only the gradients with respect to the modules' outputs are computed (`torch.autograd.grad`): nothing
+    accumulates in the parameters' `.grad`. The modes of the model are not changed (use eval mode, as for any
+    CAM). The hooks that record the outputs are removed before the constructor returns.
+    """
+
+    def __init__(self, model: nn.Module, images: torch.Tensor, layers: Sequence[str]):
+        from ..capture import capture
+
+        self.layers = list(layers)
+        with torch.enable_grad(), capture(model, self.layers, to=None, keep_graph=True) as cap:
+            self._logits = model(images)
+            self._outputs = [cap[n] for n in self.layers]
+        self.logits = self._logits.detach()
+
+    def gradients(self, targets: Optional[Sequence[int]] = None) -> LayerGradients:
+        """The score is the logit of each image's target class (None: its predicted class), summed over the
+        batch, as `class_activation_maps` uses it."""
+        n = self.logits.shape[0]
+        if targets is not None and len(targets) != n:
+            raise ValueError(f"{len(targets)} targets for {n} images: give one target per image")
+        chosen = tuple(int(t) for t in (targets if targets is not None else self.logits.argmax(1)))
+        with torch.enable_grad():
+            score = self._logits[torch.arange(n), torch.as_tensor(chosen)].sum()
+            grads = torch.autograd.grad(score, self._outputs, retain_graph=True)
+        return LayerGradients(self.logits, chosen, {name: (a.detach(), g) for name, a, g in
+                                                    zip(self.layers, self._outputs, grads)})
+
+
 def layer_gradients(model: nn.Module, images: torch.Tensor, targets: Optional[Sequence[int]],
                     layers: Sequence[str]) -> LayerGradients:
     """Outputs and gradients of the target class scores at the named modules, from one forward and one backward
-    pass (e.g. every SMT stage output, for `cam_from_gradients`, plus any tap).
-
-    The score is the logit of each image's target class (None: its predicted class), summed over the
-    batch, as `class_activation_maps` uses it. Only the gradients with respect to the modules' outputs
-    are computed (`torch.autograd.grad`): nothing accumulates in the parameters' `.grad`. The modes of
-    the model are not changed (use eval mode, as for any CAM).
-    """
-    from ..capture import capture
-
+    pass (e.g. every SMT stage output, for `cam_from_gradients`, plus any tap); `ClassGradients` keeps the
+    forward for other targets."""
     if targets is not None and len(targets) != images.shape[0]:
         raise ValueError(f"{len(targets)} targets for {images.shape[0]} images: give one target per image")
-    layers = list(layers)
-    with torch.enable_grad(), capture(model, layers, to=None, keep_graph=True) as cap:
-        logits = model(images)
-        chosen = tuple(int(t) for t in (targets if targets is not None else logits.argmax(1)))
-        outputs = [cap[n] for n in layers]
-        score = logits[torch.arange(len(chosen)), torch.as_tensor(chosen)].sum()
-        grads = torch.autograd.grad(score, outputs)
-    return LayerGradients(logits.detach(), chosen, {n: (a.detach(), g) for n, a, g in zip(layers, outputs, grads)})
+    return ClassGradients(model, images, layers).gradients(targets)
 
 
 def cam_from_gradients(method: Union[str, type], activations: torch.Tensor, gradients: torch.Tensor, *,
