@@ -72,11 +72,11 @@ def figures(path: Path, device, only, out: Path) -> None:
         _line(f"figure {o.name}", o.seconds, "" if o.status == "ok" else f"({o.status}: {o.message[:80]})")
 
 
-def widgets(path: Path, quick: bool) -> None:
-    """Each control once, warm; the widgets' current constructors (model: a checkpoint path or a model)."""
+def widgets(path: Path, device, quick: bool) -> None:
+    """Each control once, warm, both widgets on the device (device=)."""
     from viz.widgets import ModelExplorer, SAMPlayground
 
-    pg = SAMPlayground(model=str(path), images="photos")
+    pg = SAMPlayground(model=str(path), images="photos", device=device)
     c = pg.controls()
     blocks = [v for _, v in c["block"].options]
     events = {
@@ -87,7 +87,7 @@ def widgets(path: Path, quick: bool) -> None:
     }
     rows = [("playground", pg, events)]
     if not quick:
-        ex = ModelExplorer(model=pg.resolver.resolve(pg.cfg).model, images="photos")
+        ex = ModelExplorer(model=str(path), images="photos", device=device)
         e = ex.controls()
 
         def opts(name):
@@ -147,9 +147,8 @@ def main() -> int:
         images = image_folder(tmp / "images", n_erf)
         print("\n| step | seconds |\n|---|---|")
         figures(path, device, only, tmp / "figs")
-        widgets(path, args.quick)
+        widgets(path, device, args.quick)
         run_erf(path, device, images, n_erf, tmp / "erf.pt")
-    print("\nthe widgets run on the CPU until they take device=; the figures and viz run on the device above")
     return 0
 
 

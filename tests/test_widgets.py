@@ -416,3 +416,18 @@ def test_the_explorer_takes_a_checkpoint_path_with_the_names_of_its_outputs(rele
     top5 = ex.session.top5(0, "stages.0.blocks.0")
     assert {n for n, _ in top5} <= set(class_names(1000)) and ex.tap.values.shape == (16, 16)
     assert len(ex.controls()["target"].options) == 1001
+
+
+def test_the_playground_takes_a_model_object_named_by_the_resolver_not_by_its_id():
+    import timm
+
+    torch.manual_seed(0)
+    model = timm.create_model("test_smt", num_classes=10).eval()
+    w = SAMPlayground(model, prefetch=False)
+    assert w.last_error is None and w.controls()["file"].value == "model object 1 (SMT)"
+    assert w.resolved.key == ("user", "model object 1 (SMT)") and w.resolved.model is model
+    with torch.no_grad():  # the top-5 is the object's own prediction on the shown image, at its input size
+        expected = torch.softmax(model(w._imageset().model_input(0))[0].double(), 0).max()
+    assert w.view.top5[0][1] == pytest.approx(float(expected), rel=1e-6)
+    assert w.resolver.add_object(model) == "model object 1 (SMT)"  # the same object keeps its name
+    assert w.resolver.add_object(torch.nn.Identity()) == "model object 2 (Identity)"

@@ -282,11 +282,13 @@ class ModelResolver:
 
         self.models = LRU(cache_size)
         self.device = resolve_device(device)
+        self._device_given = device  # a model object stays on its own device unless one is given
         self.ablations = ablations
         self.labels = labels
         self.input_size = input_size
         self._scan: Optional[tuple[list[AblationFile], list[str]]] = None
         self.users = LRU(4)  # user model name -> smt.resolve.ResolvedModel
+        self._objects: dict[str, nn.Module] = {}  # the names `add_object` gave to the user's model objects
 
     def demo(self, name: str) -> nn.Module:
         """The trained demo model `name` (cached)."""
@@ -294,15 +296,37 @@ class ModelResolver:
 
         return self.models.get(("demo", name), lambda: resolve_model(name, device=self.device).model)
 
+    def add_object(self, model: nn.Module) -> str:
+        """Name the user's model object (an `nn.Module` built in the notebook) for `Config.checkpoint`: "model
+        object K (ClassName)", unique within this resolver, which keeps the object (its name, not its `id()`,
+        keys every cache)."""
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"add_object takes an nn.Module, not {type(model).__name__}")
+        for name, known in self._objects.items():
+            if known is model:
+                return name
+        name = f"model object {len(self._objects) + 1} ({type(model).__name__})"
+        self._objects[name] = model
+        return name
+
     def user(self, name: str):
-        """The user's model `name` (a checkpoint path or timm name) as `smt.resolve.ResolvedModel` (cached by
-        the file's path and modification time, so an overwritten file is read again)."""
+        """The user's model `name` (a checkpoint path, a timm name or an `add_object` name) as
+        `smt.resolve.ResolvedModel` (a file cached by its path and modification time, so an overwritten file
+        is read again)."""
         from smt.resolve import resolve_model
 
-        path = Path(name).expanduser()
-        key = ("user", os.path.abspath(path), os.path.getmtime(path)) if path.is_file() else ("user", name)
-        return self.users.get(key, lambda: resolve_model(name, labels=self.labels, device=self.device,
+        if name in self._objects:
+            key, model, device = ("user", name), self._objects[name], self._device_given
+        else:
+            path = Path(name).expanduser()
+            key = ("user", os.path.abspath(path), os.path.getmtime(path)) if path.is_file() else ("user", name)
+            model, device = name, self.device
+        return self.users.get(key, lambda: resolve_model(model, labels=self.labels, device=device,
                                                          input_size=self.input_size))
+
+    def user_of(self, cfg: Config):
+        """The user's model that `cfg` starts from (`cfg.checkpoint`), as `user` gives it."""
+        return self.user(self._user_name(cfg))
 
     def ablation_files(self) -> tuple[list[AblationFile], list[str]]:
         """The ablation folder's files and settings, read once."""
@@ -359,7 +383,7 @@ class ModelResolver:
 
     def native(self, cfg: Config) -> tuple[int, tuple[int, ...], bool, float]:
         """The user's model's own (N, kernels, SAA, expand ratio) in `cfg.stage` (the first SAM stage for all)."""
-        user = self.user(self._user_name(cfg))
+        user = self.user_of(cfg)
         stages = sam_stages(user.model)
         return stage_setting(architecture(user.model)[1], stages[0] if cfg.stage is None else cfg.stage)
 
@@ -377,7 +401,8 @@ class ModelResolver:
         initialisation."""
         name = self._user_name(cfg)
         path = Path(name).expanduser()
-        if not path.is_file() and ("/" in name or name.lower().endswith((".pth", ".pt", ".safetensors", ".bin"))):
+        looks_like_file = "/" in name or name.lower().endswith((".pth", ".pt", ".safetensors", ".bin"))
+        if name not in self._objects and not path.is_file() and looks_like_file:
             raise FileNotFoundError(f"checkpoint file {name!r} does not exist: give the path of a .pth or "
                                     f".safetensors file")
         user = self.user(name)

@@ -107,8 +107,9 @@ class SAMPlayground(App):
 
     Args:
         model: "main" (the trained demo model and its ablation set), "random", or your own model: an SMT checkpoint
-            path (any variant; the architecture is read from the weights, the release files included) or a timm
-            name (`smt.resolve.resolve_model`). Your model runs at its own input size with its own class names.
+            path (any variant; the architecture is read from the weights, the release files included), a timm
+            name or an SMT model object (`smt.resolve.resolve_model`). Your model runs at its own input size
+            with its own class names.
         images: "canvases" (the shipped test canvases), "photos" (`data/images`), a folder of your images (sorted;
             the first `num_images`), or an `ImageSet`.
         block: The SAM block shown first.
@@ -130,6 +131,7 @@ class SAMPlayground(App):
         import os
 
         import ipywidgets as W
+        from torch import nn
 
         from smt.data import CLASS_NAMES
 
@@ -144,7 +146,7 @@ class SAMPlayground(App):
         folder = os.fspath(images) if isinstance(images, (str, os.PathLike)) and images not in (
             "canvases", "photos", "upload") and os.path.isdir(images) else None
         self.folder = folder
-        model = os.fspath(model)
+        model = self.resolver.add_object(model) if isinstance(model, nn.Module) else os.fspath(model)
         base = model if model in ("main", "random") else "checkpoint"
         self.cfg = Config(base=base, seed=seed, checkpoint=None if base != "checkpoint" else str(model))
         self.resolved = None
@@ -156,7 +158,7 @@ class SAMPlayground(App):
         def c(w, name):
             return tagged(w, f"viz-control-{name}")
 
-        models = [("trained (main + ablation set)", "main"), ("your model (file or timm name)",
+        models = [("trained (main + ablation set)", "main"), ("your model (file, timm name, object)",
                                                                   "checkpoint"), ("random initialisation", "random")]
         self.w_model = c(W.Dropdown(options=models, value=base, description="model", style=style), "model")
         self.w_path = c(W.Text(value=self.cfg.checkpoint or "", placeholder="path/to/checkpoint.pth or smt_tiny",
@@ -347,7 +349,7 @@ class SAMPlayground(App):
     def _set_stage_options(self, cfg: Config) -> None:
         from ..sessions import sam_stages
 
-        stages = sam_stages(self.resolver.user(self.resolver._user_name(cfg)).model)
+        stages = sam_stages(self.resolver.user_of(cfg).model)
         with self.quiet():
             self.w_stage.options = [("every SAM stage", -1)] + [(f"stage {i + 1} (stages.{i}) only", i)
                                                                  for i in stages]
@@ -414,7 +416,7 @@ class SAMPlayground(App):
         if base != "checkpoint":
             why["stage"] = ("the demo models vary every SAM stage together; pick a stage on your own checkpoint "
                             "(model: your model)")
-        elif r is not None and len(sam_stages(self.resolver.user(self.cfg.checkpoint).model)) < 2:
+        elif r is not None and len(sam_stages(self.resolver.user_of(self.cfg).model)) < 2:
             why["stage"] = "this model has a single SAM stage: the setting applies to it"
         tips = {"file": [self.w_path], "seed": [self.w_seed], "expand": [self.w_expand],
                 "slider kernels": [self.w_first, self.w_step], "stage": [self.w_stage]}
