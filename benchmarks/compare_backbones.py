@@ -1,12 +1,15 @@
 """SMT beside a plain ViT, a Swin and a ConvNeXt trained on the same data: one table of the local-to-global measures.
 
-    python benchmarks/compare_backbones.py [--images 64] [--markdown]
+    python benchmarks/compare_backbones.py [--images 64] [--queries 16]
 
-For the demo models `main` (SMT-nano), `vit`, `swin` and `convnext` (`data/demo`, those present), on the
-shipped test canvases (112 px): parameters, multiply-adds of one image, top-1 on the 512 shipped canvases,
-mean attention distance (ViT, Swin and SMT's MSA blocks) and modulation distance (SMT's SAM blocks) per
-stage (ViT: per third of its depth), the last stage's ERF area ratios (t = 0.2, 0.5, 0.99), and the
-highest-frequency relative log amplitude per stage (mean over its blocks). Distances are in input pixels.
+For the demo models `nano2k` (SMT-nano), `vit`, `swin` and `convnext`, trained with one recipe for the same
+number of steps (their cards), and `main` (the flagship SMT-nano, trained longer) for reference; those in
+`data/demo`. On the shipped test canvases (112 px): training steps and minutes (from each card), parameters,
+multiply-adds of one image, top-1 on the 10000 test canvases (the card's, Wilson interval), mean attention
+distance (ViT, Swin and SMT's MSA blocks) and modulation distance (SMT's SAM blocks) per stage (ViT: per third
+of its depth; 16 canvases), the last stage's ERF area ratio at t = 0.5 (32 canvases), and the highest-frequency
+relative log amplitude per stage (mean over its blocks; `--images` canvases). Every average over images is
+given with its 95% bootstrap interval over those images (`viz.analysis.stats`). Distances are in input pixels.
 """
 from __future__ import annotations
 
@@ -28,34 +31,40 @@ def _groups(names: list[str], model) -> list[list[int]]:
     return list(out.values())
 
 
-def _fmt(values, digits=1) -> str:
-    return " / ".join("-" if v is None or (isinstance(v, float) and np.isnan(v)) else f"{v:.{digits}f}"
-                      for v in values)
+def _fmt(estimates, digits=1) -> str:
+    """Estimates (or None) as "m [lo, hi]" joined by " / "."""
+    return " / ".join("-" if e is None else f"{e.estimate:.{digits}f} [{e.low:.{digits}f}, {e.high:.{digits}f}]"
+                      for e in estimates)
+
+
+def card(name: str) -> dict:
+    """Steps, training minutes and top-1 on the 10000 test canvases that a shipped model's card states."""
+    import re
+
+    from smt.demo import demo_weights_path
+
+    text = demo_weights_path(name).with_suffix(".md").read_text()
+    made = re.search(r"Made (\d+) steps \(\d+ canvases\) in ([\d.]+) minutes", text)
+    top1 = re.search(r"10000 canvases \(seed \d+\), shipped float16 weights \| \*\*([\d.]+)\*\*", text)
+    return {"steps": int(made.group(1)) if made else None, "minutes": float(made.group(2)) if made else None,
+            "top1_10k": float(top1.group(1)) if top1 else None}
 
 
 def measure(name: str, n_images: int, queries: int) -> dict:
     from smt.demo import demo_images, demo_model
     from smt.summary import count_macs
     from viz.analysis import block_fourier_profile, smt_distance_profile, timm_attention_profile
-    from viz.analysis.erf import (
-        effective_receptive_field,
-        erf_display,
-        high_contribution_area_ratio,
-        largest_square_area_ratio,
-    )
+    from viz.analysis.erf import area_ratio_intervals, effective_receptive_field
+    from viz.analysis.stats import mean_interval, wilson_interval
 
     model = demo_model(name)
-    data = demo_images()
-    x = data.model_input()
-    with torch.no_grad():
-        pred = torch.cat([model(x[i:i + 128]).argmax(1) for i in range(0, len(x), 128)])
-    top1 = float(100 * (pred == data.labels).float().mean())
+    x = demo_images().model_input()
     imgs = x[:n_images]
     t0 = time.perf_counter()
     profile = block_fourier_profile(model, imgs)
     names = [b.name for b in profile]
     groups = _groups(names, model)
-    high = [float(np.mean([profile[i].curve.highest for i in g])) for g in groups]
+    high = [mean_interval(np.mean([profile[i].per_image[:, -1].numpy() for i in g], axis=0)) for g in groups]
     if hasattr(model, "stage_block_types"):
         dist = smt_distance_profile(model, imgs[:16], queries=queries, progress=False)
     else:
@@ -64,19 +73,21 @@ def measure(name: str, n_images: int, queries: int) -> dict:
         except ValueError:
             dist = []
     by_name = {d.name: d for d in dist}
-    attention, modulation = [], []
-    for g in groups:
-        att = [by_name[names[i]].distance for i in g if names[i] in by_name and by_name[names[i]].kind == "msa"]
-        mod = [by_name[names[i]].distance for i in g if names[i] in by_name and by_name[names[i]].kind == "sam"]
-        attention.append(float(np.mean(att)) if att else None)
-        modulation.append(float(np.mean(mod)) if mod else None)
-    erf = effective_receptive_field(model, imgs[:32], batch_size=8)
-    display = erf_display(erf.erf)
-    area = high_contribution_area_ratio(display, (0.2, 0.5, 0.99))
-    area_max = largest_square_area_ratio(display.shape)
+
+    def stage_mean(g, kind):
+        rows = [by_name[names[i]].per_image.double().numpy() for i in g
+                if names[i] in by_name and by_name[names[i]].kind == kind]
+        return mean_interval(np.mean(rows, axis=0)) if rows else None
+
+    attention = [stage_mean(g, "msa") for g in groups]
+    modulation = [stage_mean(g, "sam") for g in groups]
+    erf = effective_receptive_field(model, imgs[:32], batch_size=8, keep_per_image=True)
+    area = area_ratio_intervals(erf.per_image, (0.5,))[0.5]
+    c = card(name)
+    top1 = wilson_interval(round(c["top1_10k"] * 100), 10000) if c["top1_10k"] is not None else None
     return {"name": name, "params": sum(p.numel() for p in model.parameters()), "macs": count_macs(model, 112),
-            "top1": top1, "attention": attention, "modulation": modulation, "area": area, "area_max": area_max,
-            "highest": high, "seconds": time.perf_counter() - t0, "groups": len(groups)}
+            "top1": top1, "attention": attention, "modulation": modulation, "area": area, "highest": high,
+            "seconds": time.perf_counter() - t0, "groups": len(groups), **c}
 
 
 def main() -> int:
@@ -84,21 +95,27 @@ def main() -> int:
     p.add_argument("--images", type=int, default=64, help="canvases for the spectra (distances use 16, ERF 32)")
     p.add_argument("--queries", type=int, default=16, help="query tokens per SAM block for modulation distance")
     args = p.parse_args()
-    from smt.demo import available_backbones
+    from smt.demo import STEP_MATCHED_SMT, available_backbones, demo_weights_path
 
-    names = ["main", *available_backbones()]
+    names = [n for n in (STEP_MATCHED_SMT, *available_backbones(), "main") if demo_weights_path(n).is_file()]
     rows = [measure(n, args.images, args.queries) for n in names]
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; distances in input pixels per stage "
-          f"(ViT: per third of its blocks); '-' where a stage has no such block; an ERF area '> a' where the "
-          f"largest centred square that fits (area ratio a) holds less than that share\n")
-    print("| model | params | MMACs @112 | top-1 (shipped 512) | attention distance (px) | modulation distance (px) "
-          "| ERF area, last stage (t = 0.2 / 0.5 / 0.99) | highest-freq. rel. log amplitude |")
-    print("|---|---|---|---|---|---|---|---|")
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; each average over images with its 95% "
+          f"bootstrap interval [low, high] over those images; distances in input pixels per stage (ViT: per third "
+          f"of its blocks), '-' where a stage has no such block\n")
+    print("| model | steps | train min | params | MMACs @112 | top-1 % (10000 canvases) | attention distance px "
+          "(16 canvases) | modulation distance px (16) | ERF area ratio, last stage, t = 0.5 (32) | highest-freq. "
+          f"rel. log amplitude ({args.images}) |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
-        area = " / ".join(f"{r['area'][t]:.3f}" if r["area"][t] is not None else f"> {r['area_max']:.3f}"
-                          for t in (0.2, 0.5, 0.99))
-        print(f"| {r['name']} | {r['params'] / 1e6:.2f}M | {r['macs'] / 1e6:.0f} | {r['top1']:.1f} | "
-              f"{_fmt(r['attention'])} | {_fmt(r['modulation'])} | {area} | {_fmt(r['highest'], 2)} |")
+        top1 = "-" if r["top1"] is None else f"{100 * r['top1'].estimate:.1f} [{100 * r['top1'].low:.1f}, " \
+                                             f"{100 * r['top1'].high:.1f}]"
+        print(f"| {r['name']} | {r['steps']} | {r['minutes']:.1f} | {r['params'] / 1e6:.2f}M | {r['macs'] / 1e6:.0f} "
+              f"| {top1} | {_fmt(r['attention'])} | {_fmt(r['modulation'])} | {_fmt([r['area']], 3)} | "
+              f"{_fmt(r['highest'], 2)} |")
+    steps = {r["name"]: r["steps"] for r in rows}
+    equal = sorted(n for n in steps if n != "main" and steps[n] == steps.get(STEP_MATCHED_SMT))
+    print(f"\nat equal steps ({steps.get(STEP_MATCHED_SMT)}): {', '.join(equal) or 'none'}; main: {steps.get('main')} "
+          f"steps (the flagship, for reference)")
     return 0
 
 

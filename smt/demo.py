@@ -33,8 +33,8 @@ from . import model as _model  # noqa: F401  (registers the variants)
 from .data import CLASS_NAMES
 from .presets import BACKBONES, TITLES
 
-__all__ = ["DEMO_DIR", "DEMO_MODELS", "ABLATION_SEEDS", "ablation_seeds", "CLASS_NAMES", "DemoImages", "demo_model",
-           "demo_images",
+__all__ = ["DEMO_DIR", "DEMO_MODELS", "STEP_MATCHED_SMT", "ABLATION_SEEDS", "ablation_seeds", "CLASS_NAMES",
+           "DemoImages", "demo_model", "demo_images",
            "demo_weights_path", "available_backbones", "subset_accuracy", "encode_images", "decode_images",
            "export_run"]
 
@@ -49,8 +49,14 @@ DEMO_MODELS: dict[str, tuple[str, dict[str, Any]]] = {
     "heads4": ("smt_nano", {"sam_heads": 4}),
     "heads8": ("smt_nano", {"sam_heads": 8}),
     "nosaa": ("smt_nano", {"saa": False}),
+    # SMT-nano trained for the comparison backbones' step budget with their recipe: the SMT that compares with
+    # them at equal steps (`main` is the flagship, trained longer)
+    "nano2k": ("smt_nano", {}),
     **BACKBONES,
 }
+
+#: The demo model that compares with the backbones (`BACKBONES`) at an equal number of training steps.
+STEP_MATCHED_SMT = "nano2k"
 
 #: The ablation set's configurations and their training seeds: seed 0 is the model named after the
 #: configuration (`heads2`), seed s > 0 is `heads2_s{s}`; every seed trains with the same command.

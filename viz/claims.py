@@ -157,7 +157,11 @@ def claim_b(profile, from_results: bool = False) -> Claim:
 
 
 def claim_g(fs, profile) -> Claim:
-    from .analysis import timm_attention_profile
+    """ViT against SMT at an equal number of training steps: beside the demo models the SMT side is the
+    step-matched SMT-nano (`smt.demo.STEP_MATCHED_SMT`) when it is shipped, not the longer-trained `main`."""
+    from smt.demo import STEP_MATCHED_SMT, demo_weights_path
+
+    from .analysis import smt_distance_profile, timm_attention_profile
 
     text = "SMT's distance grows stage by stage while ViT's is global from its first block"
     source = "Sec. 1 and Fig. 1 (local-to-global vs ViT's global attention; step-matched backbones)"
@@ -167,18 +171,31 @@ def claim_g(fs, profile) -> Claim:
     if vit is None:
         return Claim("g", text, source, measure, _none(0, "paired bootstrap"),
                      "no ViT backbone beside this model (the shipped backbones come with the demo models)")
-    vprof = _memo(fs, ("backbone-distance", "vit", fs.settings.distance_images),
-                  lambda: timm_attention_profile(vit.model, vit.images[:fs.settings.distance_images], progress=False))
+    n_img = fs.settings.distance_images
+    vprof = _memo(fs, ("backbone-distance", "vit", n_img),
+                  lambda: timm_attention_profile(vit.model, vit.images[:n_img], progress=False))
+    smt_name = fs.source.demo if fs.source_loaded else None
+    if smt_name is not None and demo_weights_path(STEP_MATCHED_SMT).is_file():
+        from .figures.source import demo_source
+
+        smt_name = STEP_MATCHED_SMT
+        peer = _memo(fs, ("step-matched-smt", STEP_MATCHED_SMT), lambda: demo_source(
+            STEP_MATCHED_SMT, num_images=n_img, device=vit.images.device))
+        profile = _memo(fs, ("step-matched-distance", STEP_MATCHED_SMT, n_img, fs.settings.queries),
+                        lambda: smt_distance_profile(peer.model, peer.images[:n_img], queries=fs.settings.queries,
+                                                     seed=fs.settings.seed, batch_size=8, progress=False))
     smt_ratio = profile[0].per_image / profile[-1].per_image
     vit_ratio = vprof[0].per_image / vprof[-1].per_image
     n = min(len(smt_ratio), len(vit_ratio))
-    steps = card_steps("vit"), card_steps("main")
+    steps = card_steps("vit"), card_steps(smt_name) if smt_name is not None else None
+    smt_label = f"SMT ({smt_name})" if smt_name is not None else "SMT"
     return Claim("g", text, source, measure, paired_difference(vit_ratio[:n], smt_ratio[:n]),
-                 f"ViT first/last {float(vit_ratio.mean()):.2f}, SMT first/last {float(smt_ratio.mean()):.2f}; "
-                 f"steps: ViT {steps[0]}, SMT {steps[1]}" + (" (not step-matched)" if steps[0] != steps[1] else ""),
+                 f"ViT first/last {float(vit_ratio.mean()):.2f}, {smt_label} first/last {float(smt_ratio.mean()):.2f}"
+                 f"; steps: ViT {steps[0]}, {smt_label} {steps[1]}"
+                 + (" (not step-matched)" if steps[0] != steps[1] else " (step-matched)"),
                  {"vit_first_block_px": vprof[0].distance, "vit_last_block_px": vprof[-1].distance,
                   "smt_first_block_px": profile[0].distance, "smt_last_block_px": profile[-1].distance,
-                  "steps": {"vit": steps[0], "smt": steps[1]}})
+                  "smt_model": smt_name, "steps": {"vit": steps[0], "smt": steps[1]}})
 
 
 def card_steps(name: str) -> Optional[int]:
