@@ -68,5 +68,6 @@ def test_gradcam_notebook_on_a_release_checkpoint(release_smt_tiny, tmp_path, mo
 
 def test_playground_notebook_on_a_release_checkpoint(release_smt_tiny, tmp_path, monkeypatch):
     monkeypatch.setenv("SMT_NOTEBOOK_FAST", "1")
-    text = _execute("01_sam_playground", tmp_path, {"CHECKPOINT": str(release_smt_tiny), "IMAGES": "photos"})
+    text = _execute("01_sam_playground", tmp_path, {"CHECKPOINT": str(release_smt_tiny), "IMAGES": "photos",
+                                                "DEVICE": "cpu"})
     assert "smt_tiny.pth" in text
