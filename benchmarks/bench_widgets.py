@@ -12,7 +12,8 @@ capture caches each time (the worst case: reading the checkpoint or building the
 forward pass and the receptive fields).
 
 With `--checkpoint FILE` the same controls run on that SMT checkpoint at its own input size (a release
-file of smt_tiny: 224 px) over the four photographs (`data/images`) and the canvases resized to it; the
+file of smt_tiny: 224 px) over the canvases resized to it (512 images: each image event is a new image) and
+the four photographs (`data/images`, the image source control); the
 model-changing controls are those of a user's model: kernels resized (every SAM stage, one stage), and
 N, SAA or expand ratio built at random initialisation (no ablation folder). `--checkpoint smt_tiny` (or
 any SMT variant name) builds a release-format file of that variant first, as the authors save theirs
@@ -52,6 +53,14 @@ def _time(widget, set_value, repeats, pause):
     return out
 
 
+def _set(widget, value) -> None:
+    """Set a control's value; an error if the control kept another (a clamped slider: the event would change
+    nothing, and its time would be no measurement)."""
+    widget.value = value
+    if widget.value != value:
+        raise RuntimeError(f"control {widget.description!r} took {widget.value!r}, not {value!r}")
+
+
 def release_file(path, variant: str = "smt_tiny", seed: int = 0):
     """`variant` at random initialisation, saved as the authors' release files are (the tests'
     `checkpoint_files.official_file`)."""
@@ -75,7 +84,9 @@ def run_once(n: int, pause: float, checkpoint=None) -> list[tuple[str, str, bool
     from viz.widgets import ModelExplorer, SAMPlayground
 
     rows = []
-    pg = SAMPlayground() if checkpoint is None else SAMPlayground(str(checkpoint), images="photos", device="cpu")
+    # the canvases (512) on a user's checkpoint too: every image event is an image not seen before (the four
+    # photographs would be cache hits after one round); the image source control switches to the photographs
+    pg = SAMPlayground() if checkpoint is None else SAMPlayground(str(checkpoint), images="canvases", device="cpu")
     c = pg.controls()
     masks = c["masks"]
     blocks = [v for _, v in c["block"].options]
@@ -85,11 +96,10 @@ def run_once(n: int, pause: float, checkpoint=None) -> list[tuple[str, str, bool
         b.value = not b.value
 
     no_model = {
-        "image": lambda i: setattr(c["image"], "value", 1 + i),
+        "image": lambda i: _set(c["image"], 1 + i),
         "block": lambda i: setattr(c["block"], "value", blocks[(i + 1) % len(blocks)]),
         "mask head": set_mask,
-        "image source": lambda i: setattr(c["source"], "value", (("photos", "canvases") if checkpoint is None else
-                                                                  ("canvases", "photos"))[i % 2]),
+        "image source": lambda i: setattr(c["source"], "value", ("photos", "canvases")[i % 2]),
     }
     for name, fn in no_model.items():
         rows.append(("SAMPlayground", name, False, _time(pg, fn, n, pause)))
@@ -144,7 +154,7 @@ def run_once(n: int, pause: float, checkpoint=None) -> list[tuple[str, str, bool
     if checkpoint is None:
         pg.session.prefetcher.close()
 
-    ex = ModelExplorer() if checkpoint is None else ModelExplorer(str(checkpoint), images="photos", device="cpu")
+    ex = ModelExplorer() if checkpoint is None else ModelExplorer(str(checkpoint), images="canvases", device="cpu")
     e = ex.controls()
     stages = [v for _, v in e["stage"].options]
     methods = ["GradCAM", "GradCAMPlusPlus", "XGradCAM", "LayerCAM", "HiResCAM", "EigenCAM"]
@@ -153,7 +163,7 @@ def run_once(n: int, pause: float, checkpoint=None) -> list[tuple[str, str, bool
         return [v for _, v in e[name].options]
 
     explorer = {
-        "image": lambda i: setattr(e["image"], "value", 1 + i),
+        "image": lambda i: _set(e["image"], 1 + i),
         "stage": lambda i: setattr(e["stage"], "value", stages[(i + 1) % len(stages)]),
         "block": lambda i: setattr(e["block"], "value", options("block")[i % len(options("block"))]),
         "tap": lambda i: setattr(e["tap"], "value", options("tap")[(i + 1) % len(options("tap"))]),
