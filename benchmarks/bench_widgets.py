@@ -20,7 +20,10 @@ any SMT variant name) builds a release-format file of that variant first, as the
 (their key layout, optimizer state, a pickled yacs-like config; random weights, seed 0), in a
 temporary folder.
 
-The whole measurement runs `--runs` times in one process; the table gives each control's p50 and p95
+The whole measurement runs `--runs` times in one process, the previous run's widgets collected before each
+(`gc.collect()`: left as garbage, their reference cycles made the interpreter's full collections, which
+stop every thread for 250-400 ms with torch and matplotlib loaded, fall inside later runs' events); the
+table gives each control's p50 and p95
 (the median over the runs) and every run's p95, and the script ends with
 `p95_ms=<worst median p95 of the controls that need no new model>` and
 `model_p95_ms=<worst median p95 of the controls that load or build a model>`.
@@ -28,6 +31,7 @@ The whole measurement runs `--runs` times in one process; the table gives each c
 from __future__ import annotations
 
 import argparse
+import gc
 import itertools
 import statistics
 import time
@@ -204,6 +208,7 @@ def main() -> int:
             checkpoint = release_file(Path(tmp) / f"{checkpoint}.pth", checkpoint)
         runs = []
         for r in range(args.runs):
+            gc.collect()  # the previous run's widgets (reference cycles): each run starts from the same state
             t0 = time.perf_counter()
             runs.append(run_once(args.repeats, args.pause, checkpoint))
             print(f"run {r + 1}/{args.runs}: {time.perf_counter() - t0:.0f} s", flush=True)
