@@ -8,9 +8,12 @@ canvas, so that multi-scale modulation has something to do and localisation can 
 - `demo_model("heads1" | "heads2" | "heads4" | "heads8")`: the head-count ablation (N = 1, 2, 4, 8;
   `heads4` is the main architecture trained like the other ablation models, their control).
 - `demo_model("nosaa")`: N = 4 with scale-aware aggregation turned off.
+- Seeds 1 and 2 of each ablation configuration: `heads2_s1`, `heads2_s2`, ... (`ablation_seeds`).
 - `demo_model("vit" | "swin" | "convnext")`: timm's ViT, Swin and ConvNeXt at SMT-nano's size
-  (`smt.presets.BACKBONES`), trained with the main model's recipe for 30 minutes, so SMT's analyses
-  can be compared on trained weights (shipped when present: `available_backbones()`).
+  (`smt.presets.BACKBONES`), trained with the main model's recipe for 2000 steps, so SMT's analyses
+  can be compared on trained weights (shipped when present: `available_backbones()`), and
+  `demo_model("nano2k")` (`STEP_MATCHED_SMT`): SMT-nano trained the same way for the same 2000 steps, the
+  SMT they compare with at equal steps (`main` trained longer).
 - `demo_images()`: 512 fixed test canvases with labels and item boxes (`data/demo/eval_subset.npz`).
 
 Weights load through the same path as a user's own checkpoint
