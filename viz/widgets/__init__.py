@@ -14,7 +14,8 @@ of events when an event loop runs (as in Jupyter); without one, updates are imme
 views carry CSS classes (`viz-control-heads`, `viz-view-heads`, ...) that browser tests select by.
 
     app.py         the base: status line and error details, guard, debouncing, quiet(), latency
-    view.py        View (one figure, blitted, as PNG) and Panel (a plot's artists plus the widget's texts)
+    view.py        Drawing (a figure per shape, the last shapes' kept laid out, dynamic artists blitted),
+                   View (a Drawing as PNG in a widgets.Image), Panel (a plot's artists plus the widget's texts)
     layout.py      columns, wrapping rows, the top-5 table, CSS class tags
     playground.py  SAMPlayground
     explorer.py    ModelExplorer
