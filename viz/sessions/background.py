@@ -141,8 +141,6 @@ class Replicas:
     """
 
     def __init__(self, keep: int = 2):
-        import weakref
-
         self._lock = threading.RLock()
         self._copies = LRU(keep)
         self._twins: "weakref.WeakSet[nn.Module]" = weakref.WeakSet()
