@@ -65,6 +65,20 @@ def _set(widget, value) -> None:
         raise RuntimeError(f"control {widget.description!r} took {widget.value!r}, not {value!r}")
 
 
+def checkpoint_file(name: str, folder):
+    """`--checkpoint`: an existing file as given, or a variant name built as a release-format file in `folder`
+    (`release_file`); ValueError for anything else."""
+    from pathlib import Path
+
+    from smt.variants import VARIANTS
+
+    if Path(name).is_file():
+        return Path(name)
+    if name not in VARIANTS:
+        raise ValueError(f"--checkpoint {name}: no such file, and not an SMT variant ({', '.join(VARIANTS)})")
+    return release_file(Path(folder) / f"{name}.pth", name)
+
+
 def release_file(path, variant: str = "smt_tiny", seed: int = 0):
     """`variant` at random initialisation, saved as the authors' release files are (the tests'
     `checkpoint_files.official_file`)."""
@@ -199,13 +213,11 @@ def main() -> int:
     import torch
 
     with tempfile.TemporaryDirectory() as tmp:
-        checkpoint = args.checkpoint
-        if checkpoint is not None and not Path(checkpoint).is_file():
-            from smt.variants import VARIANTS
-
-            if checkpoint not in VARIANTS:
-                p.error(f"--checkpoint {checkpoint}: no such file, and not an SMT variant ({', '.join(VARIANTS)})")
-            checkpoint = release_file(Path(tmp) / f"{checkpoint}.pth", checkpoint)
+        built = args.checkpoint is not None and not Path(args.checkpoint).is_file()  # a variant name: built here
+        try:
+            checkpoint = None if args.checkpoint is None else checkpoint_file(args.checkpoint, tmp)
+        except ValueError as e:
+            p.error(str(e))
         runs = []
         for r in range(args.runs):
             gc.collect()  # the previous run's widgets (reference cycles): each run starts from the same state
@@ -214,7 +226,7 @@ def main() -> int:
             print(f"run {r + 1}/{args.runs}: {time.perf_counter() - t0:.0f} s", flush=True)
     n = args.repeats
     what = "the demo model (main, 112 px)" if checkpoint is None else (
-        f"{Path(checkpoint).name} ({'release-format, random weights, ' if args.checkpoint != str(checkpoint) else ''}"
+        f"{Path(checkpoint).name} ({'release-format, random weights, ' if built else ''}"
         f"its input size)")
     print(f"\n{what}")
     print(f"torch {torch.__version__}, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at the end; "

@@ -61,15 +61,12 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         checkpoint, suffix = args.checkpoint, ""
         if checkpoint is not None:
-            if not Path(checkpoint).is_file():
-                from bench_widgets import release_file
+            from bench_widgets import checkpoint_file
 
-                from smt.variants import VARIANTS
-
-                if checkpoint not in VARIANTS:
-                    p.error(f"--checkpoint {checkpoint}: no such file, and not an SMT variant ({', '.join(VARIANTS)})")
-                checkpoint = release_file(Path(tmp) / f"{checkpoint}.pth", checkpoint)
-            checkpoint = Path(checkpoint).resolve()
+            try:
+                checkpoint = checkpoint_file(checkpoint, tmp).resolve()
+            except ValueError as e:
+                p.error(str(e))
             suffix = "_" + checkpoint.stem
         args.out.mkdir(parents=True, exist_ok=True)
         with jupyter_lab() as lab, chromium(width=1500, height=2200) as b:
