@@ -431,3 +431,32 @@ def test_the_playground_takes_a_model_object_named_by_the_resolver_not_by_its_id
     assert w.view.top5[0][1] == pytest.approx(float(expected), rel=1e-6)
     assert w.resolver.add_object(model) == "model object 1 (SMT)"  # the same object keeps its name
     assert w.resolver.add_object(torch.nn.Identity()) == "model object 2 (Identity)"
+
+
+def test_an_uploaded_image_is_shown_and_a_second_upload_of_the_same_name_is_another_image(pg, tmp_path):
+    import datetime
+    import io
+
+    from PIL import Image
+
+    def png(colour):
+        buf = io.BytesIO()
+        Image.new("RGB", (40, 30), colour).save(buf, format="PNG")
+        return buf.getvalue()
+
+    _reset(pg)
+    up = pg.controls()["upload"]
+
+    def upload(content):
+        up.value = ({"name": "mine.png", "type": "image/png", "size": len(content), "content": memoryview(content),
+                     "last_modified": datetime.datetime(2026, 1, 1, tzinfo=datetime.timezone.utc)},)
+
+    upload(png((200, 30, 30)))
+    assert pg.last_error is None and pg.controls()["source"].value == "upload"
+    first = pg.view_data[0].copy()
+    assert first.shape == (112, 112, 3) and tuple(first[56, 56]) == (200, 30, 30)
+    upload(png((30, 30, 200)))  # the same name, other pixels: not the cached image
+    assert pg.last_error is None and tuple(pg.view_data[0][56, 56]) == (30, 30, 200)
+    upload(b"not an image")
+    assert "could not read the image" in pg.status.value.lower()
+    _reset(pg)

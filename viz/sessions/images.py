@@ -71,4 +71,4 @@ def load_image(source: Any, size: int = 112) -> np.ndarray:
     s = size / min(im.size)
     im = im.resize((max(size, round(im.size[0] * s)), max(size, round(im.size[1] * s))), Image.BICUBIC)
     x0, y0 = (im.size[0] - size) // 2, (im.size[1] - size) // 2
-    return np.asarray(im.crop((x0, y0, x0 + size, y0 + size)))
+    return np.array(im.crop((x0, y0, x0 + size, y0 + size)))

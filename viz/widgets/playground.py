@@ -6,6 +6,7 @@ block's view, cached) and the view's data to the `viz.plot` functions the paper 
 from __future__ import annotations
 
 import functools
+import hashlib
 import html
 import traceback
 from collections.abc import Sequence
@@ -142,7 +143,7 @@ class SAMPlayground(App):
         self.prefetch = prefetch
         self.num_images = num_images
         self._sets = LRU(8)  # (source, input size, upload digest) -> ImageSet
-        self._upload_bytes: Optional[tuple[str, bytes]] = None
+        self._upload: Optional[tuple[str, bytes, str]] = None  # (name, bytes, digest) of the uploaded image
         folder = os.fspath(images) if isinstance(images, (str, os.PathLike)) and images not in (
             "canvases", "photos", "upload") and os.path.isdir(images) else None
         self.folder = folder
@@ -261,23 +262,21 @@ class SAMPlayground(App):
     def _imageset(self, source: Optional[str] = None) -> ImageSet:
         """The images of `source` (default the menu's) at the input size of the model shown, loaded once (by the
         UI thread or the prefetch, whichever asks first)."""
-        import hashlib
-
         src, size = source or self.w_source.value, self._size()
-        upload = self._upload_bytes if src == "upload" else None
+        upload = self._upload if src == "upload" else None
         if src == "upload" and upload is None:
             raise ValueError("no image uploaded yet: choose a PNG or JPEG file with the upload button")
-        digest = None if upload is None else (upload[0], hashlib.blake2b(upload[1], digest_size=12).hexdigest())
-        return self._sets.get((src, size, digest), lambda: self._load_images(src, size, upload))
+        key = (src, size, None if upload is None else (upload[0], upload[2]))
+        return self._sets.get(key, lambda: self._load_images(src, size, upload))
 
-    def _load_images(self, src: str, size: int, upload: Optional[tuple[str, bytes]]) -> ImageSet:
+    def _load_images(self, src: str, size: int, upload: Optional[tuple[str, bytes, str]]) -> ImageSet:
         if src == "canvases":  # a given ImageSet is shown as "canvases", at its own size
             return self._given or ImageSet.canvases(size=None if size == 112 else size)
         if src == "photos":
             return ImageSet.photos(size=size)
         if src == "folder":
             return ImageSet.photos(self.folder, size=size, num_images=self.num_images)
-        name, content = upload
+        name, content, _ = upload
         return ImageSet(load_image(content, size)[None], [name])
 
     def _kernels(self) -> tuple[int, ...]:
@@ -443,9 +442,9 @@ class SAMPlayground(App):
         if not files:
             return
         f = files[0] if isinstance(files, (list, tuple)) else next(iter(files.values()))
-        content = f["content"] if isinstance(f, dict) else f.content
+        content = bytes(f["content"] if isinstance(f, dict) else f.content)
         name = f["name"] if isinstance(f, dict) else f.name
-        self._upload_bytes = (name, bytes(content))
+        self._upload = (name, content, hashlib.blake2b(content, digest_size=12).hexdigest())
         self._imageset("upload")  # read now: an unreadable file is this event's error
         with self.quiet():
             self.w_source.value = "upload"
